@@ -1,0 +1,20 @@
+"""Model families as tasks (see base.Task). `get(name)` imports the family on demand."""
+import importlib
+
+from jaxgen.tasks.base import Task, TaskError
+
+_TASKS = {
+    "vae": "jaxgen.tasks.vae:VAETask",
+    "classifier": "jaxgen.tasks.classifier:ClassifierTask",
+}
+
+
+def names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get(name: str) -> type[Task]:
+    if name not in _TASKS:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(names())}.")
+    module, _, cls = _TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

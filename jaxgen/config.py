@@ -1,0 +1,124 @@
+"""Configs: `experiments/configs/<family>_<dataset>.py` files with `get_config()` -> ConfigDict.
+
+`load(spec, overrides)` takes a config name (`vae_digits`), a path to such a file, optionally with
+an argument after a colon (`vae_digits:quick`, passed to `get_config`), and `--config.a.b=value`
+overrides typed like the field they replace. `validate` checks the fields every run needs; tasks
+check their own.
+"""
+import ast
+import importlib
+import importlib.util
+import json
+import os
+from typing import Any, Sequence
+
+import ml_collections
+
+PARALLEL_MODES = ("shard_map", "pmap")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: unknown name, unknown field, or a bad value."""
+
+
+def available() -> list[str]:
+    """Names of the configs that ship in experiments/configs."""
+    import experiments.configs as pkg
+
+    folder = os.path.dirname(pkg.__file__)
+    return sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The config named (or at the path) `spec`, with `--config.x=y` overrides applied and checked."""
+    name, _, arg = spec.partition(":")
+    if name.endswith(".py") or os.sep in name:
+        if not os.path.isfile(name):
+            raise ConfigError(f"config file {name} does not exist.")
+        module_spec = importlib.util.spec_from_file_location("jaxgen_user_config", name)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        if name not in available():
+            raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
+        module = importlib.import_module(f"experiments.configs.{name}")
+    config = module.get_config(arg) if arg else module.get_config()
+    config.name = os.path.basename(name)[:-3] if name.endswith(".py") else name
+    for item in overrides:
+        apply_override(config, item)
+    validate(config)
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
+    """Applies one `--config.a.b=value` (or `a.b=value`), typed like the existing field."""
+    key, sep, text = item.removeprefix("--").removeprefix("config.").partition("=")
+    if not sep:
+        raise ConfigError(f"override {item!r} must look like --config.train.steps=200.")
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+            raise ConfigError(f"config has no section {part!r} (in override {item!r}).")
+        node = node[part]
+    if leaf not in node:
+        raise ConfigError(f"config has no field {key!r}; fields here: {', '.join(sorted(node.keys()))}.")
+    node[leaf] = _parse_like(node[leaf], text, key)
+
+
+def _parse_like(old: Any, text: str, key: str) -> Any:
+    if isinstance(old, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{key} must be true or false, not {text!r}.")
+    if isinstance(old, str) or old is None:
+        if old is None:  # None fields take a literal if it parses, else the string.
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"{key} expects a {type(old).__name__}, not {text!r}.") from None
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(old, (tuple, list)) and isinstance(value, (tuple, list)):
+        return type(old)(value)
+    if type(value) is not type(old):
+        raise ConfigError(f"{key} expects a {type(old).__name__}, not {text!r}.")
+    return value
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks the fields that the engine reads; raises ConfigError with one clear sentence."""
+    for section in ("data", "model", "optim", "train"):
+        _require(section in config, f"config {config.get('name', '?')} has no '{section}' section.")
+    t = config.train
+    _require(isinstance(t.steps, int) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
+    _require(isinstance(t.batch_size, int) and t.batch_size > 0,
+             f"train.batch_size must be a positive integer, not {t.batch_size!r}.")
+    _require(t.parallel in PARALLEL_MODES, f"train.parallel must be one of {PARALLEL_MODES}, not {t.parallel!r}.")
+    for field in ("log_every", "ckpt_every", "sample_every", "keep"):
+        _require(isinstance(t[field], int) and t[field] >= 0, f"train.{field} must be an integer >= 0, not {t[field]!r}.")
+    _require(t.keep >= 1, f"train.keep must be at least 1, not {t.keep}.")
+    _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), not {t.ema_decay!r}.")
+    o = config.optim
+    _require(o.lr > 0, f"optim.lr must be positive, not {o.lr!r}.")
+    _require(o.name in ("adam", "adamw", "sgd"), f"optim.name must be adam, adamw or sgd, not {o.name!r}.")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def from_dict(d: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(d)

@@ -1,0 +1,13 @@
+"""The errors a user can cause, each carrying one clear sentence; the CLI prints them and exits 2."""
+from jaxgen.config import ConfigError
+from jaxgen.data.pipeline import DataError
+from jaxgen.tasks.base import TaskError
+from jaxgen.train.checkpoint import CheckpointError
+from jaxgen.train.loop import NonFiniteLossError
+
+
+class UsageError(ValueError):
+    """A bad command-line value (e.g. an output file type jaxgen cannot write)."""
+
+
+EXPECTED = (ConfigError, DataError, TaskError, CheckpointError, NonFiniteLossError, UsageError)

@@ -1,0 +1,56 @@
+"""The interface between a model family and the generic training loop.
+
+A task turns a config into: `init(rng) -> TrainState`, a per-device `train_step(state, batch) ->
+(state, metrics)` (gradients and metrics averaged with `parallel.pmean`), `sample(params, rng, num)`
+and `evaluate(state) -> metrics`. The loop knows nothing else about the model; a GAN is a task whose
+state holds two optimizer states.
+"""
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgen.data.pipeline import Dataset
+from jaxgen.train.state import TrainState
+
+PyTree = Any
+
+
+class TaskError(ValueError):
+    """A config value that this task cannot run with."""
+
+
+class Task:
+    """Base class; subclasses set `batch_keys` and implement the four methods."""
+
+    #: the dataset features the train step reads (everything else, e.g. caption strings, stays on host)
+    batch_keys: tuple[str, ...] = ("image",)
+
+    def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
+        self.config = config
+        self.dataset = dataset
+
+    def init(self, rng: jax.Array) -> TrainState:
+        raise NotImplementedError
+
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        raise NotImplementedError
+
+    def sample(self, params: PyTree, rng: jax.Array, num: int) -> dict[str, np.ndarray]:
+        """Returns at least {"images": float [num, H, W, C] in [0, 1]}; conditional tasks add their
+        conditions (e.g. "labels")."""
+        raise NotImplementedError
+
+    def evaluate(self, state: TrainState) -> dict[str, float]:
+        raise NotImplementedError
+
+    def eval_params(self, state: TrainState) -> PyTree:
+        """The params to sample and evaluate with: the EMA when the run keeps one."""
+        return state.ema_params if state.ema_params is not None else state.params
+
+    def host_batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
+        """This process's rows of the global batch of `step`, only the keys the step reads."""
+        t = self.config.train
+        batch = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count)
+        return {k: batch[k] for k in self.batch_keys}

@@ -1,0 +1,89 @@
+"""The VAE family as a task: train on -ELBO, sample from the prior, evaluate the IWAE test NLL.
+
+Images stay integers 0..num_levels-1 all the way into the model (the likelihood is discrete), so the
+VAE runs at the dataset's native resolution.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import data
+from jaxgen.eval import likelihood
+from jaxgen.models import vae as vae_lib
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import parallel
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+
+class VAETask(Task):
+    batch_keys = ("image",)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        m = config.model
+        if m.likelihood not in vae_lib.LIKELIHOODS:
+            raise TaskError(f"model.likelihood must be one of {vae_lib.LIKELIHOODS}, not {m.likelihood!r}.")
+        image_shape = tuple(dataset.arrays["image"].shape[1:])
+        scale = 2 ** len(m.channels)
+        if image_shape[0] % scale or image_shape[1] % scale:
+            raise TaskError(f"{dataset.name} images are {image_shape[0]}x{image_shape[1]}, not divisible by "
+                            f"2**len(model.channels) = {scale}; use fewer channel levels.")
+        self.model = vae_lib.VAE(latent_dim=m.latent_dim, channels=tuple(m.channels), image_shape=image_shape,
+                                 num_levels=dataset.num_levels, likelihood=m.likelihood,
+                                 variational=m.variational, upsample=m.upsample)
+        self.tx = make_optimizer(config.optim, config.train.steps)
+        self.num_dims = int(np.prod(image_shape))
+
+    def init(self, rng):
+        init_rng, noise_rng, state_rng = jax.random.split(rng, 3)
+        x = jnp.zeros((1,) + self.model.image_shape, jnp.int32)
+        params = self.model.init(init_rng, x, noise_rng)["params"]
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    def _per_example_elbo(self, params, x, keys):
+        """ELBO terms per example [B] with each example's own noise key, so the result does not
+        depend on how the global batch is split over devices."""
+        one = lambda xi, k: self.model_elbo(params, xi[None], k)
+        return jax.tree.map(lambda v: v[:, 0], jax.vmap(one)(x, keys))
+
+    def model_elbo(self, params, x, rng):
+        return vae_lib.elbo(params, self.model, x, rng)
+
+    def train_step(self, state, batch):
+        x = batch["image"].astype(jnp.int32)
+        keys = parallel.example_keys(state_lib.step_rng(state), x.shape[0])
+
+        def loss_fn(params):
+            terms = self._per_example_elbo(params, x, keys)
+            return -jnp.mean(terms["elbo"]), terms
+
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = parallel.pmean(grads)
+        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        metrics = {"loss": loss, "recon": -jnp.mean(terms["recon"]), "kl": jnp.mean(terms["kl"]),
+                   "bits_per_dim": loss / (self.num_dims * jnp.log(2.0))}
+        return state, parallel.pmean(metrics)
+
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def sample(self, params, rng, num):
+        return {"images": vae_lib.sample(params, self.model, rng, num)}
+
+    def evaluate(self, state):
+        """Test-split ELBO and IWAE NLL (nats per image and bits/dim), plus reconstructions error."""
+        e = self.config.eval
+        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        images = test.arrays["image"].astype(np.int32)
+        params = self.eval_params(state)
+        rng = jax.random.PRNGKey(self.config.seed + 2)
+        elbo_fn = jax.jit(lambda p, x, r: vae_lib.elbo(p, self.model, x, r)["elbo"])
+        elbos = np.concatenate([np.asarray(elbo_fn(params, images[i:i + e.batch_size], jax.random.fold_in(rng, i)))
+                                for i in range(0, len(images), e.batch_size)])
+        results = {f"test_elbo_{k}": v for k, v in likelihood.nll_summary(elbos, self.num_dims).items()}
+        if self.model.variational:
+            nll = likelihood.evaluate_nll(params, self.model, images, rng, k=e.iwae_k, chunk=e.iwae_chunk,
+                                          batch_size=e.batch_size)
+            results.update({f"test_iwae{e.iwae_k}_{k}": v for k, v in nll.items()})
+        return results

@@ -1,0 +1,124 @@
+"""Run outputs: metrics.jsonl, TensorBoard event files, a progress bar and sample-grid PNGs.
+
+Only process 0 writes (`enabled=False` elsewhere). TensorBoard files come from tensorboardX, which
+works without TensorFlow.
+"""
+import json
+import math
+import os
+import time
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsWriter:
+    """Appends {"step": s, "time": t, name: value, ...} lines to <workdir>/metrics.jsonl and the
+    same scalars to TensorBoard under <workdir>/tb."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+    def truncate_after(self, step: int) -> None:
+        """Drops lines logged after `step` by a run that died before its next checkpoint, so a
+        resumed run's log has each step once."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in metrics.items():
+            self._tb.add_scalar(name, float(value), int(step))
+
+    def image(self, tag: str, grid: np.ndarray, step: int) -> None:
+        if self.enabled:
+            self._tb.add_image(tag, grid, int(step), dataformats="HWC")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def make_grid(images: np.ndarray, columns: int | None = None, min_size: int = 32, pad: int = 1) -> np.ndarray:
+    """Tiles images [N, H, W, C] in [0, 1] into one uint8 image [rows*H', cols*W', 3], each image
+    scaled up by an integer factor (nearest) to at least `min_size` pixels so 8x8 digits stay visible."""
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    if images.ndim != 4:
+        raise ValueError(f"make_grid expects images [N, H, W, C], got shape {images.shape}.")
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    n, h, w, _ = images.shape
+    scale = max(1, math.ceil(min_size / max(h, w)))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    h, w = h * scale, w * scale
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
+    return (grid * 255 + 0.5).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str) -> None:
+    """Writes a uint8 HWC image atomically (temp file + rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+class Progress:
+    """A tqdm bar showing step, steps/s, loss and ETA; silent when disabled."""
+
+    def __init__(self, total: int, initial: int, enabled: bool = True):
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                             mininterval=1.0, smoothing=0.1)
+
+    def update(self, n: int, metrics: Mapping[str, float] | None = None) -> None:
+        if self._bar is None:
+            return
+        if metrics:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False)
+        self._bar.update(n)
+
+    def write(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

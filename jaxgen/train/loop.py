@@ -1,0 +1,196 @@
+"""The one generic training loop: any task, any number of devices, resumable.
+
+Sections: setup (config, data, mesh) · state (init or resume) · loop (step, log, sample, save) ·
+shutdown (final save, signals). The batch of step s is a pure function of (seed, s) and the step's
+randomness a pure function of (state.rng, s), so a run resumed from a checkpoint continues exactly
+where the uninterrupted run would be.
+"""
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgen import config as config_lib
+from jaxgen import data, tasks
+from jaxgen.train import log, parallel
+from jaxgen.train.checkpoint import Checkpointer
+
+PyTree = Any
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a step's loss is NaN or infinite; the newest checkpoint is the last good state."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    state: PyTree  # the final state, one local copy
+    step: int  # steps completed
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+
+
+def setup(config: ml_collections.ConfigDict, devices: list | None = None):
+    """Loads the data and builds the task and the data-parallel step; all checks happen here,
+    before anything is written."""
+    config_lib.validate(config)
+    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
+    mesh = parallel.make_mesh(devices)
+    data.check_divisible(config.train.batch_size, mesh.size)
+    task = tasks.get(config.task)(config, dataset)
+    step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
+    return task, step_fn
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    path = os.path.join(workdir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config_lib.to_json(config))
+    os.replace(tmp, path)
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM set a flag that the loop reads at the next step boundary, so the state is
+    never saved half-updated."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
+          quiet: bool = False) -> RunResult:
+    """Trains `config` in `workdir` to config.train.steps, resuming from its newest checkpoint."""
+    # ---- setup -----------------------------------------------------------------------------------
+    task, step_fn = setup(config, devices)
+    t = config.train
+    main = jax.process_index() == 0
+    ckpt = Checkpointer(workdir, keep=t.keep)
+    writer = log.MetricsWriter(workdir, enabled=main)
+    say = (lambda m: None) if quiet or not main else (lambda m: print(m, flush=True))
+
+    # ---- state: init, or resume from the newest complete checkpoint ------------------------------
+    state = task.init(jax.random.PRNGKey(config.seed))
+    start = ckpt.latest_step()
+    if start is not None:
+        ckpt.check_compatible(config)
+        state = ckpt.restore(jax.device_put(state, step_fn.replicated), start)
+        writer.truncate_after(start)
+        say(f"resumed from step {start} ({ckpt.directory})")
+    else:
+        start = 0
+    if main:
+        _write_config(workdir, config)
+    state = step_fn.put_state(state)
+
+    # ---- loop ------------------------------------------------------------------------------------
+    progress = log.Progress(t.steps, start, enabled=main and not quiet)
+    sample_rng = jax.random.PRNGKey(config.seed + 1)  # fixed noise: grids over training compare
+    pending: list[tuple[int, dict]] = []
+    last_flush = (start, time.time())
+    last_saved = start if start else None
+    step = start
+    with _StopFlag() as stop:
+        try:
+            while step < t.steps and stop.signal_name is None:
+                batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
+                state, metrics = step_fn(state, batch)
+                step += 1
+                pending.append((step, metrics))
+                save_now = (t.ckpt_every and step % t.ckpt_every == 0) or step == t.steps
+                if (t.log_every and step % t.log_every == 0) or save_now:
+                    last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
+                    pending = []
+                if main and t.sample_every and step % t.sample_every == 0:
+                    _save_samples(task, step_fn, state, sample_rng, workdir, writer, step)
+                if save_now:
+                    ckpt.save(step, step_fn.host_state(state), config)
+                    last_saved = step
+            if pending:  # stopped by a signal between log points
+                _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
+            if stop.signal_name and last_saved != step:
+                ckpt.save(step, step_fn.host_state(state), config)
+        finally:
+            ckpt.close()
+            writer.close()
+            progress.close()
+    if stop.signal_name:
+        say(f"{'preempted' if stop.signal_name == 'SIGTERM' else 'interrupted'} at step {step}; "
+            f"checkpoint saved, run the same command to resume.")
+    final = parallel.to_local(step_fn.host_state(state))
+    return RunResult(final, step, stop.signal_name)
+
+
+def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved):
+    """Fetches the metrics of the steps since the last flush (one device->host transfer), stops on a
+    non-finite loss, and logs their mean."""
+    values = jax.device_get([step_fn.metrics_to_host(m) for _, m in pending])
+    for (step, _), m in zip(pending, values):
+        if not math.isfinite(float(m["loss"])):
+            ckpt.wait()
+            where = (f"the last good checkpoint is step {last_saved} in {ckpt.directory}" if last_saved
+                     else "no checkpoint had been saved yet")
+            raise NonFiniteLossError(f"loss is {float(m['loss'])} at step {step}; training stopped and "
+                                     f"{where}. Lower optim.lr or check the data.")
+    step = pending[-1][0]
+    now = time.time()
+    mean = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
+    mean["steps_per_s"] = (step - last_flush[0]) / max(now - last_flush[1], 1e-9)
+    writer.write(step, mean)
+    progress.update(step - last_flush[0], mean)
+    return step, now
+
+
+def _save_samples(task, step_fn, state, rng, workdir, writer, step) -> None:
+    local = parallel.to_local(step_fn.host_state(state))
+    images = np.asarray(task.sample(task.eval_params(local), rng, 64)["images"])
+    grid = log.make_grid(images)
+    log.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    writer.image("samples", grid, step)
+
+
+def restore_for_eval(workdir: str, devices: list | None = None):
+    """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device."""
+    from jaxgen.train.checkpoint import CheckpointError, load_run_config
+
+    config = load_run_config(workdir)
+    ckpt = Checkpointer(workdir)
+    if ckpt.latest_step() is None:
+        raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
+    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
+    task = tasks.get(config.task)(config, dataset)
+    device = (devices or jax.local_devices())[0]
+    target = jax.device_put(task.init(jax.random.PRNGKey(config.seed)), device)
+    ckpt.check_compatible(config)
+    state = ckpt.restore(target)
+    ckpt.close()
+    return config, task, state
+
+
+def save_json(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,0 +1,32 @@
+"""Optimizers from the `optim` section of a config."""
+import ml_collections
+import optax
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """adam / adamw / sgd (with momentum), optional linear warm-up, cosine decay and gradient clipping.
+
+    Fields: name, lr, warmup_steps, schedule ('constant' | 'cosine'), grad_clip (0 = off),
+    weight_decay (adamw), momentum (sgd), b1, b2 (adam*).
+    """
+    schedule = _schedule(optim, total_steps)
+    if optim.name == "sgd":
+        core = optax.sgd(schedule, momentum=optim.get("momentum", 0.9) or None)
+    elif optim.name == "adamw":
+        core = optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
+                           weight_decay=optim.get("weight_decay", 1e-4))
+    else:
+        core = optax.adam(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999))
+    clip = optim.get("grad_clip", 0.0)
+    return optax.chain(optax.clip_by_global_norm(clip), core) if clip else core
+
+
+def _schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    warmup = optim.get("warmup_steps", 0)
+    if optim.get("schedule", "constant") == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, optim.lr, max(warmup, 1), max(total_steps, warmup + 1),
+                                                  end_value=optim.lr * 0.01)
+    if warmup:
+        return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup),
+                                     optax.constant_schedule(optim.lr)], [warmup])
+    return optax.constant_schedule(optim.lr)

@@ -1,0 +1,56 @@
+"""The train state: one pytree holding everything a run needs to continue exactly.
+
+A step is a pure function `step(state, batch) -> (state, metrics)`. Its randomness comes from
+`jax.random.fold_in(state.rng, state.step)`, so the same state and batch always give the same result,
+and a run resumed from a checkpoint replays the uninterrupted one bit for bit.
+"""
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    """step: int32 []; params: the model parameters (for a GAN a dict {'gen', 'disc'});
+    opt_state: the optimizer state(s), same structure convention as params; rng: a raw uint32 [2]
+    key (raw so that checkpoints hold plain arrays); ema_params: exponential moving average of params,
+    or None when the config does not ask for one."""
+
+    step: jax.Array
+    params: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+    ema_params: PyTree = None
+
+
+def create(params: PyTree, tx: optax.GradientTransformation, rng: jax.Array,
+           ema: bool = False) -> TrainState:
+    """A fresh state at step 0 for one optimizer over all params."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=rng, ema_params=jax.tree.map(jnp.copy, params) if ema else None)
+    # A copy, not the same buffers: the step donates its state, and one buffer cannot be donated twice.
+
+
+def step_rng(state: TrainState) -> jax.Array:
+    """The key for this step: a pure function of (state.rng, state.step)."""
+    return jax.random.fold_in(state.rng, state.step)
+
+
+def apply_gradients(state: TrainState, grads: PyTree, tx: optax.GradientTransformation,
+                    ema_decay: float = 0.0) -> TrainState:
+    """One optimizer update of all params, the EMA update, and step + 1."""
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema_params
+    if ema is not None:
+        ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+
+
+def param_count(params: PyTree) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params))
