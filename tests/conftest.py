@@ -10,7 +10,15 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests build the embedded datasets into the repository's own .cache (shared by xdist workers through
+# the pipeline's file lock), never into the user's cache.
+_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
+os.environ.setdefault("JAXGEN_DATA_DIR", os.path.join(_CACHE, "test_data"))
 
 import jax  # noqa: E402
 
-jax.config.update("jax_threefry_partitionable", True)
+from jaxgen.train.parallel import enable_compilation_cache  # noqa: E402
+
+# Most of the suite's time is XLA compilation (threefry alone takes seconds per program on this CPU);
+# the persistent cache compiles each distinct program once per machine, across tests and subprocesses.
+enable_compilation_cache(os.path.join(_CACHE, "xla"))

@@ -1,0 +1,8 @@
+"""Datasets and the input pipeline: `load(name, split)` -> `Dataset` (the split in host memory),
+`Dataset.batch(seed, step, global_batch_size, ...)` (the batch of a step, a pure function), and the
+embedded datasets' TFDS builders in `digits` and `shapes` (imported on first use: they pull in
+tensorflow_datasets)."""
+from jaxgen.data.pipeline import (DataError, Dataset, check_divisible, clear_cache, default_data_dir,
+                                  load)
+
+__all__ = ["DataError", "Dataset", "check_divisible", "clear_cache", "default_data_dir", "load"]

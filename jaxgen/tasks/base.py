@@ -52,5 +52,5 @@ class Task:
     def host_batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
         """This process's rows of the global batch of `step`, only the keys the step reads."""
         t = self.config.train
-        batch = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count)
-        return {k: batch[k] for k in self.batch_keys}
+        return self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                  keys=self.batch_keys)

@@ -9,6 +9,7 @@ index into the step key, so the noise an example sees does not depend on how the
 Adding a `model` axis for sharded parameters later is local to this module: the mesh gains an axis,
 and `put_state` gains non-trivial partition specs.
 """
+import os
 from typing import Any, Callable
 
 import jax
@@ -20,6 +21,18 @@ AXIS = "data"
 MODES = ("shard_map", "pmap")
 PyTree = Any
 StepFn = Callable[[PyTree, PyTree], tuple[PyTree, dict]]
+
+
+def enable_compilation_cache(directory: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache (default: ~/.cache/jaxgen/xla, or $JAXGEN_XLA_CACHE).
+
+    A resumed run, `jaxgen sample` and `jaxgen eval` then reuse the programs the first run compiled.
+    """
+    directory = directory or os.environ.get("JAXGEN_XLA_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "jaxgen", "xla")
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return directory
 
 
 def make_mesh(devices: list | None = None) -> Mesh:

@@ -1,0 +1,323 @@
+"""The `shapes` dataset: procedural 32x32 RGB scenes of 1-4 coloured objects, with captions.
+
+Each scene places 1-4 objects (circle, square, triangle), each in one of six colours and one of two
+sizes, in distinct cells of a 3x3 grid ("top left" ... "bottom right"), so objects never overlap and
+every object has a name for where it is. A scene is a pure function of (seed, index): numpy only,
+`np.random.default_rng([seed, index])`, so the same bytes come out on every machine (for a given
+numpy: its Generator streams may change between releases, which matters little as a prepared
+dataset is written once), and the train and test splits are different seed streams (train seed 0,
+test seed 1).
+
+Every scene is rendered twice:
+  * `image`: flat colours on a dark background, hard edges (no anti-aliasing), so the segmentation
+    `mask` is exactly the set of non-background pixels;
+  * `painted`: the same objects at the same places in a "painted" style (muted oil palette, brush
+    stroke texture, soft edges, a light textured canvas). It is a second domain for unpaired
+    CycleGAN-style translation, and the true pair is there to score a translation against.
+
+Records per scene (fixed size, padded with -1 to 4 objects, in reading order of the grid cells):
+  image uint8 [32, 32, 3], painted uint8 [32, 32, 3], mask uint8 [32, 32] (0 background,
+  1 circle, 2 square, 3 triangle), num_objects int64, obj_shape / obj_colour / obj_position /
+  obj_size int64 [4] (indices into SHAPES, COLOURS, POSITIONS, SIZES), and four captions (str):
+    caption           "two red circles and a blue square"   (colour + shape, with counts)
+    caption_count     "two circles and a square"            (shape counts only)
+    caption_colour    "red and blue shapes"                 (colours only)
+    caption_position  "a red circle at the top left, a red circle on the right and a blue square
+                       in the center"
+Numbers are words ("a", "two", "three", "four"). Splits: train 10,000 scenes, test 1,000; the
+`tiny` builder config (256 / 64, the first scenes of the same streams) is for tests.
+
+Bump `Shapes.VERSION` whenever a rendered byte changes: a prepared dataset is never rebuilt.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+SIZE = 32  # scenes are SIZE x SIZE pixels
+MAX_OBJECTS = 4
+SHAPES = ("circle", "square", "triangle")
+COLOURS: dict[str, tuple[int, int, int]] = {  # flat rendering, on BACKGROUND
+    "red": (220, 50, 50),
+    "green": (60, 180, 75),
+    "blue": (60, 100, 230),
+    "yellow": (235, 210, 50),
+    "purple": (150, 70, 200),
+    "white": (240, 240, 240),
+}
+COLOUR_NAMES = tuple(COLOURS)
+POSITIONS = ("top left", "top", "top right", "left", "center", "right",
+             "bottom left", "bottom", "bottom right")  # grid cell index = 3 * row + column
+SIZES = ("small", "large")
+NUMBERS = ("zero", "one", "two", "three", "four")
+CAPTION_STYLES = ("full", "count", "colour", "position")
+CAPTION_KEYS = {"full": "caption", "count": "caption_count", "colour": "caption_colour",
+                "position": "caption_position"}
+SPLIT_SEEDS = {"train": 0, "test": 1}  # distinct seed streams for the two splits
+BACKGROUND = (24, 24, 32)
+
+# The painted domain: muted, warmer pigments on a light canvas (same order as COLOURS).
+PAINTED_COLOURS = {
+    "red": (190, 72, 60),
+    "green": (92, 150, 92),
+    "blue": (72, 100, 172),
+    "yellow": (226, 188, 82),
+    "purple": (128, 82, 150),
+    "white": (250, 247, 238),
+}
+CANVAS = (202, 186, 156)
+
+_PREPOSITION = {"top left": "at the", "top": "at the", "top right": "at the", "left": "on the",
+                "center": "in the", "right": "on the", "bottom left": "at the",
+                "bottom": "at the", "bottom right": "at the"}
+_CELL = SIZE / 3
+# Half-extent of an object of each size and the centre jitter: half + jitter <= 5.0 < _CELL / 2, so
+# an object never leaves its cell and two objects never touch.
+_HALF = (2.75, 4.25)
+_JITTER = 0.75
+# Pixel centres, [SIZE, SIZE] each.
+_YY, _XX = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5, indexing="ij")
+
+
+# ------------------------------------------------------------------------------------ captions
+def _join(parts: list[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _counted(count: int, noun: str) -> str:
+    """(1, "red circle") -> "a red circle"; (2, "red circle") -> "two red circles"."""
+    return f"a {noun}" if count == 1 else f"{NUMBERS[count]} {noun}s"
+
+
+def _grouped(keys: list) -> list[tuple]:
+    """Distinct keys in order of first appearance, with their counts."""
+    counts: dict = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    return list(counts.items())
+
+
+def caption(shapes: Sequence[int], colours: Sequence[int], positions: Sequence[int] | None = None,
+            style: str = "full") -> str:
+    """The caption of a scene from its object records (indices into SHAPES / COLOURS / POSITIONS;
+    entries < 0 are padding and ignored). Objects are listed in the order given, groups in order of
+    first appearance. `style` is one of CAPTION_STYLES; "position" needs `positions`."""
+    if style not in CAPTION_STYLES:
+        raise ValueError(f"caption style must be one of {CAPTION_STYLES}, not {style!r}.")
+    objs = [(int(s), int(c), int(p)) for s, c, p in
+            zip(shapes, colours, positions if positions is not None else [0] * len(shapes)) if s >= 0]
+    if not objs:
+        raise ValueError("a caption needs at least one object.")
+    if style == "full":
+        groups = _grouped([(c, s) for s, c, _ in objs])
+        return _join([_counted(k, f"{COLOUR_NAMES[c]} {SHAPES[s]}") for (c, s), k in groups])
+    if style == "count":
+        return _join([_counted(k, SHAPES[s]) for s, k in _grouped([s for s, _, _ in objs])])
+    if style == "colour":
+        names = [COLOUR_NAMES[c] for c, _ in _grouped([c for _, c, _ in objs])]
+        return f"a {names[0]} shape" if len(objs) == 1 else f"{_join(names)} shapes"
+    if positions is None:
+        raise ValueError("the position caption needs the objects' positions.")
+    return _join([f"a {COLOUR_NAMES[c]} {SHAPES[s]} {_PREPOSITION[POSITIONS[p]]} {POSITIONS[p]}"
+                  for s, c, p in objs])
+
+
+# ------------------------------------------------------------------------------------ rendering
+# Rendering is vectorised over a batch of scenes: only the random draws are per scene (each from
+# its own (seed, index) stream), everything else is elementwise numpy over [B, ...] arrays, so a
+# scene's bytes do not depend on which batch it was rendered in.
+
+def _layout(seed: int, index: int) -> dict[str, np.ndarray]:
+    """The random draws of one scene, objects padded to MAX_OBJECTS (shape -1 = padding). The
+    flat scene's draws come first, so the painted style's draws never change it."""
+    rng = np.random.default_rng([seed, index])
+    n = int(rng.integers(1, MAX_OBJECTS + 1))
+    records = np.full((4, MAX_OBJECTS), -1, np.int64)  # shape, colour, position, size
+    records[2, :n] = np.sort(rng.permutation(len(POSITIONS))[:n])  # distinct cells, reading order
+    records[[0, 1, 3], :n] = rng.integers(0, [[len(SHAPES)], [len(COLOURS)], [len(SIZES)]], (3, n))
+    jitter = np.zeros((MAX_OBJECTS, 2))
+    jitter[:n] = rng.uniform(-_JITTER, _JITTER, (n, 2))
+    # The painted style: canvas grain, brush-stroke noise and direction, pigment shifts.
+    grain, noise = rng.normal(0.0, 1.0, (2, SIZE, SIZE))
+    direction = rng.integers(0, 3)
+    shift = np.zeros((MAX_OBJECTS, 3))
+    shift[:n] = rng.normal(0.0, 8.0, (n, 3))
+    return {"num_objects": np.int64(n), "obj_shape": records[0], "obj_colour": records[1],
+            "obj_position": records[2], "obj_size": records[3], "jitter": jitter,
+            "grain": 6.0 * grain, "noise": noise, "direction": direction, "pigment_shift": shift}
+
+
+def _object_masks(shape: np.ndarray, centre: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Boolean masks [..., SIZE, SIZE] of objects (shape index [...], -1 = none; centre (y, x)
+    [...,  2]; half extent [...]), sampled at pixel centres. Each object is tested only against its
+    own shape's inequality (float32: the pixel grid and sizes are exact in it)."""
+    masks = np.zeros(shape.shape + (SIZE, SIZE), bool)
+    yy, xx = _YY.astype(np.float32), _XX.astype(np.float32)
+    for kind in range(len(SHAPES)):
+        sel = shape == kind
+        c, h = centre[sel].astype(np.float32), half[sel].astype(np.float32)[:, None, None]
+        dy, dx = yy - c[:, 0, None, None], xx - c[:, 1, None, None]
+        if kind == 0:  # circle
+            masks[sel] = dx * dx + dy * dy <= h * h
+        elif kind == 1:  # square; 0.85: about the circle's area
+            masks[sel] = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * h
+        else:  # upright triangle: apex at dy = -h, base at dy = +0.85 h with half-width h
+            rise = (dy + h) / (1.85 * h)
+            masks[sel] = (rise >= 0) & (rise <= 1) & (np.abs(dx) <= h * rise)
+    return masks
+
+
+def _smear(x: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """Blur of x along `axis` with an odd 1-D kernel, edges replicated (elementwise sums of
+    shifted copies, so each scene of a batch gets the same bytes as alone)."""
+    r = len(kernel) // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    p = np.pad(x, pad, mode="edge")
+    n = x.shape[axis]
+    out = np.zeros_like(x, dtype=np.float64)
+    for i, w in enumerate(kernel):
+        out += w * np.take(p, np.arange(i, i + n), axis=axis)
+    return out
+
+
+_SOFT = np.array([0.25, 0.5, 0.25])  # soft painted edges
+_STROKE = np.ones(7) / 7  # brush strokes: noise smeared along a direction over 7 pixels
+_WEAVE = 4.0 * np.sin(_YY * 2.2) * np.sin(_XX * 2.2)  # faint canvas weave
+_PAINTED = np.asarray([PAINTED_COLOURS[c] for c in COLOUR_NAMES], np.float64)
+_FLAT = np.asarray([COLOURS[c] for c in COLOUR_NAMES], np.uint8)
+
+
+def _paint(owner: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
+    """The painted rendering uint8 [B, SIZE, SIZE, 3] of scenes whose pixel (b, y, x) belongs to
+    object owner[b, y, x] - 1 (owner [B, SIZE, SIZE], 0 = background): muted pigments shaded by
+    brush strokes, composited with soft edges over a textured canvas."""
+    canvas = np.asarray(CANVAS, np.float64) + (draws["grain"] + _WEAVE)[..., None]
+    # Brush strokes: white noise smeared along each scene's direction (down the columns, along the
+    # rows, or a diagonal), so paint varies in streaks rather than per pixel. A 7-pixel average of
+    # unit noise has std 1/sqrt(7): rescale to unit std.
+    noise = draws["noise"]
+    diagonal = sum(np.roll(noise, (k, k), axis=(1, 2)) for k in range(-3, 4)) / 7
+    direction = draws["direction"][:, None, None]
+    streaks = np.where(direction == 0, _smear(noise, _STROKE, 1),
+                       np.where(direction == 1, _smear(noise, _STROKE, 2), diagonal)) * np.sqrt(7)
+    colour = np.maximum(draws["obj_colour"], 0)
+    pigments = _PAINTED[colour] + draws["pigment_shift"]  # [B, MAX_OBJECTS, 3]
+    pigments = np.concatenate([np.zeros_like(pigments[:, :1]), pigments], axis=1)  # 0: none
+    layer = pigments[np.arange(len(owner))[:, None, None], owner]  # [B, H, W, 3]
+    layer = layer * (1.0 + 0.09 * streaks)[..., None]
+    coverage = (owner > 0).astype(np.float64)[..., None]
+    # Soft edges: blur coverage and the premultiplied colour together, then composite.
+    for axis in (1, 2):
+        layer, coverage = _smear(layer, _SOFT, axis), _smear(coverage, _SOFT, axis)
+    out = layer + (1.0 - coverage) * canvas
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def render_scenes(seed: int, indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """Scenes `indices` of seed stream `seed`, batched: arrays with a leading axis B = len(indices)
+    in the record layout of the module docstring; captions are str arrays [B]. Scene i's bytes
+    equal `render_scene(seed, i)`'s, whatever batch it is rendered in."""
+    draws = [_layout(seed, int(i)) for i in indices]
+    d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
+    shape, position, size = d["obj_shape"], d["obj_position"], d["obj_size"]
+    valid = shape >= 0
+    centre = np.stack([position // 3, position % 3], axis=-1) * _CELL + _CELL / 2 + d["jitter"]
+    half = np.where(valid, np.asarray(_HALF)[np.maximum(size, 0)], 1.0)
+    masks = _object_masks(shape, centre, half)  # [B, MAX_OBJECTS, H, W]
+
+    slot = np.arange(1, MAX_OBJECTS + 1)[None, :, None, None]
+    owner = (masks * slot).sum(1)  # 0 background, k + 1 where object k is (no overlaps)
+    palette = np.concatenate([np.broadcast_to(np.asarray(BACKGROUND, np.uint8), (len(draws), 1, 3)),
+                              _FLAT[np.maximum(d["obj_colour"], 0)]], axis=1)  # [B, 1 + MAX, 3]
+    image = palette[np.arange(len(draws))[:, None, None], owner]
+    mask = (masks * (shape + 1)[..., None, None]).sum(1).astype(np.uint8)
+
+    out = {"image": image, "painted": _paint(owner, d), "mask": mask}
+    out.update({k: d[k].astype(np.int64) for k in
+                ("num_objects", "obj_shape", "obj_colour", "obj_position", "obj_size")})
+    for style, key in CAPTION_KEYS.items():
+        out[key] = np.asarray([caption(s, c, p, style) for s, c, p in
+                               zip(shape, d["obj_colour"], position)])
+    return out
+
+
+def render_scene(seed: int, index: int) -> dict[str, np.ndarray | str | int]:
+    """Scene `index` of seed stream `seed` (record layout of the module docstring: image, painted,
+    mask, num_objects, obj_* [4] padded with -1, caption, caption_count, caption_colour,
+    caption_position; captions as str, num_objects as int). Pure: same (seed, index), same bytes."""
+    batch = render_scenes(seed, [index])
+    scene = {k: v[0] for k, v in batch.items()}
+    scene["num_objects"] = int(scene["num_objects"])
+    for key in CAPTION_KEYS.values():
+        scene[key] = str(scene[key])
+    return scene
+
+
+# ------------------------------------------------------------------------------------ builder
+_ZLIB = tfds.features.Encoding.ZLIB
+
+
+@dataclasses.dataclass(eq=False)
+class ShapesConfig(tfds.core.BuilderConfig):
+    """How many scenes each split holds (the first ones of the split's seed stream)."""
+    num_train: int = 10_000
+    num_test: int = 1_000
+
+
+class Shapes(tfds.core.GeneratorBasedBuilder):
+    """TFDS builder of `shapes` (array_record, readable with `tfds.data_source` without TF)."""
+
+    name = "shapes"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    # TFDS looks for a download-checksums file beside the builder's code via `importlib_resources`, a
+    # backport it installs only for Python < 3.9 (so the lookup fails); nothing is downloaded here.
+    code_path = None
+    BUILDER_CONFIGS = [
+        ShapesConfig(name="default", description="10,000 train and 1,000 test scenes."),
+        ShapesConfig(name="tiny", description="256 train and 64 test scenes, for tests.",
+                     num_train=256, num_test=64),
+    ]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        t = tfds.features.Tensor
+        objects = {k: t(shape=(MAX_OBJECTS,), dtype=np.int64)
+                   for k in ("obj_shape", "obj_colour", "obj_position", "obj_size")}
+        # Pictures are uint8 Tensors stored as zlib-compressed bytes: tfds.features.Image needs
+        # TensorFlow to encode arrays, and a Tensor's default encoding writes every uint8 as an
+        # int64 list entry (several times slower to write and read). Text encodes and decodes
+        # (as UTF-8 bytes) without TensorFlow.
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "image": t(shape=(SIZE, SIZE, 3), dtype=np.uint8, encoding=_ZLIB),
+                "painted": t(shape=(SIZE, SIZE, 3), dtype=np.uint8, encoding=_ZLIB),
+                "mask": t(shape=(SIZE, SIZE), dtype=np.uint8, encoding=_ZLIB),
+                "num_objects": tfds.features.Scalar(dtype=np.int64),
+                **objects,
+                **{key: tfds.features.Text() for key in CAPTION_KEYS.values()},
+            }),
+            disable_shuffling=True,  # record i of a split is render_scene(seed, i)
+            license="Apache-2.0",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        sizes = {"train": self.builder_config.num_train, "test": self.builder_config.num_test}
+        return {split: self._generate_examples(SPLIT_SEEDS[split], n) for split, n in sizes.items()}
+
+    def _generate_examples(self, seed: int, num: int):
+        chunk = 500  # render in vectorised batches, yield one record at a time
+        for start in range(0, num, chunk):
+            batch = render_scenes(seed, range(start, min(start + chunk, num)))
+            for j in range(len(batch["image"])):
+                record = {k: v[j] for k, v in batch.items()}
+                for key in CAPTION_KEYS.values():
+                    record[key] = str(record[key])
+                yield start + j, record

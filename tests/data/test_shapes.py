@@ -1,0 +1,180 @@
+"""The procedural `shapes` scenes: determinism, masks, records vs captions, the painted domain,
+and the TFDS builder (its small `tiny` config)."""
+import collections
+import re
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxgen.data import shapes as S
+
+NUM_SCENES = 200  # scenes checked per property test
+
+
+@pytest.fixture(scope="module")
+def scenes() -> dict[str, np.ndarray]:
+    return S.render_scenes(0, range(NUM_SCENES))
+
+
+def test_render_scene_is_deterministic():
+    a, b = S.render_scene(3, 7), S.render_scene(3, 7)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(np.asarray(a[k]), np.asarray(b[k])), k
+    assert a["image"].dtype == np.uint8 and a["image"].shape == (32, 32, 3)
+    assert a["painted"].dtype == np.uint8 and a["painted"].shape == (32, 32, 3)
+    assert a["mask"].dtype == np.uint8 and a["mask"].shape == (32, 32)
+    assert isinstance(a["caption"], str)
+
+
+def test_different_index_or_seed_gives_a_different_scene():
+    base = S.render_scene(0, 0)["image"].tobytes()
+    others = [S.render_scene(0, i)["image"].tobytes() for i in range(1, 20)]
+    assert base not in others and len(set(others)) == len(others)
+    assert S.render_scene(1, 0)["image"].tobytes() != base
+
+
+def test_batched_rendering_matches_single_scenes(scenes):
+    for i in (0, 1, 57, NUM_SCENES - 1):
+        one = S.render_scene(0, i)
+        for k, v in one.items():
+            assert np.array_equal(np.asarray(v), scenes[k][i]), (i, k)
+
+
+def test_records_are_padded_and_in_range(scenes):
+    n = scenes["num_objects"]
+    assert n.min() >= 1 and n.max() <= S.MAX_OBJECTS
+    assert set(n.tolist()) == {1, 2, 3, 4}  # all counts occur in 200 scenes
+    for key, table in (("obj_shape", S.SHAPES), ("obj_colour", S.COLOURS),
+                       ("obj_position", S.POSITIONS), ("obj_size", S.SIZES)):
+        v = scenes[key]
+        valid = np.arange(S.MAX_OBJECTS)[None] < n[:, None]
+        assert v.shape == (NUM_SCENES, S.MAX_OBJECTS) and v.dtype == np.int64
+        assert np.all(v[~valid] == -1) and np.all((v[valid] >= 0) & (v[valid] < len(table)))
+    # One object per grid cell, listed in reading order.
+    for pos, k in zip(scenes["obj_position"], n):
+        assert np.all(np.diff(pos[:k]) > 0)
+
+
+def test_mask_agrees_with_flat_image_and_records(scenes):
+    background = np.all(scenes["image"] == np.asarray(S.BACKGROUND, np.uint8), axis=-1)
+    assert np.array_equal(scenes["mask"] > 0, ~background)
+    # Each object's pixels lie in its grid cell, carry its shape in the mask and its colour in the
+    # image; every object has pixels.
+    centre = (np.arange(32) + 0.5) // (32 / 3)  # grid row/column of each pixel centre
+    cell = (3 * centre[:, None] + centre[None, :]).astype(int)
+    for i in range(NUM_SCENES):
+        mask, image = scenes["mask"][i], scenes["image"][i]
+        owner = np.full(9, -1)
+        for k in range(scenes["num_objects"][i]):
+            owner[scenes["obj_position"][i, k]] = k
+        ys, xs = np.nonzero(mask)
+        objects = owner[cell[ys, xs]]
+        assert np.all(objects >= 0), f"scene {i}: object pixels outside the occupied cells"
+        assert np.array_equal(mask[ys, xs], scenes["obj_shape"][i, objects] + 1)
+        colours = np.asarray([S.COLOURS[S.COLOUR_NAMES[c]] for c in scenes["obj_colour"][i]
+                              if c >= 0], np.uint8)
+        assert np.array_equal(image[ys, xs], colours[objects])
+        assert len(set(objects.tolist())) == scenes["num_objects"][i]
+
+
+def test_sizes_and_shapes_are_distinguishable():
+    """Large objects cover well over twice the pixels of small ones, and every small one has
+    enough pixels to show its shape."""
+    centre = np.full((3, 2), 16.0)
+    small, large = (S._object_masks(np.arange(3), centre, np.full(3, h)).sum(axis=(1, 2))
+                    for h in S._HALF)
+    assert np.all(large > 2 * small) and np.all(small >= 12)
+
+
+_NUMBER = {"a": 1, "two": 2, "three": 3, "four": 4}
+
+
+def _parse(caption: str) -> list[tuple[int, str]]:
+    """"two red circles and a blue square" -> [(2, "red circle"), (1, "blue square")]."""
+    out = []
+    for part in re.split(r", | and ", caption):
+        number, rest = part.split(" ", 1)
+        if _NUMBER[number] > 1:
+            assert rest.endswith("s")
+            rest = rest[:-1]
+        out.append((_NUMBER[number], rest))
+    return out
+
+
+def test_captions_agree_with_records(scenes):
+    for i in range(NUM_SCENES):
+        k = scenes["num_objects"][i]
+        shapes = [S.SHAPES[s] for s in scenes["obj_shape"][i, :k]]
+        colours = [S.COLOUR_NAMES[c] for c in scenes["obj_colour"][i, :k]]
+        positions = [S.POSITIONS[p] for p in scenes["obj_position"][i, :k]]
+        full = collections.Counter(f"{c} {s}" for c, s in zip(colours, shapes))
+        assert collections.Counter(dict((n, c) for c, n in _parse(scenes["caption"][i]))) == full
+        assert dict((n, c) for c, n in _parse(scenes["caption_count"][i])) == collections.Counter(shapes)
+        colour_caption = str(scenes["caption_colour"][i])
+        assert colour_caption.endswith("shape" if k == 1 else "shapes")
+        named = re.split(r", | and ", colour_caption.removeprefix("a ").rsplit(" ", 1)[0])
+        assert named == list(dict.fromkeys(colours))
+        placed = re.split(r", | and a ", scenes["caption_position"][i].removeprefix("a "))
+        expected = [f"{c} {s} {'in' if p == 'center' else 'on' if p in ('left', 'right') else 'at'}"
+                    f" the {p}" for c, s, p in zip(colours, shapes, positions)]
+        assert [p.removeprefix("a ") for p in placed] == expected
+
+
+def test_caption_examples():
+    circle, square, triangle = 0, 1, 2
+    red, blue = S.COLOUR_NAMES.index("red"), S.COLOUR_NAMES.index("blue")
+    shapes, colours, positions = [circle, circle, square], [red, red, blue], [0, 5, 4]
+    assert S.caption(shapes, colours) == "two red circles and a blue square"
+    assert S.caption(shapes, colours, style="count") == "two circles and a square"
+    assert S.caption(shapes, colours, style="colour") == "red and blue shapes"
+    assert S.caption(shapes, colours, positions, style="position") == (
+        "a red circle at the top left, a red circle on the right and a blue square in the center")
+    assert S.caption([triangle, -1, -1, -1], [blue, -1, -1, -1], style="colour") == "a blue shape"
+    assert S.caption([triangle] * 4, [red] * 4) == "four red triangles"
+    with pytest.raises(ValueError, match="style"):
+        S.caption(shapes, colours, style="poem")
+
+
+def test_painted_is_another_domain_with_the_same_geometry(scenes):
+    flat, painted, mask = (scenes[k].astype(np.float64) for k in ("image", "painted", "mask"))
+    # A different look: light canvas instead of the dark background, different object colours.
+    assert np.mean(painted[mask == 0]) > 150 and np.mean(flat[mask == 0]) < 40
+    assert np.mean(np.abs(painted - flat)[mask > 0]) > 20
+    # Same geometry: thresholding the distance to the canvas colour recovers the mask.
+    distance = np.linalg.norm(painted - np.asarray(S.CANVAS), axis=-1)
+    found = distance > 40
+    iou = np.sum(found & (mask > 0)) / np.sum(found | (mask > 0))
+    assert iou > 0.75, iou
+
+
+def test_builder_tiny_config_round_trips(tmp_path):
+    builder = S.Shapes(data_dir=str(tmp_path), config="tiny", file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    assert builder.info.splits["train"].num_examples == 256
+    assert builder.info.splits["test"].num_examples == 64
+    for split in ("train", "test"):
+        source = builder.as_data_source(split=split)
+        for i in (0, 5, len(source) - 1):
+            record, expected = source[i], S.render_scene(S.SPLIT_SEEDS[split], i)
+            assert record.keys() == expected.keys()
+            for k, v in expected.items():
+                got = record[k].decode() if isinstance(record[k], bytes) else record[k]
+                assert np.array_equal(np.asarray(got), np.asarray(v)), (split, i, k)
+
+
+def test_features_encode_and_decode_without_tensorflow():
+    """The feature kinds used (uint8 Tensor as zlib bytes, int64 Tensor, Scalar, Text) serialize
+    and deserialize on the numpy path (TensorFlow is not installed in the dev environment)."""
+    from tensorflow_datasets.core import example_serializer
+
+    features = S.Shapes(data_dir="/nonexistent", config="tiny").info.features
+    scene = S.render_scene(0, 3)
+    encoded = features.encode_example(scene)
+    serialized = example_serializer.ExampleSerializer(features.get_serialized_info()).serialize_example(encoded)
+    decoded = features.deserialize_example_np(serialized)
+    assert decoded["caption"] == scene["caption"].encode()
+    assert np.array_equal(decoded["painted"], scene["painted"])
+    assert np.array_equal(decoded["obj_shape"], scene["obj_shape"])
