@@ -78,7 +78,9 @@ def demo(workdir: str, quick: bool = False) -> int:
         run_dir = os.path.join(workdir, name)
         # Each config's get_config("demo") is sized for the demo's 10-minute budget, "quick" for a
         # smoke run of a few steps.
-        config = config_lib.load(f"{name}:{'quick' if quick else 'demo'}")
+        overrides = [] if name == "classifier_digits" else [
+            f"--config.eval.classifier_workdir={os.path.join(workdir, 'classifier_digits')}"]
+        config = config_lib.load(f"{name}:{'quick' if quick else 'demo'}", overrides)
         print(f"== {name}: {config.train.steps} steps -> {run_dir}", flush=True)
         loop.train(config, run_dir, quiet=True)
         evaluate(run_dir)

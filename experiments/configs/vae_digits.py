@@ -20,7 +20,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.optim = dict(name="adam", lr=2e-3, b1=0.9, b2=0.999, warmup_steps=100, schedule="cosine", grad_clip=1.0)
     c.train = dict(steps=20_000, batch_size=128, parallel="shard_map", log_every=100, ckpt_every=2000,
                    sample_every=2000, keep=3, ema_decay=0.0)
-    c.eval = dict(iwae_k=1000, iwae_chunk=100, batch_size=120)
+    # classifier_workdir: a trained classifier_digits run; when set, eval adds the Frechet distance of
+    # num_fd_samples samples in its feature space (jaxgen demo sets it).
+    c.eval = dict(iwae_k=1000, iwae_chunk=100, batch_size=120, classifier_workdir="", num_fd_samples=1000)
     if arg == "demo":
         c.train.update(steps=3000, ckpt_every=1000, sample_every=500)
     elif arg == "quick":

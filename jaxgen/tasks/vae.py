@@ -86,4 +86,9 @@ class VAETask(Task):
             nll = likelihood.evaluate_nll(params, self.model, images, rng, k=e.iwae_k, chunk=e.iwae_chunk,
                                           batch_size=e.batch_size)
             results.update({f"test_iwae{e.iwae_k}_{k}": v for k, v in nll.items()})
+        if e.get("classifier_workdir"):
+            from jaxgen.eval.features import ClassifierJudge
+
+            samples = self.sample(params, jax.random.PRNGKey(self.config.seed + 3), e.num_fd_samples)["images"]
+            results.update(ClassifierJudge(e.classifier_workdir).score(np.asarray(samples)))
         return results

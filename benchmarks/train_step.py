@@ -1,0 +1,80 @@
+"""Train-step throughput (images/s) of a config on 1 device and on N fake CPU devices.
+
+    python -m benchmarks.train_step [--config vae_digits] [--devices 1,8] [--steps 200] [--out DIR]
+
+Each device count runs in its own process (the fake-device count is fixed when JAX starts). A row
+times `steps` calls of the compiled data-parallel step, input pipeline included (host batch ->
+device), after one warm-up call whose time is reported as compile time. Writes
+<out>/train_step.json and <out>/train_step.md.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def measure(config_name: str, steps: int, batch_size: int | None) -> dict:
+    """Runs inside the child process: times the loop's own step function."""
+    import jax
+
+    from jaxgen import config as config_lib
+    from jaxgen.train import loop
+
+    overrides = [f"--config.train.batch_size={batch_size}"] if batch_size else []
+    config = config_lib.load(config_name, overrides)
+    task, step_fn = loop.setup(config)
+    state = step_fn.put_state(task.init(jax.random.PRNGKey(0)))
+    start = time.perf_counter()
+    state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(0)))
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
+    jax.block_until_ready((state, metrics))
+    seconds = time.perf_counter() - start
+    b = config.train.batch_size
+    return {"config": config_name, "devices": step_fn.num_devices, "global_batch": b, "steps": steps,
+            "ms_per_step": 1e3 * seconds / steps, "images_per_s": b * steps / seconds,
+            "compile_s": compile_s, "backend": jax.default_backend()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="vae_digits")
+    p.add_argument("--devices", default="1,8")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.config, args.steps, args.batch_size)))
+        return
+    rows = []
+    for n in [int(x) for x in args.devices.split(",")]:
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+        cmd = [sys.executable, "-m", "benchmarks.train_step", "--child", "--config", args.config,
+               "--steps", str(args.steps)] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{n} device(s): {rows[-1]['images_per_s']:.0f} images/s", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "command": " ".join(["python -m benchmarks.train_step"] + sys.argv[1:])}
+    with open(os.path.join(args.out, "train_step.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    lines = [f"Train-step throughput, `{meta['command']}` ({meta['cpus']} CPUs)", "",
+             "| config | devices | global batch | ms/step | images/s | compile s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['devices']} | {r['global_batch']} | {r['ms_per_step']:.2f} | "
+              f"{r['images_per_s']:.0f} | {r['compile_s']:.1f} |" for r in rows]
+    with open(os.path.join(args.out, "train_step.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The digits classifier as a task. Not generative: its test accuracy is reported, and its
+penultimate features are the Frechet-distance feature space of every generative family
+(`jaxgen.eval.features`)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgen import data
+from jaxgen.data import transforms
+from jaxgen.models import classifier as classifier_lib
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import parallel
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+
+class ClassifierTask(Task):
+    batch_keys = ("image", "label")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if dataset.num_classes is None:
+            raise TaskError(f"the classifier needs a labelled dataset; {dataset.name} has no labels.")
+        m = config.model
+        self.model = classifier_lib.DigitsClassifier(channels=tuple(m.channels), features=m.features,
+                                                     num_classes=dataset.num_classes, dropout=m.dropout)
+        self.tx = make_optimizer(config.optim, config.train.steps)
+
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Integer images -> float [B, S, S, C] in [0, 1] at the config's image_size."""
+        return self.resize(transforms.to_unit(images, self.dataset.num_levels))
+
+    def resize(self, images: jax.Array) -> jax.Array:
+        """Float images in [0, 1] at any resolution -> the classifier's [B, S, S, C]."""
+        return transforms.resize(images, self.config.model.image_size)
+
+    def init(self, rng):
+        init_rng, state_rng = jax.random.split(rng)
+        s = self.config.model.image_size
+        x = jnp.zeros((1, s, s, self.dataset.arrays["image"].shape[-1]), jnp.float32)
+        params = self.model.init(init_rng, x)["params"]
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    def train_step(self, state, batch):
+        keys = parallel.example_keys(state_lib.step_rng(state), batch["label"].shape[0])
+        # Two independent streams per example: the shift and the dropout mask.
+        shift_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        images = transforms.random_shift(batch["image"], shift_keys, self.config.train.augment_shift)
+        x = self.preprocess(images)
+
+        def loss_fn(params):
+            # Per-example dropout keys keep the step independent of the device split.
+            one = lambda xi, k: self.model.apply({"params": params}, xi[None], train=True, rngs={"dropout": k})[0]
+            logits = jax.vmap(one)(x, dropout_keys)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            return loss, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        return state, parallel.pmean({"loss": loss, "accuracy": accuracy})
+
+    def sample(self, params, rng, num):
+        raise TaskError("the classifier is not a generative model; it has nothing to sample.")
+
+    def logits_and_features(self, params, images: np.ndarray, batch_size: int = 512):
+        """Float images [N, H, W, C] in [0, 1], any resolution -> (logits [N, classes], features
+        [N, F]) as numpy."""
+        fn = jax.jit(lambda p, x: self.model.apply({"params": p}, self.resize(x), return_features=True))
+        outs = [jax.device_get(fn(params, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def evaluate(self, state):
+        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        images = np.asarray(transforms.to_unit(test.arrays["image"], test.num_levels))
+        logits, _ = self.logits_and_features(self.eval_params(state), images, self.config.eval.batch_size)
+        labels = test.arrays["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels)).mean()
+        return {"test_accuracy": float(np.mean(logits.argmax(-1) == labels)), "test_loss": float(loss),
+                "num_test": int(len(labels))}

@@ -1,0 +1,51 @@
+"""Config loading, typed overrides and validation errors."""
+import pytest
+
+from jaxgen import config as config_lib
+from jaxgen.config import ConfigError
+
+
+def test_every_shipped_config_loads_and_validates():
+    names = config_lib.available()
+    assert {"vae_digits", "classifier_digits"} <= set(names)
+    for name in names:
+        for arg in ("", "demo", "quick"):
+            config = config_lib.load(f"{name}:{arg}" if arg else name)
+            assert config.name == name
+
+
+def test_overrides_are_typed_like_the_field():
+    c = config_lib.load("vae_digits", ["--config.train.steps=7", "--config.optim.lr=1", "--config.model.channels=(8,16)",
+                                       "--config.model.variational=false", "--config.data.data_dir=/tmp/x"])
+    assert c.train.steps == 7 and isinstance(c.train.steps, int)
+    assert c.optim.lr == 1.0 and isinstance(c.optim.lr, float)
+    assert tuple(c.model.channels) == (8, 16)
+    assert c.model.variational is False
+    assert c.data.data_dir == "/tmp/x"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.stepz=3", "no field 'train.stepz'"),
+    ("--config.trian.steps=3", "no section 'trian'"),
+    ("--config.train.steps=many", "expects a int"),
+    ("--config.train.steps=-1", "train.steps must be a positive integer"),
+    ("--config.train.parallel=magic", "train.parallel must be one of"),
+    ("--config.optim.lr=0", "optim.lr must be positive"),
+    ("--config.train.steps", "must look like"),
+])
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load("vae_digits", [override])
+
+
+def test_unknown_config_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown config 'vae_digitz'; available: .*vae_digits"):
+        config_lib.load("vae_digitz")
+
+
+def test_config_file_path(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("from experiments.configs.vae_digits import get_config\n")
+    assert config_lib.load(str(path)).name == "mine"
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_lib.load(str(tmp_path / "missing.py"))

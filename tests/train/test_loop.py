@@ -1,0 +1,124 @@
+"""The generic loop end to end: training, resume (in process and after SIGKILL), signals,
+incompatible checkpoints and non-finite losses."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgen import config as config_lib
+from jaxgen.train import log, loop
+from jaxgen.train.checkpoint import CheckpointError, Checkpointer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(name="classifier_digits", *overrides):
+    return config_lib.load(f"{name}:quick", list(overrides))
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
+    config = _config("classifier_digits", "--config.train.steps=60", "--config.train.log_every=10",
+                     "--config.train.ckpt_every=30", "--config.optim.lr=0.003")
+    result = loop.train(config, str(tmp_path), quiet=True)
+    assert result.step == 60 and int(result.state.step) == 60
+    records = log.read_metrics(str(tmp_path))
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+    assert records[-1]["loss"] < 0.6 * records[0]["loss"]
+    assert Checkpointer(str(tmp_path)).all_steps() == [30, 60]
+    assert os.path.exists(tmp_path / "config.json") and os.listdir(tmp_path / "tb")
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    config = _config("vae_digits", "--config.train.steps=12", "--config.train.sample_every=0")
+    full = loop.train(config, str(tmp_path / "full"), quiet=True)
+    part = str(tmp_path / "part")
+    first = loop.train(config, part, quiet=True, stop_at=7)
+    assert first.step == 7 and Checkpointer(part).latest_step() == 7
+    resumed = loop.train(config, part, quiet=True)
+    for a, b in zip(_leaves(full.state), _leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    # the log of the resumed run has each step once
+    steps = [r["step"] for r in log.read_metrics(part)]
+    assert steps == sorted(set(steps))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    loop.train(_config("classifier_digits", "--config.train.steps=10"), str(tmp_path), quiet=True)
+    with pytest.raises(CheckpointError, match="written with task = \"classifier\".*this run's task is \"vae\""):
+        loop.train(_config("vae_digits"), str(tmp_path), quiet=True)
+    with pytest.raises(CheckpointError, match="model"):
+        loop.train(_config("classifier_digits", "--config.model.features=64"), str(tmp_path), quiet=True)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
+    config = _config("classifier_digits", "--config.train.steps=40", "--config.train.ckpt_every=10",
+                     "--config.train.log_every=10", "--config.optim.lr=1e30", "--config.optim.grad_clip=0.0",
+                     "--config.optim.warmup_steps=0", "--config.optim.schedule=constant")
+    with pytest.raises(loop.NonFiniteLossError, match=r"loss is (nan|inf) at step \d+; training stopped") as info:
+        loop.train(config, str(tmp_path), quiet=True)
+    steps = Checkpointer(str(tmp_path)).all_steps()
+    bad_step = int(str(info.value).split(" at step ")[1].split(";")[0])
+    assert all(s < bad_step for s in steps)
+
+
+def _cli(args, env_extra=None, **kwargs):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env.update(env_extra or {})
+    return subprocess.Popen([sys.executable, "-m", "jaxgen.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _wait_for_checkpoint(workdir, timeout=120):
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    start = time.time()
+    while time.time() - start < timeout:
+        if os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint appeared in {ckpt_dir} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
+    args = ["train", "vae_digits:quick", "--quiet", "--config.train.steps=80", "--config.train.ckpt_every=5",
+            "--config.train.sample_every=0"]
+    killed = str(tmp_path / "killed")
+    proc = _cli(args + ["--workdir", killed])
+    _wait_for_checkpoint(killed)
+    time.sleep(np.random.default_rng().uniform(0.0, 1.0))  # a random moment, possibly mid-save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read()
+    reference = str(tmp_path / "reference")
+    outputs = [_cli(args + ["--workdir", w]).communicate(timeout=300)[0] for w in (killed, reference)]
+    assert "resumed from step" in outputs[0] and "resumed" not in outputs[1], outputs
+    _, _, a = loop.restore_for_eval(killed)
+    _, _, b = loop.restore_for_eval(reference)
+    assert int(a.step) == int(b.step) == 80
+    for x, y in zip(_leaves(a), _leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    workdir = str(tmp_path)
+    proc = _cli(["train", "classifier_digits:quick", "--workdir", workdir, "--quiet",
+                 "--config.train.steps=100000", "--config.train.ckpt_every=0"])
+    while not os.path.exists(os.path.join(workdir, "config.json")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted at step" in out
+    step = int(out.split("interrupted at step ")[1].split(";")[0])
+    assert Checkpointer(workdir).all_steps() == [step]
