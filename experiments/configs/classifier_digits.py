@@ -15,7 +15,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.task = "classifier"
     c.seed = 0
     c.data = dict(name="digits", split="train", eval_split="test", data_dir=None)
-    c.model = dict(image_size=16, channels=(32, 64), features=128, dropout=0.1)
+    c.model = dict(image_size=16, width=32, feature_dim=128, dropout=0.3)
     c.optim = dict(name="adamw", lr=2e-3, weight_decay=1e-4, warmup_steps=50, schedule="cosine", grad_clip=0.0)
     c.train = dict(steps=2000, batch_size=128, parallel="shard_map", log_every=100, ckpt_every=1000,
                    sample_every=0, keep=2, ema_decay=0.0, augment_shift=1)

@@ -23,8 +23,10 @@ class ClassifierTask(Task):
         if dataset.num_classes is None:
             raise TaskError(f"the classifier needs a labelled dataset; {dataset.name} has no labels.")
         m = config.model
-        self.model = classifier_lib.DigitsClassifier(channels=tuple(m.channels), features=m.features,
-                                                     num_classes=dataset.num_classes, dropout=m.dropout)
+        if m.image_size < 8:
+            raise TaskError(f"model.image_size must be at least 8, not {m.image_size}.")
+        self.model = classifier_lib.DigitsClassifier(num_classes=dataset.num_classes, width=m.width,
+                                                     feature_dim=m.feature_dim, dropout=m.dropout)
         self.tx = make_optimizer(config.optim, config.train.steps)
 
     def preprocess(self, images: jax.Array) -> jax.Array:
@@ -68,7 +70,11 @@ class ClassifierTask(Task):
     def logits_and_features(self, params, images: np.ndarray, batch_size: int = 512):
         """Float images [N, H, W, C] in [0, 1], any resolution -> (logits [N, classes], features
         [N, F]) as numpy."""
-        fn = jax.jit(lambda p, x: self.model.apply({"params": p}, self.resize(x), return_features=True))
+        def both(p, x):
+            x = self.resize(x)
+            return self.model.apply({"params": p}, x), self.model.apply({"params": p}, x, features=True)
+
+        fn = jax.jit(both)
         outs = [jax.device_get(fn(params, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 

@@ -99,7 +99,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     main = jax.process_index() == 0
     ckpt = Checkpointer(workdir, keep=t.keep)
     writer = log.MetricsWriter(workdir, enabled=main)
-    say = (lambda m: None) if quiet or not main else (lambda m: print(m, flush=True))
+    say = (lambda m: print(m, flush=True)) if main else (lambda m: None)  # quiet only hides the bar
 
     # ---- state: init, or resume from the newest complete checkpoint ------------------------------
     state = init_state(task, config)

@@ -56,7 +56,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="written with task = \"classifier\".*this run's task is \"vae\""):
         loop.train(_config("vae_digits"), str(tmp_path), quiet=True)
     with pytest.raises(CheckpointError, match="model"):
-        loop.train(_config("classifier_digits", "--config.model.features=64"), str(tmp_path), quiet=True)
+        loop.train(_config("classifier_digits", "--config.model.feature_dim=64"), str(tmp_path), quiet=True)
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
