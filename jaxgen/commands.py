@@ -44,13 +44,15 @@ def sample(workdir: str, num: int, seed: int, out: str) -> int:
     return 0
 
 
-def evaluate(workdir: str) -> dict:
-    from jaxgen.train import loop
+def evaluate(workdir: str) -> int:
+    from jaxgen.train import log, loop
 
     config, task, state = loop.restore_for_eval(workdir)
     start = time.time()
     results = {"step": int(state.step), **task.evaluate(state)}
     results["eval_seconds"] = round(time.time() - start, 1)
+    for name, image in task.figures(state).items():
+        log.save_png(image, os.path.join(workdir, "figures", f"{name}.png"))
     loop.save_json(os.path.join(workdir, "eval.json"), results)
     print(f"evaluation of {config.name} at step {results['step']} ({workdir}):")
     for k, v in results.items():

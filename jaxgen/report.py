@@ -67,6 +67,11 @@ def run_section(workdir: str) -> str:
     curves = _curves_png(log.read_metrics(workdir))
     if curves:
         parts += ["<h3>Training curves</h3>", f"<img src='{_png_data(curves)}'>"]
+    figures = sorted(glob.glob(os.path.join(workdir, "figures", "*.png")))
+    if figures:
+        cells = "".join(f"<figure><img src='{_png_data(f)}'><figcaption>{html.escape(os.path.basename(f)[:-4])}"
+                        f"</figcaption></figure>" for f in figures)
+        parts += ["<h3>Figures</h3>", f"<div class=grids>{cells}</div>"]
     grids = sorted(glob.glob(os.path.join(workdir, "samples", "step_*.png")))
     if grids:
         shown = grids if len(grids) <= 6 else [grids[round(i * (len(grids) - 1) / 5)] for i in range(6)]

@@ -36,9 +36,10 @@ def test_eval_and_report(vae_run, capsys):
     assert main(["eval", "--workdir", vae_run]) == 0
     results = json.load(open(os.path.join(vae_run, "eval.json")))
     assert results["step"] == 20 and np.isfinite(results["test_iwae8_nats"])
+    assert sorted(os.listdir(os.path.join(vae_run, "figures"))) == ["interpolations.png", "reconstructions.png"]
     assert main(["report", "--workdir", vae_run]) == 0
     page = open(os.path.join(vae_run, "report.html")).read()
-    assert "test_iwae8_nats" in page and page.count("data:image/png;base64") >= 3
+    assert "test_iwae8_nats" in page and page.count("data:image/png;base64") >= 5
 
 
 def _error(capsys, argv):

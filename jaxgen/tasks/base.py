@@ -45,6 +45,11 @@ class Task:
     def evaluate(self, state: TrainState) -> dict[str, float]:
         raise NotImplementedError
 
+    def figures(self, state: TrainState) -> dict[str, np.ndarray]:
+        """Named image grids (uint8 [H, W, 3]) that `jaxgen eval` saves under <workdir>/figures and
+        the report shows, e.g. reconstructions; none by default."""
+        return {}
+
     def eval_params(self, state: TrainState) -> PyTree:
         """The params to sample and evaluate with: the EMA when the run keeps one."""
         return state.ema_params if state.ema_params is not None else state.params

@@ -13,7 +13,7 @@ from jaxgen import data
 from jaxgen.eval import likelihood
 from jaxgen.models import vae as vae_lib
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import parallel
+from jaxgen.train import log, parallel
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -70,6 +70,21 @@ class VAETask(Task):
     @functools.partial(jax.jit, static_argnums=(0, 3))
     def sample(self, params, rng, num):
         return {"images": vae_lib.sample(params, self.model, rng, num)}
+
+    def figures(self, state):
+        """Reconstructions (odd rows: test images, even rows: their reconstructions) and latent
+        interpolations between pairs of test images (one row per pair)."""
+        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        x = test.arrays["image"][:32].astype(np.int32)
+        params = self.eval_params(state)
+        recon = np.asarray(jax.jit(lambda p, x: vae_lib.reconstruct(p, self.model, x))(params, x))
+        real = x.astype(np.float32) / (self.dataset.num_levels - 1)
+        pairs = np.stack([real.reshape(4, 8, *real.shape[1:]), recon.reshape(4, 8, *recon.shape[1:])], 1)
+        steps = 10
+        lerp = jax.jit(lambda p, a, b: vae_lib.interpolate(p, self.model, a, b, steps))
+        grid = np.asarray(lerp(params, x[:8], x[8:16]))
+        return {"reconstructions": log.make_grid(pairs.reshape(-1, *real.shape[1:]), columns=8),
+                "interpolations": log.make_grid(grid.reshape(-1, *grid.shape[2:]), columns=steps)}
 
     def evaluate(self, state):
         """Test-split ELBO and IWAE NLL (nats per image and bits/dim), plus reconstructions error."""
