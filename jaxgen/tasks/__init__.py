@@ -6,6 +6,7 @@ from jaxgen.tasks.base import Task, TaskError
 _TASKS = {
     "vae": "jaxgen.tasks.vae:VAETask",
     "classifier": "jaxgen.tasks.classifier:ClassifierTask",
+    "segmentation": "jaxgen.tasks.segmentation:SegmentationTask",
 }
 
 
