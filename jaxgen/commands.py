@@ -9,7 +9,7 @@ from jaxgen.errors import UsageError
 
 # The demo runs these configs in order; a later family adds its name. The classifier comes
 # first because other families' evaluations use its features.
-DEMO_RUNS = ("classifier_digits", "vae_digits")
+DEMO_RUNS = ("classifier_digits", "vae_digits", "unet_shapes")
 
 
 def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) -> int:
@@ -80,8 +80,8 @@ def demo(workdir: str, quick: bool = False) -> int:
         run_dir = os.path.join(workdir, name)
         # Each config's get_config("demo") is sized for the demo's 10-minute budget, "quick" for a
         # smoke run of a few steps.
-        overrides = [] if name == "classifier_digits" else [
-            f"--config.eval.classifier_workdir={os.path.join(workdir, 'classifier_digits')}"]
+        overrides = [f"--config.eval.classifier_workdir={os.path.join(workdir, 'classifier_digits')}"
+                     ] if name.endswith("_digits") and name != "classifier_digits" else []
         config = config_lib.load(f"{name}:{'quick' if quick else 'demo'}", overrides)
         print(f"== {name}: {config.train.steps} steps -> {run_dir}", flush=True)
         loop.train(config, run_dir, quiet=True)

@@ -20,7 +20,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                    sample_every=0, keep=2, ema_decay=0.0)
     c.eval = dict(batch_size=100)
     if arg == "demo":
-        c.train.update(steps=800, ckpt_every=400)
+        c.train.update(steps=300, ckpt_every=300)
     elif arg == "quick":
         c.data.name = "shapes/tiny"
         c.model.update(channels=(8, 16), norm_groups=4)
