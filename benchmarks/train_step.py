@@ -22,7 +22,9 @@ def measure(config_name: str, steps: int, batch_size: int | None) -> dict:
 
     from jaxgen import config as config_lib
     from jaxgen.train import loop
+    from jaxgen.train.parallel import configure_jax
 
+    configure_jax()  # the settings `jaxgen train` runs with
     overrides = [f"--config.train.batch_size={batch_size}"] if batch_size else []
     config = config_lib.load(config_name, overrides)
     task, step_fn = loop.setup(config)

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from jaxgen import commands
     from jaxgen.errors import EXPECTED
-    from jaxgen.train.parallel import enable_compilation_cache
+    from jaxgen.train.parallel import configure_jax
 
-    enable_compilation_cache()
+    configure_jax()
     try:
         if args.command == "train":
             return commands.train(args.config, overrides, args.workdir, args.quiet)

@@ -14,11 +14,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # the pipeline's file lock), never into the user's cache.
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
 os.environ.setdefault("JAXGEN_DATA_DIR", os.path.join(_CACHE, "test_data"))
+os.environ.setdefault("JAXGEN_XLA_CACHE", os.path.join(_CACHE, "xla"))  # also for CLI subprocesses
 
 import jax  # noqa: E402
 
-from jaxgen.train.parallel import enable_compilation_cache  # noqa: E402
+from jaxgen.train.parallel import configure_jax  # noqa: E402
 
 # Most of the suite's time is XLA compilation (threefry alone takes seconds per program on this CPU);
 # the persistent cache compiles each distinct program once per machine, across tests and subprocesses.
-enable_compilation_cache(os.path.join(_CACHE, "xla"))
+configure_jax()

@@ -1,18 +1,19 @@
-"""Frechet distance between two sets of features (the FID of Heusel et al. 2017 when the features are
-Inception's; in jaxgen they come from jaxgen.models.classifier.DigitsClassifier).
+"""Frechet distance between two sets of features (the FID of Heusel et al. 2017 when the features
+are Inception's; in jaxgen they come from jaxgen.models.classifier.DigitsClassifier).
 
 Each set is summarised by a Gaussian N(mu, Sigma) and the distance is the squared 2-Wasserstein
 distance between the two Gaussians (Dowson & Landau 1982):
 
     FD = |mu_a - mu_b|^2 + tr(Sigma_a + Sigma_b - 2 (Sigma_a Sigma_b)^{1/2}).
 
-Numerics: Sigma_a Sigma_b is not symmetric, and scipy.linalg.sqrtm of it can return complex parts and
-needs an epsilon fix when a covariance is singular (few samples, dead ReLU features). We use instead
+Numerics: Sigma_a Sigma_b is not symmetric, and scipy.linalg.sqrtm of it can return complex parts
+and needs an epsilon fix when a covariance is singular (few samples, dead ReLU features). We use
+instead
     tr (Sigma_a Sigma_b)^{1/2} = tr (S Sigma_b S)^{1/2},   S = Sigma_a^{1/2} (symmetric PSD),
 since S Sigma_b S is similar to Sigma_a Sigma_b (it equals S^{-1} (Sigma_a Sigma_b) S where S is
 invertible, and by continuity otherwise). S Sigma_b S is symmetric PSD, so its trace-sqrt is the sum
-of the square roots of its eigenvalues from a symmetric eigen-decomposition, with round-off negatives
-clipped to 0. All in float64 numpy.
+of the square roots of its eigenvalues from a symmetric eigen-decomposition, with round-off
+negatives clipped to 0. All in float64 numpy.
 """
 from __future__ import annotations
 

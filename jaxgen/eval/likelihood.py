@@ -1,13 +1,13 @@
 """Test-set likelihood of a model, in nats per image and bits per dimension.
 
-Every number here is a negative log-probability of *discrete* images (integers 0..L-1), so models with
-different likelihoods and the baselines of experiments/baselines.py compare on one scale:
+Every number here is a negative log-probability of *discrete* images (integers 0..L-1), so models
+with different likelihoods and the baselines of experiments/baselines.py compare on one scale:
 
     bits/dim = nats per image / (D * ln 2),   D = H * W * C.
 
-`evaluate_nll` runs the importance-weighted bound of jaxgen.models.vae.iwae_bound (Burda et al. 2016)
-over a whole split. Since E[L_K] <= log p(x), the NLL it reports is an (estimated) upper bound on the
-true NLL, tight as K grows.
+`evaluate_nll` runs the importance-weighted bound of jaxgen.models.vae.iwae_bound (Burda et al.
+2016) over a whole split. Since E[L_K] <= log p(x), the NLL it reports is an (estimated) upper bound
+on the true NLL, tight as K grows.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def bits_per_dim_to_nats(bpd: float | np.ndarray, num_dims: int) -> float | np.n
 
 
 def nll_summary(log_probs: np.ndarray, num_dims: int) -> dict[str, float]:
-    """Per-image log-probabilities [N] (nats) -> mean NLL and its standard error, in nats and bpd."""
+    """Per-image log-probabilities [N] (nats) -> mean NLL and its standard error, nats and bpd."""
     nll = -np.asarray(log_probs, dtype=np.float64)
     if nll.ndim != 1 or nll.size == 0:
         raise ValueError(f"nll_summary needs a non-empty vector of log-probabilities, got shape "
@@ -67,8 +67,9 @@ def evaluate_nll(params: Any, model: vae_lib.VAE, images: np.ndarray, rng: jax.A
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != tuple(model.image_shape):
-        raise ValueError(f"evaluate_nll expects integer images [N, {', '.join(map(str, model.image_shape))}], "
-                         f"got shape {images.shape}.")
+        h, w, c = model.image_shape
+        raise ValueError(f"evaluate_nll expects integer images [N, {h}, {w}, {c}], got shape "
+                         f"{images.shape}.")
     n = images.shape[0]
     bound = jax.jit(lambda p, x, r: vae_lib.iwae_bound(p, model, x, r, k, chunk))
     log_probs = []
