@@ -34,8 +34,11 @@ def measure(config_name: str, steps: int, batch_size: int | None) -> dict:
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
+    previous = metrics
     for step in range(1, steps + 1):
         state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
+        jax.block_until_ready(previous)  # two steps in flight at most, as in jaxgen.train.loop
+        previous = metrics
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - start
     b = config.train.batch_size
@@ -79,7 +82,10 @@ def main() -> None:
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
         cmd = [sys.executable, "-m", "benchmarks.train_step", "--child", "--config", args.config,
                "--steps", str(args.steps)] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"the {n}-device run failed:\n{proc.stderr[-3000:]}")
+        out = proc.stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{n} device(s): {rows[-1]['images_per_s']:.0f} images/s", flush=True)
     os.makedirs(args.out, exist_ok=True)

@@ -130,6 +130,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
                 state, metrics = step_fn(state, batch)
                 step += 1
                 pending.append((step, metrics))
+                if len(pending) > 1:
+                    # At most two steps in flight: enough to overlap the next batch's preparation with
+                    # compute, and it keeps XLA CPU's fake devices from starving each other's
+                    # all-reduce rendezvous (which aborts a process with many steps queued).
+                    jax.block_until_ready(pending[-2][1])
                 save_now = (t.ckpt_every and step % t.ckpt_every == 0) or step == end
                 if (t.log_every and step % t.log_every == 0) or save_now:
                     last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
