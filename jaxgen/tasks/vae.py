@@ -46,11 +46,8 @@ class VAETask(Task):
     def _per_example_elbo(self, params, x, keys):
         """ELBO terms per example [B] with each example's own noise key, so the result does not
         depend on how the global batch is split over devices."""
-        one = lambda xi, k: self.model_elbo(params, xi[None], k)
+        one = lambda xi, k: vae_lib.elbo(params, self.model, xi[None], k)
         return jax.tree.map(lambda v: v[:, 0], jax.vmap(one)(x, keys))
-
-    def model_elbo(self, params, x, rng):
-        return vae_lib.elbo(params, self.model, x, rng)
 
     def train_step(self, state, batch):
         x = batch["image"].astype(jnp.int32)
