@@ -8,20 +8,26 @@ stride-s convolution `y = conv2d(x, w, stride, padding)` as `vec(y) = A(w) vec(x
 
     conv_transpose(y, w, stride, padding) := A(w)^T vec(y),           shape [B, H, W, C_x].
 
-So `w` is the kernel of the *forward* convolution, `[kh, kw, C_x, C_y]` (C_x = channels the transposed
-conv produces, C_y = channels it consumes); PyTorch's `conv_transpose2d` weight is exactly
-`w.transpose(3, 2, 0, 1)`, and the transposed conv maps back to the input size of the forward conv
-(5x5 input, 3x3 kernel, stride 2, VALID gives 2x2; the transpose maps 2x2 back to 5x5). Several H
-give the same Ho when s > 1 (H = 5 and 6 both give 2 above); `output_size` picks one, like PyTorch's
-`output_padding`. The four forms below compute A^T y in different ways and agree to float rounding:
+So `w` is the kernel of the *forward* convolution, `[kh, kw, C_x, C_y]` (C_x = channels the
+transposed conv produces, C_y = channels it consumes); PyTorch's `conv_transpose2d` weight is
+exactly `w.transpose(3, 2, 0, 1)`, and the transposed conv maps back to the input size of the
+forward conv (5x5 input, 3x3 kernel, stride 2, VALID gives 2x2; the transpose maps 2x2 back to
+5x5). Several H give the same Ho when s > 1 (H = 5 and 6 both give 2 above); `output_size` picks
+one, like PyTorch's `output_padding`. The four forms below compute A^T y in different ways and
+agree to float rounding:
 
   conv_transpose_lax       lax.conv_transpose: stride-1 conv of the zero-inflated input (XLA's way)
-  conv_transpose_vjp       the VJP of conv2d w.r.t. x ("backprop through a CNN"): A^T y by definition
+  conv_transpose_vjp       VJP of the conv w.r.t. x ("backprop through a CNN"): A^T y by definition
   conv_transpose_matrix    builds A explicitly and multiplies (teaching and tests, small sizes only)
-  conv_transpose_subpixel  s^2 phase kernels as one stride-1 conv, then depth-to-space (fast default)
+  conv_transpose_subpixel  s^2 phase kernels as stride-1 conv(s), then depth-to-space (fast default)
+
+Up-sampling (`upsample`, nearest or bilinear) is written as repeats and two-tap stencils; nearest
+up-sampling followed by a conv is itself a transposed conv and runs as one
+(`upsample_conv_nearest`).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence, Union
 
@@ -125,10 +131,61 @@ def _transpose_geometry(y: jax.Array, w: jax.Array, stride: IntPair, padding: Pa
 
 def conv2d(x: jax.Array, w: jax.Array, stride: IntPair = 1, padding: Padding = "SAME",
            dilation: IntPair = 1) -> jax.Array:
-    """Cross-correlation y[o] = sum_k x[o*s + k*d - lo] w[k]: x [B,H,W,Ci], w [kh,kw,Ci,Co] -> [B,Ho,Wo,Co]."""
+    """Cross-correlation y[o] = sum_k x[o*s + k*d - lo] w[k]: x [B,H,W,Ci], w [kh,kw,Ci,Co] -> y
+    [B,Ho,Wo,Co].
+
+    Same numbers as lax.conv_general_dilated, with a custom VJP (see _conv_bwd) because XLA CPU's
+    own kernel-gradient convolution is 10-100x slower than the forward conv on this machine.
+    """
     pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
-    return lax.conv_general_dilated(x, w, _pair(stride), pads, rhs_dilation=_pair(dilation),
+    return _conv(x, w, _pair(stride), pads, _pair(dilation))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, stride, pads, dilation):
+    return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
                                     dimension_numbers=_DN)
+
+
+def _conv_fwd(x, w, stride, pads, dilation):
+    return _conv(x, w, stride, pads, dilation), (x, w)
+
+
+def _conv_bwd(stride, pads, dilation, res, g):
+    """Cotangents of y = conv(x, w): dx = A(w)^T g, dw[k] = sum_{b,o} x[o*s + k*d - lo] g[o].
+
+    dx is the transposed conv, in its sub-pixel form. dw is written as matrix products, one per
+    tap, [Ci, N] @ [N, Co] with N = B*Ho*Wo: XLA CPU lowers the equivalent 'kernel-gradient'
+    convolution (batch as the contracted feature) to a slow generic loop (measured: 3x3, 32x32x64,
+    batch 32: 460 ms, vs 36 ms for the forward conv and ~100 ms for the GEMMs; for the sub-pixel
+    kernel of a transposed conv 3.1 s vs 56 ms).
+    """
+    x, w = res
+    dx = conv_transpose_subpixel(g, w, stride, pads, dilation, output_size=x.shape[1:3])
+    return dx, kernel_gradient(x, g, w.shape[:2], stride, pads, dilation)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def kernel_gradient(x: jax.Array, g: jax.Array, kernel_size: IntPair, stride: IntPair = 1,
+                    padding: Padding = "SAME", dilation: IntPair = 1) -> jax.Array:
+    """dL/dw of y = conv2d(x, w) given g = dL/dy: x [B,H,W,Ci], g [B,Ho,Wo,Co] -> [kh,kw,Ci,Co]."""
+    (kh, kw), (sh, sw), (dh, dw) = _pair(kernel_size), _pair(stride), _pair(dilation)
+    (lo_h, hi_h), (lo_w, hi_w) = resolve_padding(padding, x.shape[1:3], (kh, kw), stride, dilation)
+    b, ho, wo, co = g.shape
+    zero = jnp.zeros((), x.dtype)
+    xp = lax.pad(x, zero, ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+    # Tap (i, j) sees x at rows o*s + i*d - lo, a strided slice of the padded input; one GEMM per
+    # tap ([Ci, N] @ [N, Co]) measured faster than one GEMM over stacked im2col patches, whose
+    # 5-D stack copy cost more than the products.
+    gn = g.reshape(b * ho * wo, co)
+    taps = [jnp.einsum("nc,nd->cd", lax.slice(
+        xp, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1,
+                                     x.shape[-1]), (1, sh, sw, 1)).reshape(b * ho * wo, -1), gn)
+            for i in range(kh) for j in range(kw)]
+    dw_ = jnp.stack(taps)  # [kh*kw, Ci, Co]
+    return dw_.reshape(kh, kw, x.shape[-1], co)
 
 
 def dilate_kernel(w: jax.Array, dilation: IntPair) -> jax.Array:
@@ -156,20 +213,29 @@ def conv_transpose_lax(y: jax.Array, w: jax.Array, stride: IntPair = 1, padding:
     result is the exact adjoint of conv2d (lax's 'SAME' rule differs from it for some shapes).
     """
     (h, wd), pads = _transpose_geometry(y, w, stride, padding, dilation, output_size)
-    lax_pads = []
-    for n, n_y, k, s, d, (lo, _) in zip((h, wd), y.shape[1:3], w.shape[:2], _pair(stride),
-                                        _pair(dilation), pads):
-        lax_pads.append((d * (k - 1) - lo, n + lo - 1 - (n_y - 1) * s))
+    lax_pads = _inflated_padding((h, wd), y.shape[1:3], w.shape[:2], stride, dilation, pads)
     return lax.conv_transpose(y, w, _pair(stride), lax_pads, rhs_dilation=_pair(dilation),
                               dimension_numbers=_DN, transpose_kernel=True)
 
 
+def _inflated_padding(size, in_size, ksize, stride, dilation, pads) -> list[tuple[int, int]]:
+    """Padding of the stride-1 conv over the zero-inflated input that computes A^T y (see above)."""
+    return [(d * (k - 1) - lo, n + lo - 1 - (n_y - 1) * s) for n, n_y, k, s, d, (lo, _) in
+            zip(size, in_size, ksize, _pair(stride), _pair(dilation), pads)]
+
+
 def conv_transpose_vjp(y: jax.Array, w: jax.Array, stride: IntPair = 1, padding: Padding = "SAME",
                        dilation: IntPair = 1, output_size: IntPair | None = None) -> jax.Array:
-    """A^T y as the vector-Jacobian product of x -> conv2d(x, w): exactly what backprop computes."""
+    """A^T y as the vector-Jacobian product of x -> conv(x, w): exactly what backprop computes.
+
+    Differentiates the raw lax convolution, so this is JAX's own transpose rule (conv2d's custom
+    VJP would route it to the sub-pixel form).
+    """
     (h, wd), pads = _transpose_geometry(y, w, stride, padding, dilation, output_size)
     x0 = jnp.zeros((y.shape[0], h, wd, w.shape[2]), y.dtype)
-    _, pullback = jax.vjp(lambda x: conv2d(x, w, stride, pads, dilation), x0)
+    raw = lambda x: lax.conv_general_dilated(x, w, _pair(stride), pads,  # noqa: E731
+                                             rhs_dilation=_pair(dilation), dimension_numbers=_DN)
+    _, pullback = jax.vjp(raw, x0)
     return pullback(y)[0]
 
 
@@ -246,29 +312,39 @@ def conv_transpose_subpixel(y: jax.Array, w: jax.Array, stride: IntPair = 1,
 
     No zero is multiplied, unlike lax's inflated input that wastes a factor s^2 (see
     kernel_to_subpixel for the phase decomposition). Two executions of the same decomposition:
-      * k % s == 0 on both axes (e.g. k = 4, s = 2; or s = 1): every phase has M = k/s taps, so all
+      * s = 1: a single phase, the conv with the flipped kernel (the same HLO as lax's, so as fast).
+      * k % s == 0 on both axes (e.g. k = 4, s = 2) and maps of 16+ pixels: every phase has M = k/s
+        taps, so all
         s^2 phases run as ONE conv with s^2 * Cx output channels (the kernel_to_subpixel layout)
         over the q-grid q in [lo // s, (H - 1 + lo) // s]; depth-to-space, then crop lo mod s.
-      * otherwise (e.g. k = 3, s = 2: phases of 2 and 1 taps): one conv per phase with its own taps,
+      * otherwise (e.g. k = 3, s = 2: phases of 2 and 1 taps; or small maps): one conv per phase,
         so the zero taps of the padded sub-pixel kernel are not multiplied either (for k = 3 they
         would be 16 / 9 = 1.8x the work), then the phases are interleaved.
     """
     (h, wd), pads = _transpose_geometry(y, w, stride, padding, dilation, output_size)
     w = dilate_kernel(w, dilation)
     strides, ksize = _pair(stride), w.shape[:2]
-    if all(k % s == 0 for k, s in zip(ksize, strides)):
+    if strides == (1, 1):  # one phase: a plain conv with the flipped, I/O-swapped kernel
+        w_flip = w[::-1, ::-1].transpose(0, 1, 3, 2)
+        return conv2d(y, w_flip, 1, _inflated_padding((h, wd), y.shape[1:3], ksize, 1, 1, pads))
+    # The single conv computes the phases on the q-grid q in [lo // s, (H - 1 + lo) // s], which is
+    # one row / column larger than the output when lo mod s != 0 (k = 4, s = 2, SAME): 27% extra
+    # work for an 8x8 input. Above 15% the per-phase convs below are faster (measured).
+    grid = [(n - 1 + lo) // s - lo // s + 1 for n, s, (lo, _) in zip((h, wd), strides, pads)]
+    extra = grid[0] * strides[0] * grid[1] * strides[1] / (h * wd)
+    if all(k % s == 0 for k, s in zip(ksize, strides)) and extra <= 1.15:
         v = kernel_to_subpixel(w, strides)
         conv_pads, crop = [], []
         for n, n_y, m, s, (lo, _) in zip((h, wd), y.shape[1:3], v.shape[:2], strides, pads):
             q0, q1 = lo // s, (n - 1 + lo) // s
             conv_pads.append((m - 1 - q0, q1 - n_y + 1))  # conv output index 0 is q = q0
             crop.append(lo - q0 * s)
-        u = lax.conv_general_dilated(y, v, (1, 1), conv_pads, dimension_numbers=_DN)
-        z = depth_to_space(u, strides)
+        z = depth_to_space(conv2d(y, v, 1, conv_pads), strides)
         return z[:, crop[0]:crop[0] + h, crop[1]:crop[1] + wd]
 
     # Phase by output position: i = t*s + r' has padded position p = i + lo = q*s + r with
-    # r = (r' + lo) mod s and q = t + c, c = (r' + lo) // s; it reads taps k = m*s + r from y[q - m].
+    # r = (r' + lo) mod s and q = t + c, c = (r' + lo) // s; it reads taps k = m*s + r from
+    # y[q - m].
     t_len = [-(-n // s) for n, s in zip((h, wd), strides)]  # every phase computed on this grid
     rows = []
     for ry in range(strides[0]):
@@ -285,8 +361,7 @@ def conv_transpose_subpixel(y: jax.Array, w: jax.Array, stride: IntPair = 1,
             if 0 in w_phase.shape[:2]:  # k < s: this phase receives no tap at all
                 row.append(jnp.zeros((y.shape[0], t_len[0], t_len[1], w.shape[2]), y.dtype))
             else:
-                row.append(lax.conv_general_dilated(y, w_phase, (1, 1), conv_pads,
-                                                    dimension_numbers=_DN))
+                row.append(conv2d(y, w_phase, 1, conv_pads))
         rows.append(jnp.stack(row, axis=3))  # [B, T, P, sx, Cx]
     z = jnp.stack(rows, axis=2)  # [B, T, sy, P, sx, Cx]
     b, t, sy, p, sx, cx = z.shape
@@ -312,7 +387,7 @@ def conv_transpose(y: jax.Array, w: jax.Array, stride: IntPair = 1, padding: Pad
 
 
 def _bilinear_axis(x: jax.Array, f: int, axis: int) -> jax.Array:
-    """Integer-factor linear interpolation along `axis` with half-pixel centres (align_corners=False).
+    """Integer-factor linear interpolation along `axis`, half-pixel centres (align_corners=False).
 
     Output i = t*f + r samples source coordinate t + delta_r, delta_r = (r + 1/2)/f - 1/2 in
     (-1/2, 1/2): a two-tap stencil per phase. Edge replication equals PyTorch's clamp of the source
@@ -326,13 +401,14 @@ def _bilinear_axis(x: jax.Array, f: int, axis: int) -> jax.Array:
     phases = []
     for r in range(f):
         d = (r + 0.5) / f - 0.5
-        phases.append(-d * take(0) + (1 + d) * take(1) if d < 0 else (1 - d) * take(1) + d * take(2))
+        phases.append(-d * take(0) + (1 + d) * take(1) if d < 0 else
+                      (1 - d) * take(1) + d * take(2))
     out = jnp.stack(phases, axis=axis + 1)
     return out.reshape(x.shape[:axis] + (n * f,) + x.shape[axis + 1:])
 
 
 def upsample(x: jax.Array, factor: IntPair = 2, method: str = "nearest") -> jax.Array:
-    """[B,H,W,C] -> [B, H*fh, W*fw, C]; equals jax.image.resize and F.interpolate(align_corners=False).
+    """[B,H,W,C] -> [B,H*fh,W*fw,C]; equals jax.image.resize, F.interpolate(align_corners=False).
 
     Written as repeats / two-tap stencils rather than jax.image.resize, which contracts with a dense
     [H*f, H] weight matrix per axis.
@@ -350,9 +426,10 @@ def upsample(x: jax.Array, factor: IntPair = 2, method: str = "nearest") -> jax.
 def nearest_conv_as_transpose(w: jax.Array, factor: IntPair) -> jax.Array:
     """Kernel of the transposed conv equal to nearest-upsample(x f) then conv2d(., w).
 
-    Per axis, nearest up-sampling is the transposed conv with a box of f ones at stride f, and a conv
-    after it composes into one transposed conv (stride f) whose kernel is the box-filtered flipped
-    kernel: wt[l] = sum_{j = l-f+1..l} w[k-1-j], l = 0..k+f-2, with padding lo_t = k - 1 - lo.
+    Per axis, nearest up-sampling is the transposed conv with a box of f ones at stride f, and a
+    conv after it composes into one transposed conv (stride f) whose kernel is the box-filtered
+    flipped kernel, wt[l] = sum_{j = l-f+1..l} w[k-1-j] for l = 0..k+f-2, with padding
+    lo_t = k - 1 - lo.
     w [k,k,Ci,Co] (conv after the up-sampling) -> [k+fh-1, k+fw-1, Co, Ci] (forward-kernel layout).
     """
     wt = w[::-1, ::-1].transpose(0, 1, 3, 2)
@@ -386,3 +463,143 @@ def upsample_conv_nearest(x: jax.Array, w: jax.Array, factor: IntPair = 2,
         t_pads.append((lo_t, (n - 1) * f + (k + f - 1) - n_out - lo_t))
     return conv_transpose_subpixel(x, nearest_conv_as_transpose(w, factor), factor, t_pads,
                                    output_size=out_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Linen layers
+# ----------------------------------------------------------------------------------------------
+
+
+def lecun_normal_flat(out_axis: int = -1) -> nn.initializers.Initializer:
+    """lecun_normal (truncated normal, variance 1 / fan_in) drawn as a 1-D array, then reshaped.
+
+    fan_in = size / shape[out_axis] (receptive field x inputs), as flax computes it. Why flat: with
+    jax_threefry_partitionable (the default since JAX 0.5) XLA CPU compiles threefry over 4-D shapes
+    very slowly (measured: 10 conv kernels take 30 s to compile in 4-D, 4 s in 1-D), which made a
+    small U-Net's `init` take half a minute to compile.
+    """
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        size = math.prod(shape)
+        std = math.sqrt(1.0 / (size // shape[out_axis])) / 0.87962566103423978  # trunc. N(0,1) std
+        return (jax.random.truncated_normal(key, -2.0, 2.0, (size,), dtype) * std).reshape(shape)
+
+    return init
+
+
+def kernel_to_torch_transpose(w: jax.Array) -> np.ndarray:
+    """ConvTranspose kernel [kh,kw,Cout,Cin] -> torch conv_transpose2d weight [Cin,Cout,kh,kw]."""
+    return np.asarray(w).transpose(3, 2, 0, 1)
+
+
+def kernel_from_torch_transpose(wt: np.ndarray) -> jax.Array:
+    """torch conv_transpose2d weight [Cin,Cout,kh,kw] -> ConvTranspose kernel [kh,kw,Cout,Cin]."""
+    return jnp.asarray(np.asarray(wt).transpose(2, 3, 1, 0))
+
+
+class Conv(nn.Module):
+    """Convolution layer: [B,H,W,Cin] -> [B,Ho,Wo,features]; kernel [kh,kw,Cin,features], bias.
+
+    `dtype` is the computation dtype (e.g. bfloat16 on accelerators); params stay float32.
+    """
+
+    features: int
+    kernel_size: IntPair = 3
+    strides: IntPair = 1
+    padding: Padding = "SAME"
+    dilation: IntPair = 1
+    use_bias: bool = True
+    dtype: jnp.dtype | None = None
+    kernel_init: nn.initializers.Initializer = lecun_normal_flat()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init,
+                            _pair(self.kernel_size) + (x.shape[-1], self.features))
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        y = conv2d(x, kernel, self.strides, self.padding, self.dilation)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+        return y
+
+
+class ConvTranspose(nn.Module):
+    """Transposed convolution (A^T y, see the module docstring): [B,Ho,Wo,Cin] -> [B,H,W,features].
+
+    The kernel is stored in the layout of the forward convolution it transposes, [kh, kw, features,
+    Cin], so `kernel_to_torch_transpose` gives PyTorch's ConvTranspose2d weight exactly; with
+    integer `padding` p and `output_padding` op this layer computes what ConvTranspose2d(padding=p,
+    output_padding=op) does. Output size: H = Ho * s for 'SAME', (Ho - 1) s + k - 2p + op otherwise
+    (`transpose_output_size`), or `output_size` at call time. `method` picks one of the four
+    equivalent forms; 'subpixel' (default) is the fast one.
+    """
+
+    features: int
+    kernel_size: IntPair = 4
+    strides: IntPair = 2
+    padding: Padding = "SAME"
+    dilation: IntPair = 1
+    output_padding: IntPair = 0
+    method: str = "subpixel"
+    use_bias: bool = True
+    dtype: jnp.dtype | None = None
+    # fan_in = k^2 * Cin (the kernel's size over its `features` axis), as for flax's ConvTranspose.
+    kernel_init: nn.initializers.Initializer = lecun_normal_flat(out_axis=-2)
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array, output_size: IntPair | None = None) -> jax.Array:
+        ksize = _pair(self.kernel_size)
+        kernel = self.param("kernel", self.kernel_init, ksize + (self.features, x.shape[-1]))
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        if output_size is None:
+            output_size = transpose_output_size(x.shape[1:3], ksize, self.strides, self.padding,
+                                                self.dilation, self.output_padding)
+        y = conv_transpose(x, kernel, self.strides, self.padding, self.dilation, output_size,
+                           self.method)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+        return y
+
+
+class Upsample(nn.Module):
+    """Parameter-free up-sampling by an integer factor: [B,H,W,C] -> [B,Hf,Wf,C]."""
+
+    factor: IntPair = 2
+    method: str = "nearest"
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return upsample(x, self.factor, self.method)
+
+
+class UpsampleConv(nn.Module):
+    """Up-sample (nearest or bilinear, no params), then a conv: [B,H,W,Cin] -> [B,Hf,Wf,features].
+
+    Params are those of the Conv after the up-sampling ([k,k,Cin,features], bias), so the layer
+    converts to torch `nn.Upsample` + `nn.Conv2d`. With method='nearest' and `fused` the pair runs
+    as one sub-pixel transposed conv on the low-resolution input (`upsample_conv_nearest`).
+    """
+
+    features: int
+    factor: IntPair = 2
+    method: str = "nearest"
+    kernel_size: IntPair = 3
+    padding: Padding = "SAME"
+    fused: bool = True
+    use_bias: bool = True
+    dtype: jnp.dtype | None = None
+    kernel_init: nn.initializers.Initializer = lecun_normal_flat()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init,
+                            _pair(self.kernel_size) + (x.shape[-1], self.features))
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        if self.method == "nearest" and self.fused:
+            y = upsample_conv_nearest(x, kernel, self.factor, self.padding)
+        else:
+            y = conv2d(upsample(x, self.factor, self.method), kernel, 1, self.padding)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+        return y

@@ -10,7 +10,7 @@ from flax import linen as nn
 from jaxgen.nn import conv as C
 
 ATOL = 1e-5
-# These tests check numbers, not speed: compiling at XLA's backend optimisation level 0 is ~3x faster.
+# These tests check numbers, not speed: XLA's backend optimisation level 0 compiles ~3x faster.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
@@ -48,7 +48,8 @@ def _cases(n, seed):
 
 
 @pytest.mark.parametrize("s,k,pad,h,w,cx,cy", _cases(18, 0) + [
-    (2, 4, "SAME", 8, 8, 3, 5), (2, 3, "SAME", 7, 6, 2, 2), (3, 5, "VALID", 11, 9, 2, 3),
+    (2, 4, "SAME", 8, 8, 3, 5), (2, 4, "SAME", 32, 30, 2, 2), (2, 4, "VALID", 10, 8, 2, 3),
+    (2, 3, "SAME", 7, 6, 2, 2), (3, 5, "VALID", 11, 9, 2, 3),
     (2, 1, "SAME", 5, 6, 2, 2), (3, 2, "VALID", 8, 7, 1, 2)])
 def test_four_forms_agree(s, k, pad, h, w, cx, cy):
     rng = np.random.default_rng(h * 100 + w)
@@ -189,3 +190,23 @@ def test_bad_arguments_raise_one_clear_error():
         C.conv_transpose(jnp.ones((1, 2, 2, 1)), jnp.ones((3, 3, 1, 1)), 2, method="fft")
     with pytest.raises(ValueError, match="forward kernel"):
         C.conv_transpose(jnp.ones((1, 2, 2, 2)), jnp.ones((3, 3, 1, 1)), 2)
+
+
+@pytest.mark.parametrize("s,k,pad,d", [(1, 3, "SAME", 1), (2, 3, "SAME", 1), (2, 4, "SAME", 1),
+                                       (3, 5, "VALID", 1), (2, 1, "VALID", 1), (1, 3, "SAME", 2),
+                                       (2, 2, ((1, 0), (0, 2)), 1)])
+def test_conv2d_custom_vjp_matches_lax(s, k, pad, d):
+    # conv2d's VJP (sub-pixel dx, per-tap GEMM dw) must equal JAX's own rule on the raw lax conv.
+    rng = np.random.default_rng(10)
+    x, wk = _rand(rng, 2, 9, 8, 3), _rand(rng, k, k, 3, 4)
+    pads = C.resolve_padding(pad, (9, 8), k, s, d)
+    g = _rand(rng, 2, *C.conv_output_size((9, 8), k, s, pads, d), 4)
+
+    def raw(x, wk):
+        return jax.lax.conv_general_dilated(x, wk, (s, s), pads, rhs_dilation=(d, d),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    ours, ref = jit(lambda x, wk, g: (jax.vjp(lambda a, b: C.conv2d(a, b, s, pad, d), x, wk)[1](g),
+                                      jax.vjp(raw, x, wk)[1](g)))(x, wk, g)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)

@@ -39,7 +39,8 @@ def test_output_shapes_for_each_upsample_mode(mode, size, channels):
 @pytest.fixture(scope="module")
 def conditioned():
     """A small U-Net with time, condition vector and cross-attention at level 1, initialised."""
-    x, t, cond, ctx = _rand(0, 2, 8, 8, 3), jnp.array([3.0, 700.0]), _rand(1, 2, 10), _rand(2, 2, 6, 12)
+    x, t = _rand(0, 2, 8, 8, 3), jnp.array([3.0, 700.0])
+    cond, ctx = _rand(1, 2, 10), _rand(2, 2, 6, 12)
     mask = jnp.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], bool)
     model = UNet(out_channels=3, **SMALL, attention_levels=(1,), dropout=0.1, upsample="transpose")
     params = _compile(model.init, jax.random.key(0), x, t, cond, ctx, mask)(
