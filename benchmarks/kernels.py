@@ -4,7 +4,7 @@ and U-Net, each beside the same work in PyTorch, in one run.
     python -m benchmarks.kernels                   # full table (a few minutes on 2 cores)
     python -m benchmarks.kernels --quick --out /tmp/k   # smoke run (< 30 s) that the tests execute:
                                                         # tiny shapes, 1 thread, XLA opt level 0
-    python -m benchmarks.kernels --xla-flags="--xla_cpu_use_xnnpack=true"   # try XLA options
+    python -m benchmarks.kernels --xla-flags=""  # XLA's default options (YNNPACK on)
 
 Writes kernels.json, kernels.md and kernels.png into --out (default benchmarks/results/). Shapes are
 those of jaxgen's own models: U-Net levels at 8-64 px with 32-256 channels and batch 16-128. FLOPs
@@ -357,6 +357,12 @@ def summarize(rows: list[Row]) -> dict:
     return out
 
 
+def _backend_started() -> bool:
+    """True once JAX has created a backend: XLA_FLAGS and the affinity mask no longer apply."""
+    from jax._src import xla_bridge
+    return bool(getattr(xla_bridge, "_backends", None))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes, few rounds (smoke test)")
@@ -364,16 +370,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per group")
     ap.add_argument("--no-torch", action="store_true", help="JAX rows only")
     ap.add_argument("--only", default="", help="comma list of groups: conv,transpose,upsample,unet")
-    ap.add_argument("--xla-flags", default=None, help="XLA_FLAGS for this run (set before JAX)")
+    ap.add_argument("--xla-flags", default=None,
+                    help="XLA_FLAGS added for this run (default: jaxgen.nn.RECOMMENDED_CPU_XLA_"
+                         "FLAGS, which turns YNNPACK off; --xla-flags='' keeps XLA's defaults)")
     ap.add_argument("--threads", type=int, default=None,
                     help="cores for both frameworks (default: all; --quick: 1)")
     args = ap.parse_args(argv)
-    if (args.xla_flags is not None or args.threads) and "jax" in sys.modules:
-        print("--xla-flags and --threads must take effect before JAX is imported; run this as "
-              "`python -m benchmarks.kernels`.", file=sys.stderr)
+    if "jax" in sys.modules and _backend_started():
+        print("XLA flags and the thread count must be set before JAX starts its backend; run "
+              "`python -m benchmarks.kernels` in a fresh process.", file=sys.stderr)
         return 2
-    if args.xla_flags is not None:
-        os.environ["XLA_FLAGS"] = args.xla_flags
+    if args.xla_flags is None:  # jaxgen's recommendation; importing jaxgen.nn.conv starts no JAX
+        from jaxgen.nn.conv import RECOMMENDED_CPU_XLA_FLAGS as flags
+    else:
+        flags = args.xla_flags
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     threads = args.threads or (1 if args.quick else common.num_threads())
     # Both frameworks get the same cores: XLA sizes its thread pool from the affinity mask, torch
     # from set_num_threads. One thread in --quick: torch's OpenMP regions stall for a scheduler

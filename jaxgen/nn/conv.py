@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Sequence, Union
 
 import jax
@@ -135,16 +136,38 @@ def conv2d(x: jax.Array, w: jax.Array, stride: IntPair = 1, padding: Padding = "
     [B,Ho,Wo,Co].
 
     Same numbers as lax.conv_general_dilated, with a custom VJP (see _conv_bwd) because XLA CPU's
-    own kernel-gradient convolution is 10-100x slower than the forward conv on this machine.
+    own gradients are slow: its default kernel-gradient convolution runs 10-100x slower than the
+    forward conv on this machine.
     """
     pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
     return _conv(x, w, _pair(stride), pads, _pair(dilation))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv(x, w, stride, pads, dilation):
+# XLA CPU (jaxlib 0.10) runs convolutions through YNNPACK by default, single-threaded (measured:
+# 1.0 CPU-second per second, vs 1.9 for its Eigen path and PyTorch), which halves conv speed on
+# 2 cores. Put this in XLA_FLAGS before JAX starts to use Eigen: conv rows 1.4-2x faster here.
+RECOMMENDED_CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def _ynn_disabled() -> bool:
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    return "--xla_cpu_experimental_ynn_fusion_type=" in flags
+
+
+def _xla_kernel_gradient_is_fast(ksize, stride, pads) -> bool:
+    """Whether XLA's own kernel gradient beats kernel_gradient's GEMMs (measured, see _conv_bwd)."""
+    same_size = all(lo + hi <= k - 1 for k, (lo, hi) in zip(ksize, pads))
+    return _ynn_disabled() and tuple(stride) == (1, 1) and min(ksize) > 1 and same_size
+
+
+def _raw_conv(x, w, stride, pads, dilation):
     return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
                                     dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, stride, pads, dilation):
+    return _raw_conv(x, w, stride, pads, dilation)
 
 
 def _conv_fwd(x, w, stride, pads, dilation):
@@ -154,15 +177,25 @@ def _conv_fwd(x, w, stride, pads, dilation):
 def _conv_bwd(stride, pads, dilation, res, g):
     """Cotangents of y = conv(x, w): dx = A(w)^T g, dw[k] = sum_{b,o} x[o*s + k*d - lo] g[o].
 
-    dx is the transposed conv, in its sub-pixel form. dw is written as matrix products, one per
-    tap, [Ci, N] @ [N, Co] with N = B*Ho*Wo: XLA CPU lowers the equivalent 'kernel-gradient'
-    convolution (batch as the contracted feature) to a slow generic loop (measured: 3x3, 32x32x64,
-    batch 32: 460 ms, vs 36 ms for the forward conv and ~100 ms for the GEMMs; for the sub-pixel
-    kernel of a transposed conv 3.1 s vs 56 ms).
+    On CPU, dx is the transposed conv in its sub-pixel form (faster than XLA's lhs-dilated conv).
+    dw: with YNNPACK on (XLA's default), XLA lowers the 'kernel-gradient' convolution (batch as the
+    contracted feature) to a slow single-threaded loop (3x3, 32x32x64, batch 32: 460 ms vs 36 ms
+    for the forward conv; for the sub-pixel kernel of a transposed conv 3.1 s vs 35 ms), so it is
+    written as one GEMM per tap ([Ci, N] @ [N, Co], N = B*Ho*Wo: 56-125 ms). With YNNPACK off
+    (RECOMMENDED_CPU_XLA_FLAGS) XLA's Eigen kernel gradient is faster for stride-1 k x k convs and
+    slower for the rest; taking the faster per case cut a U-Net step from 3.2 s (all GEMM) or 4.2 s
+    (all XLA) to 2.5 s. Other backends (cuDNN, TPU) keep JAX's own rule.
     """
     x, w = res
+    native = jax.vjp(lambda a, b: _raw_conv(a, b, stride, pads, dilation), x, w)[1]
+    if jax.default_backend() != "cpu":
+        return native(g)
     dx = conv_transpose_subpixel(g, w, stride, pads, dilation, output_size=x.shape[1:3])
-    return dx, kernel_gradient(x, g, w.shape[:2], stride, pads, dilation)
+    if _xla_kernel_gradient_is_fast(w.shape[:2], stride, pads):
+        dw = jax.vjp(lambda b: _raw_conv(x, b, stride, pads, dilation), w)[1](g)[0]
+    else:
+        dw = kernel_gradient(x, g, w.shape[:2], stride, pads, dilation)
+    return dx, dw
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

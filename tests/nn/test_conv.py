@@ -210,3 +210,17 @@ def test_conv2d_custom_vjp_matches_lax(s, k, pad, d):
                                       jax.vjp(raw, x, wk)[1](g)))(x, wk, g)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("s", [1, 2])
+def test_conv2d_vjp_with_ynnpack_off(monkeypatch, s):
+    # With RECOMMENDED_CPU_XLA_FLAGS in XLA_FLAGS (read at trace time) stride-1 dw comes from XLA's
+    # own kernel gradient and strided dw from kernel_gradient: both must be the same numbers.
+    monkeypatch.setenv("XLA_FLAGS", C.RECOMMENDED_CPU_XLA_FLAGS)
+    assert C._xla_kernel_gradient_is_fast((3, 3), (s, s), ((1, 1), (1, 1))) == (s == 1)
+    rng = np.random.default_rng(11)
+    x, wk = _rand(rng, 2, 8, 8, 3), _rand(rng, 3, 3, 3, 4)
+    g = _rand(rng, 2, 8 // s, 8 // s, 4)
+    dx, dw = jit(lambda x, wk, g: jax.vjp(lambda a, b: C.conv2d(a, b, s), x, wk)[1](g))(x, wk, g)
+    np.testing.assert_allclose(dw, C.kernel_gradient(x, g, 3, s), atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(dx, C.conv_transpose_lax(g, wk, s, output_size=(8, 8)), atol=2e-5)
