@@ -1,5 +1,4 @@
 """What each `jaxgen` sub-command does, as plain functions (the CLI parses, these work)."""
-import json
 import os
 import time
 

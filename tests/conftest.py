@@ -16,8 +16,6 @@ _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("JAXGEN_DATA_DIR", os.path.join(_CACHE, "test_data"))
 os.environ.setdefault("JAXGEN_XLA_CACHE", os.path.join(_CACHE, "xla"))  # also for CLI subprocesses
 
-import jax  # noqa: E402
-
 from jaxgen.train.parallel import configure_jax  # noqa: E402
 
 # Most of the suite's time is XLA compilation (threefry alone takes seconds per program on this CPU);

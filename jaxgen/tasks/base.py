@@ -11,7 +11,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen.data.pipeline import Dataset
+from jaxgen.data.pipeline import Dataset, load
 from jaxgen.train.state import TrainState
 
 PyTree = Any
@@ -49,6 +49,11 @@ class Task:
         """Named image grids (uint8 [H, W, 3]) that `jaxgen eval` saves under <workdir>/figures and
         the report shows, e.g. reconstructions; none by default."""
         return {}
+
+    def eval_dataset(self) -> Dataset:
+        """The config's evaluation split (data.eval_split), loaded once per process by the pipeline."""
+        d = self.config.data
+        return load(d.name, d.eval_split, d.get("data_dir"))
 
     def eval_params(self, state: TrainState) -> PyTree:
         """The params to sample and evaluate with: the EMA when the run keeps one."""

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import data
 from jaxgen.data import transforms
 from jaxgen.models import classifier as classifier_lib
 from jaxgen.tasks.base import Task, TaskError
@@ -79,7 +78,7 @@ class ClassifierTask(Task):
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     def evaluate(self, state):
-        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        test = self.eval_dataset()
         images = np.asarray(transforms.to_unit(test.arrays["image"], test.num_levels))
         logits, _ = self.logits_and_features(self.eval_params(state), images, self.config.eval.batch_size)
         labels = test.arrays["label"]

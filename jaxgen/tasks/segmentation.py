@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import data
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.data import transforms
 from jaxgen.nn.unet import UNet
@@ -77,12 +76,9 @@ class SegmentationTask(Task):
         return np.concatenate([np.asarray(fn(params, images[i:i + batch_size]))
                                for i in range(0, len(images), batch_size)])
 
-    def _test(self):
-        return data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
-
     def evaluate(self, state):
         """IoU per class on the test split, their mean (mIoU) and pixel accuracy."""
-        test = self._test()
+        test = self.eval_dataset()
         pred = self.predict(self.eval_params(state), test.arrays["image"], self.config.eval.batch_size)
         true = test.arrays["mask"].astype(np.int64)
         iou = iou_per_class(pred, true)
@@ -93,7 +89,7 @@ class SegmentationTask(Task):
 
     def figures(self, state):
         """Rows of (test image, true mask, predicted mask) for 16 test scenes."""
-        test = self._test()
+        test = self.eval_dataset()
         images = test.arrays["image"][:16]
         pred = self.predict(self.eval_params(state), images)
         rows = [images.astype(np.float32) / 255.0, PALETTE[test.arrays["mask"][:16]], PALETTE[pred]]

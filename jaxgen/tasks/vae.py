@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import data
 from jaxgen.eval import likelihood
 from jaxgen.models import vae as vae_lib
 from jaxgen.tasks.base import Task, TaskError
@@ -71,7 +70,7 @@ class VAETask(Task):
     def figures(self, state):
         """Reconstructions (odd rows: test images, even rows: their reconstructions) and latent
         interpolations between pairs of test images (one row per pair)."""
-        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        test = self.eval_dataset()
         x = test.arrays["image"][:32].astype(np.int32)
         params = self.eval_params(state)
         recon = np.asarray(jax.jit(lambda p, x: vae_lib.reconstruct(p, self.model, x))(params, x))
@@ -86,7 +85,7 @@ class VAETask(Task):
     def evaluate(self, state):
         """Test-split ELBO and IWAE NLL (nats per image and bits/dim), plus reconstructions error."""
         e = self.config.eval
-        test = data.load(self.config.data.name, self.config.data.eval_split, self.config.data.get("data_dir"))
+        test = self.eval_dataset()
         images = test.arrays["image"].astype(np.int32)
         params = self.eval_params(state)
         rng = jax.random.PRNGKey(self.config.seed + 2)

@@ -40,12 +40,17 @@ def setup(config: ml_collections.ConfigDict, devices: list | None = None):
     """Loads the data and builds the task and the data-parallel step; all checks happen here,
     before anything is written."""
     config_lib.validate(config)
-    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
     mesh = parallel.make_mesh(devices)
     data.check_divisible(config.train.batch_size, mesh.size)
-    task = tasks.get(config.task)(config, dataset)
+    task = make_task(config)
     step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
     return task, step_fn
+
+
+def make_task(config: ml_collections.ConfigDict) -> tasks.Task:
+    """The config's task over its training split."""
+    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
+    return tasks.get(config.task)(config, dataset)
 
 
 def init_state(task, config: ml_collections.ConfigDict) -> PyTree:
@@ -203,8 +208,7 @@ def restore_for_eval(workdir: str, devices: list | None = None):
     ckpt = Checkpointer(workdir)
     if ckpt.latest_step() is None:
         raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
-    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
-    task = tasks.get(config.task)(config, dataset)
+    task = make_task(config)
     device = (devices or jax.local_devices())[0]
     target = jax.device_put(init_state(task, config), device)
     ckpt.check_compatible(config)
