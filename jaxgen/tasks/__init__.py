@@ -7,6 +7,9 @@ _TASKS = {
     "vae": "jaxgen.tasks.vae:VAETask",
     "classifier": "jaxgen.tasks.classifier:ClassifierTask",
     "segmentation": "jaxgen.tasks.segmentation:SegmentationTask",
+    "gan": "jaxgen.tasks.gan:GANTask",
+    "cyclegan": "jaxgen.tasks.cyclegan:CycleGANTask",
+    "diffusion": "jaxgen.tasks.diffusion:DiffusionTask",
 }
 
 

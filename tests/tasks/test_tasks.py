@@ -19,7 +19,8 @@ def _one_step(config, devices, mode):
 
 
 @pytest.mark.parametrize("name, mode", [("vae_digits", "shard_map"), ("vae_digits", "pmap"),
-                                        ("classifier_digits", "shard_map")])
+                                        ("classifier_digits", "shard_map"),
+                                        ("diffusion_digits_class", "shard_map")])
 def test_eight_devices_equal_one_device(name, mode):
     config = config_lib.load(f"{name}:quick")
     one, m1 = _one_step(config, jax.devices()[:1], "shard_map")

@@ -1,0 +1,12 @@
+"""Diffusion models, with the math kept apart from the network (as in guided-diffusion).
+
+- schedules: noise schedules (linear, cosine) and timestep respacing.
+- process:   the forward process q(x_t | x_0), the posterior q(x_{t-1} | x_t, x_0), and the
+             conversions between epsilon-, x0- and v-prediction.
+- losses:    the training loss (simple and min-SNR weighted) for any parameterization.
+- samplers:  DDPM and DDIM, each one compiled `lax.scan` over its steps, classifier-free guidance,
+             static and dynamic thresholding. They take any `denoise(params, x, t, cond)`.
+- likelihood: the variational bound in bits/dim for discrete data.
+- network:   the Linen denoiser (U-Net plus class / text conditioning with a null condition).
+"""
+from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules  # noqa: F401

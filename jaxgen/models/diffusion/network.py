@@ -1,0 +1,76 @@
+"""The denoising network: the jaxgen U-Net with the conditions a diffusion model takes.
+
+cond is None (unconditional) or a dict with any of
+  "label":        int [B] class labels; the value num_classes is the null class (no condition),
+  "context":      float [B, L, D] text-token embeddings, attended to by cross-attention,
+  "context_mask": bool [B, L], True for real tokens; a row with no True token is the null text,
+                  which attends to a learned null token instead,
+  "pooled":       float [B, D] a sentence embedding, added to the time embedding (Imagen sec. 2.2).
+Classifier-free guidance trains one network for both: the task replaces a condition by its null
+value with probability p.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxgen.nn.unet import UNet
+
+
+def null_condition(cond: dict[str, jax.Array], num_classes: int) -> dict[str, jax.Array]:
+    """The 'no condition' value of a batch of conditions (same shapes)."""
+    # The null label is the extra class; a text without any real token (mask all False) is the null
+    # text, whose embeddings are then ignored (zeros keep the shapes).
+    return {k: jnp.full_like(v, num_classes) if k == "label" else jnp.zeros_like(v) for k, v in cond.items()}
+
+
+def drop_condition(cond: dict[str, jax.Array], drop: jax.Array, num_classes: int) -> dict[str, jax.Array]:
+    """Replaces the condition of the examples where drop [B] is True by the null condition."""
+    null = null_condition(cond, num_classes)
+    pick = lambda c, n: jnp.where(drop.reshape((-1,) + (1,) * (c.ndim - 1)), n, c)  # noqa: E731
+    return {k: pick(cond[k], null[k]) for k in cond}
+
+
+class Denoiser(nn.Module):
+    """x [B,H,W,C], t int [B], cond (see module docstring) -> output [B,H,W,C] (eps, x0 or v)."""
+
+    out_channels: int
+    channels: Sequence[int] = (32, 64)
+    num_res_blocks: int = 2
+    attention_levels: Sequence[int] = ()
+    num_heads: int = 4
+    upsample: str = "nearest"
+    dropout: float = 0.0
+    norm_groups: int = 8
+    num_classes: int = 0       # > 0: class-conditional, with one extra (null) embedding
+    context_dim: int = 0       # > 0: cross-attention to text tokens of this width
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, cond: dict[str, jax.Array] | None = None,
+                 train: bool = False) -> jax.Array:
+        cond = cond or {}
+        emb_dim = 4 * self.channels[0]
+        vec = None
+        if self.num_classes:
+            vec = nn.Embed(self.num_classes + 1, emb_dim, name="label_embedding")(cond["label"])
+        context = mask = None
+        if self.context_dim:
+            context, mask = cond["context"], cond["context_mask"].astype(bool)
+            # Prepend a learned null token that only rows without any real token attend to, so
+            # that dropped (null) text has a trainable meaning and attention never sees an empty row.
+            null = self.param("null_context", nn.initializers.normal(0.02), (1, 1, self.context_dim))
+            context = jnp.concatenate([jnp.broadcast_to(null, (x.shape[0], 1, self.context_dim)),
+                                       context.astype(jnp.float32)], axis=1)
+            mask = jnp.concatenate([~mask.any(axis=1, keepdims=True), mask], axis=1)
+            if "pooled" in cond:
+                pooled = nn.Dense(emb_dim, name="pooled_proj")(cond["pooled"].astype(jnp.float32))
+                vec = pooled if vec is None else vec + pooled
+        unet = UNet(out_channels=self.out_channels, channels=tuple(self.channels),
+                    num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
+                    num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
+                    norm_groups=self.norm_groups, emb_dim=emb_dim, dtype=self.dtype, name="unet")
+        return unet(x, t, vec, context, mask, train)

@@ -1,0 +1,232 @@
+"""Diffusion models as a task: train the denoiser on the simple (or min-SNR) loss, sample with
+DDPM/DDIM and classifier-free guidance, evaluate the likelihood bound and sample quality.
+
+Images are scaled to [-1, 1] at `data.image_size` (bilinear from the dataset's resolution; at the
+native resolution the data stay on their discrete grid, so the bound in bits/dim is a bound on the
+same discrete likelihood the VAE reports).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.data import transforms
+from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
+from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import log, parallel
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+CONDITIONINGS = ("none", "class")
+
+
+class DiffusionTask(Task):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        m, s = config.model, config.sample
+        _check_choice("model.conditioning", m.conditioning, CONDITIONINGS)
+        _check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
+        _check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
+        _check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
+        _check_choice("sample.method", s.method, samplers.METHODS)
+        _check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
+        if not 1 <= s.steps <= m.timesteps:
+            raise TaskError(f"sample.steps must be in 1..model.timesteps={m.timesteps}, not {s.steps}.")
+        if m.conditioning == "class" and dataset.num_classes is None:
+            raise TaskError(f"class conditioning needs a labelled dataset; {dataset.name} has no labels.")
+        if not 0.0 <= m.cond_drop_prob < 1.0:
+            raise TaskError(f"model.cond_drop_prob must be in [0, 1), not {m.cond_drop_prob}.")
+        size = config.data.image_size
+        if size % 2 ** (len(m.channels) - 1):
+            raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.channels)-1) = "
+                            f"{2 ** (len(m.channels) - 1)}.")
+        self.num_classes = dataset.num_classes if m.conditioning == "class" else 0
+        self.batch_keys = ("image", "label") if self.num_classes else ("image",)
+        self.native = dataset.arrays["image"].shape[1] == size
+        self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
+        self.model = Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
+                              num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
+                              num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
+                              norm_groups=m.norm_groups, num_classes=self.num_classes)
+        self.schedule = schedules.make(m.schedule, m.timesteps)
+        self.tx = make_optimizer(config.optim, config.train.steps)
+        self._samplers = {}
+
+    # ---- data and network ------------------------------------------------------------------------
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Integer images [B, h, w, C] -> float [B, S, S, C] in [-1, 1] at data.image_size."""
+        unit = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.image_shape[0])
+        return 2.0 * unit - 1.0
+
+    def denoise(self, params, x, t, cond):
+        """The network as the samplers see it: (params, x [B,H,W,C], t int [B], cond) -> output."""
+        return self.model.apply({"params": params}, x, t, cond)
+
+    def condition(self, labels: jax.Array | None):
+        return {"label": labels} if self.num_classes else None
+
+    def init(self, rng):
+        init_rng, state_rng = jax.random.split(rng)
+        x = jnp.zeros((1,) + self.image_shape, jnp.float32)
+        params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32),
+                                 self.condition(jnp.zeros((1,), jnp.int32)))["params"]
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    # ---- update step -----------------------------------------------------------------------------
+    def train_step(self, state, batch):
+        m = self.config.model
+        x0 = self.preprocess(batch["image"])
+        keys = parallel.example_keys(state_lib.step_rng(state), x0.shape[0])
+
+        def draws(key):  # each example's own step, noise, condition drop and dropout key
+            k_t, k_noise, k_drop, k_dropout = jax.random.split(key, 4)
+            return (jax.random.randint(k_t, (), 0, self.schedule.num_steps),
+                    jax.random.normal(k_noise, x0.shape[1:]),
+                    jax.random.bernoulli(k_drop, m.cond_drop_prob), k_dropout)
+
+        i, noise, drop, dropout_keys = jax.vmap(draws)(keys)
+        x_t = process.q_sample(self.schedule, x0, i, noise)
+        cond = self.condition(batch.get("label"))
+        if cond is not None:
+            cond = drop_condition(cond, drop, self.num_classes)
+
+        def loss_fn(params):
+            def one(x, t, c, k):  # one example, so dropout does not depend on the device split
+                c = None if c is None else jax.tree.map(lambda v: v[None], c)
+                return self.model.apply({"params": params}, x[None], t[None], c, train=True,
+                                        rngs={"dropout": k})[0]
+            out = jax.vmap(one)(x_t, self.schedule.timesteps[i], cond, dropout_keys)
+            per_example = losses.per_example_loss(out, m.parameterization, self.schedule, x0, i, noise,
+                                                  m.loss_weighting, m.min_snr_gamma)
+            return jnp.mean(per_example)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        grads = parallel.pmean(grads)
+        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        return state, parallel.pmean({"loss": loss, "grad_norm": _global_norm(grads)})
+
+    # ---- sampling --------------------------------------------------------------------------------
+    def generate(self, params, rng, num: int, labels: np.ndarray | None = None, **overrides):
+        """num images (float [num, H, W, C] in [0, 1]) and the sampler's statistics, with the config's
+        sample settings updated by `overrides` (method, steps, eta, guidance, thresholding,
+        percentile, variance). labels default to 0..9 cycling for a class-conditional model."""
+        s = dict(self.config.sample.to_dict(), **overrides)
+        if self.num_classes and labels is None:
+            labels = np.arange(num) % self.num_classes
+        labels = None if not self.num_classes else jnp.asarray(labels, jnp.int32)
+        guidance = s["guidance"] if self.num_classes else None
+        settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"],
+                    float(s["percentile"]), s["variance"], guidance is not None)
+        if settings not in self._samplers:  # one compiled chain per setting, reused across calls
+            self._samplers[settings] = self._compile_sampler(*settings)
+        run = self._samplers[settings]
+        x, stats = run(params, rng, labels, None if guidance is None else jnp.float32(guidance))
+        return np.asarray(jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)), {k: float(v) for k, v in stats.items()}
+
+    def _compile_sampler(self, num, method, steps, eta, thresholding, percentile, variance, guided):
+        schedule = schedules.respace(self.schedule, steps)
+        kwargs = dict(method=method, eta=eta, parameterization=self.config.model.parameterization,
+                      thresholding=thresholding, percentile=percentile, variance=variance)
+
+        @jax.jit
+        def run(params, rng, labels, guidance):
+            cond = self.condition(labels)
+            null = null_condition(cond, self.num_classes) if guided else None
+            return samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
+                                   null_cond=null, guidance=guidance, **kwargs)
+        return run
+
+    def sample(self, params, rng, num):
+        images, _ = self.generate(params, rng, num)
+        out = {"images": images}
+        if self.num_classes:
+            out["labels"] = np.arange(num) % self.num_classes
+        return out
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, state):
+        """The likelihood bound on the test split (at the native resolution), and, with a classifier
+        (eval.classifier_workdir), the Frechet distance, class coverage and (class-conditional)
+        accuracy of samples, and the saturation of samples next to real images."""
+        e = self.config.eval
+        params = self.eval_params(state)
+        results = {}
+        if e.vlb and self.native:
+            results.update(self.likelihood_bound(params))
+        if e.get("classifier_workdir"):
+            from jaxgen.eval.features import ClassifierJudge
+
+            judge = ClassifierJudge(e.classifier_workdir)
+            results.update(self.sample_quality(params, judge, e.num_fd_samples))
+        return results
+
+    def likelihood_bound(self, params, variances=("large", "small")) -> dict[str, float]:
+        """-log p(x) bound on the test split in nats/image and bits/dim, per reverse variance."""
+        e = self.config.eval
+        test = self.eval_dataset()
+        images = test.arrays["image"]
+        num_dims = int(np.prod(self.image_shape))
+        results = {}
+        # A class-conditional model is scored as p(x | null class): its unconditional likelihood.
+        cond = lambda n: {"label": jnp.full((n,), self.num_classes)} if self.num_classes else None  # noqa: E731
+        for variance in variances:
+            fn = jax.jit(lambda p, x, r, v=variance: likelihood.bound_terms(
+                self.denoise, p, self.schedule, self.preprocess(x), self.dataset.num_levels, r,
+                cond(x.shape[0]), self.config.model.parameterization, v))
+            parts = {k: [] for k in ("prior", "diffusion", "decoder", "total")}
+            rng = jax.random.PRNGKey(self.config.seed + 2)
+            for start in range(0, len(images), e.batch_size):
+                chunk = fn(params, images[start:start + e.batch_size], jax.random.fold_in(rng, start))
+                for k in parts:
+                    parts[k].append(np.asarray(chunk[k]))
+            total = np.concatenate(parts["total"])
+            results[f"test_vlb_{variance}_nats"] = float(total.mean())
+            results[f"test_vlb_{variance}_nats_sem"] = float(total.std(ddof=1) / np.sqrt(len(total)))
+            results[f"test_vlb_{variance}_bits_per_dim"] = float(likelihood.bits_per_dim(total.mean(), num_dims))
+            for k in ("prior", "diffusion", "decoder"):
+                results[f"test_vlb_{variance}_{k}_nats"] = float(np.concatenate(parts[k]).mean())
+        return results
+
+    def sample_quality(self, params, judge, num: int, **overrides) -> dict[str, float]:
+        """Frechet distance etc. of `num` samples in the classifier's feature space."""
+        images, stats = self.generate(params, jax.random.PRNGKey(self.config.seed + 3), num, **overrides)
+        results = judge.score(images)
+        results["x0_out_of_range"] = stats["x0_out_of_range"]
+        results["saturated_fraction"] = saturated_fraction(images)
+        real = np.asarray(self.preprocess(self.eval_dataset().arrays["image"]) + 1.0) / 2.0
+        results["saturated_fraction_real"] = saturated_fraction(real)
+        if self.num_classes:
+            logits, _ = judge(images)
+            labels = np.arange(num) % self.num_classes
+            results["class_accuracy"] = float(np.mean(logits.argmax(-1) == labels))
+        return results
+
+    def figures(self, state):
+        """Samples (one row per class when class-conditional) and the forward process of test images
+        at ten noise levels."""
+        params = self.eval_params(state)
+        rows = self.num_classes or 8
+        images, _ = self.generate(params, jax.random.PRNGKey(self.config.seed + 4), rows * 10,
+                                  labels=np.repeat(np.arange(rows), 10) if self.num_classes else None)
+        x0 = self.preprocess(self.eval_dataset().arrays["image"][:8])
+        ts = np.linspace(0, self.schedule.num_steps - 1, 10).astype(np.int32)
+        noised = [process.q_sample(self.schedule, x0, jnp.full((8,), t), jax.random.normal(
+            jax.random.PRNGKey(t), x0.shape)) for t in ts]
+        noised = np.clip((np.stack(noised, 1) + 1.0) / 2.0, 0.0, 1.0).reshape(-1, *self.image_shape)
+        return {"samples": log.make_grid(images, columns=10),
+                "forward_process": log.make_grid(noised, columns=10)}
+
+
+def saturated_fraction(images: np.ndarray, margin: float = 1e-3) -> float:
+    """Fraction of pixel values at either end of [0, 1] (within margin): what over-saturation and
+    clipping produce."""
+    return float(np.mean((images <= margin) | (images >= 1.0 - margin)))
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+
+
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
