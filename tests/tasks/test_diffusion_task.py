@@ -83,3 +83,16 @@ def test_class_conditional_run_through_the_cli(tmp_path):
 def test_bad_config_values_are_one_sentence(override, message):
     with pytest.raises(TaskError, match=re.escape(message)):
         loop.make_task(_config(override, spec="diffusion_digits_class:quick"))
+
+
+def test_shapes_smoke_run_reports_the_bound_on_8_bit_data(tmp_path):
+    config = _config("--config.eval.batch_size=64", spec="diffusion_shapes:quick")
+    result = loop.train(config, str(tmp_path), quiet=True)
+    task = loop.make_task(config)
+    assert task.native and task.image_shape == (32, 32, 3) and task.dataset.num_levels == 256
+    bound = task.likelihood_bound(result.state.params, variances=("small",))
+    parts = sum(bound[f"test_vlb_small_{k}_nats"] for k in ("prior", "diffusion", "decoder"))
+    np.testing.assert_allclose(parts, bound["test_vlb_small_nats"], rtol=1e-5)
+    assert np.isfinite(bound["test_vlb_small_bits_per_dim"]) and bound["test_vlb_small_bits_per_dim"] > 0
+    images = task.sample(result.state.params, jax.random.PRNGKey(0), 2)["images"]
+    assert images.shape == (2, 32, 32, 3)
