@@ -11,6 +11,7 @@ import sys
 USAGE_EXAMPLES = """examples:
   jaxgen train vae_digits --workdir runs/vae --config.train.steps=2000
   jaxgen sample --workdir runs/vae --num 64 --seed 0 --out samples.png
+  jaxgen sample --workdir runs/diff --num 64 --out g4.png --config.sample.guidance=4 --config.sample.steps=20
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
   jaxgen demo
@@ -52,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
     args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
-    if overrides and args.command != "train":
-        return _fail(f"--config.* overrides only apply to `jaxgen train`, not `{args.command}`.")
+    if overrides and args.command in ("sample", "eval"):
+        # A trained run's model is fixed; only how it is sampled and evaluated may change.
+        bad = [o for o in overrides if not o.startswith(("--config.sample.", "--config.eval."))]
+        if bad:
+            return _fail(f"`jaxgen {args.command}` takes only --config.sample.* and --config.eval.* overrides "
+                         f"(the model is fixed by the run), not {bad[0].partition('=')[0]}.")
+    elif overrides and args.command != "train":
+        return _fail(f"--config.* overrides only apply to `jaxgen train`, `sample` and `eval`, not `{args.command}`.")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from jaxgen import commands
     from jaxgen.errors import EXPECTED
@@ -64,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return commands.train(args.config, overrides, args.workdir, args.quiet)
         if args.command == "sample":
-            return commands.sample(args.workdir, args.num, args.seed, args.out)
+            return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
         if args.command == "eval":
-            return commands.evaluate(args.workdir)
+            return commands.evaluate(args.workdir, overrides)
         if args.command == "report":
             return commands.report(args.workdir)
         if args.command == "demo":

@@ -20,7 +20,7 @@ def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) ->
     return 0 if result.stopped_by in (None, "SIGTERM") else 130
 
 
-def sample(workdir: str, num: int, seed: int, out: str) -> int:
+def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = ()) -> int:
     import jax
 
     from jaxgen.train import log, loop
@@ -30,7 +30,7 @@ def sample(workdir: str, num: int, seed: int, out: str) -> int:
     kind = os.path.splitext(out)[1].lower()
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
-    _, task, state = loop.restore_for_eval(workdir)
+    _, task, state = loop.restore_for_eval(workdir, overrides=overrides)
     result = {k: np.asarray(v) for k, v in task.sample(task.eval_params(state), jax.random.PRNGKey(seed), num).items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if kind == ".png":
@@ -43,10 +43,10 @@ def sample(workdir: str, num: int, seed: int, out: str) -> int:
     return 0
 
 
-def evaluate(workdir: str) -> int:
+def evaluate(workdir: str, overrides: list[str] = ()) -> int:
     from jaxgen.train import log, loop
 
-    config, task, state = loop.restore_for_eval(workdir)
+    config, task, state = loop.restore_for_eval(workdir, overrides=overrides)
     start = time.time()
     results = {"step": int(state.step), **task.evaluate(state)}
     results["eval_seconds"] = round(time.time() - start, 1)

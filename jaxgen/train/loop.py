@@ -11,7 +11,7 @@ import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -200,11 +200,15 @@ def _save_samples(task, step_fn, state, rng, workdir, writer, step) -> None:
     writer.image("samples", grid, step)
 
 
-def restore_for_eval(workdir: str, devices: list | None = None):
-    """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device."""
+def restore_for_eval(workdir: str, devices: list | None = None, overrides: Sequence[str] = ()):
+    """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device;
+    `overrides` (--config.sample.x=y, ...) change how it is sampled or evaluated, not the model."""
+    from jaxgen.config import apply_override
     from jaxgen.train.checkpoint import CheckpointError, load_run_config
 
     config = load_run_config(workdir)
+    for item in overrides:
+        apply_override(config, item)
     ckpt = Checkpointer(workdir)
     if ckpt.latest_step() is None:
         raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")

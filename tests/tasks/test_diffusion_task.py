@@ -67,6 +67,13 @@ def test_class_conditional_run_through_the_cli(tmp_path):
     samples = np.load(tmp_path / "s.npz")
     assert samples["images"].shape == (4, 16, 16, 1)
     np.testing.assert_array_equal(samples["labels"], [0, 1, 2, 3])
+    # Sampling settings can change at sampling time; the model cannot.
+    assert main(["sample", "--workdir", workdir, "--num", "4", "--out", str(tmp_path / "g.npz"),
+                 "--config.sample.guidance=4.0", "--config.sample.steps=5"]) == 0
+    assert np.abs(np.load(tmp_path / "g.npz")["images"] - samples["images"]).max() > 1e-3
+    assert main(["sample", "--workdir", workdir, "--num", "4", "--out", str(tmp_path / "x.npz"),
+                 "--config.model.channels=(8,16)"]) == 2
+    assert not os.path.exists(tmp_path / "x.npz")
     assert main(["eval", "--workdir", workdir]) == 0
     assert sorted(os.listdir(os.path.join(workdir, "figures"))) == ["forward_process.png", "samples.png"]
     with open(os.path.join(workdir, "eval.json")) as f:
