@@ -35,7 +35,8 @@ def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
     c.train = dict(steps=5000, batch_size=64, parallel="shard_map", log_every=100, ckpt_every=1000,
                    sample_every=1000, keep=2, ema_decay=0.999)
     # classifier_workdir: a trained classifier_digits run; eval then scores num_fd_samples samples.
-    c.eval = dict(vlb=True, batch_size=120, classifier_workdir="", num_fd_samples=1000)
+    # vlb_select_examples: training images on which the likelihood bound's t0 is chosen.
+    c.eval = dict(vlb=True, vlb_select_examples=360, batch_size=120, classifier_workdir="", num_fd_samples=1000)
     if arg == "8x8":
         c.data.image_size = 8
     elif arg == "demo":  # about a minute of training on 2 cores: recognisable digits, not the best
@@ -46,7 +47,7 @@ def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
         c.model.update(channels=(16, 32), timesteps=100)
         c.sample.update(steps=10)
         c.train.update(steps=20, log_every=5, ckpt_every=10, sample_every=10, batch_size=32)
-        c.eval.update(num_fd_samples=64)
+        c.eval.update(num_fd_samples=64, vlb_select_examples=120)
     elif arg:
         raise ValueError(f"diffusion_digits takes '', '8x8', 'demo' or 'quick', not {arg!r}.")
     return c

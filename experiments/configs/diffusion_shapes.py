@@ -18,7 +18,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.update(name="shapes", image_size=32)
     c.model.update(channels=(32, 64, 128), attention_levels=(2,), dropout=0.0)
     c.train.update(steps=6000, batch_size=32)
-    c.eval.update(batch_size=100)
+    c.eval.update(batch_size=100, vlb_select_examples=300)
     if arg == "demo":
         c.model.update(channels=(16, 32, 64))
         c.train.update(steps=500, ckpt_every=500, sample_every=0)
@@ -28,7 +28,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.update(channels=(16, 32), attention_levels=(1,), timesteps=100)
         c.sample.update(steps=10)
         c.train.update(steps=10, log_every=5, ckpt_every=10, sample_every=10, batch_size=16)
-        c.eval.update(batch_size=50)
+        c.eval.update(batch_size=64, vlb_select_examples=64)
     elif arg:
         raise ValueError(f"diffusion_shapes takes '', 'demo' or 'quick', not {arg!r}.")
     return c

@@ -169,34 +169,55 @@ class DiffusionTask(Task):
         return results
 
     def likelihood_bound(self, params, variances=("large", "small")) -> dict[str, float]:
-        """-log p(x) bound on the test split in nats/image and bits/dim, per reverse variance."""
+        """The bound L(t0) on -log p(x) of the test split (likelihood.py), in nats/image and bits/dim,
+        per reverse variance: for the full chain (t0 = 0) and for the t0 that minimises the bound on
+        eval.vlb_select_examples training images (a hyper-parameter of the model, chosen on train)."""
         e = self.config.eval
-        test = self.eval_dataset()
-        images = test.arrays["image"]
+        train = self.dataset.arrays["image"][:e.get("vlb_select_examples", 360)]  # runs saved before it existed
+        test = self.eval_dataset().arrays["image"]
         num_dims = int(np.prod(self.image_shape))
+        noise_std = np.sqrt((1.0 - np.asarray(self.schedule.alphas_cumprod)) / np.asarray(self.schedule.alphas_cumprod))
         results = {}
-        # A class-conditional model is scored as p(x | null class): its unconditional likelihood.
-        cond = lambda n: {"label": jnp.full((n,), self.num_classes)} if self.num_classes else None  # noqa: E731
         for variance in variances:
-            fn = jax.jit(lambda p, x, r, v=variance: likelihood.bound_terms(
-                self.denoise, p, self.schedule, self.preprocess(x), self.dataset.num_levels, r,
-                cond(x.shape[0]), self.config.model.parameterization, v))
-            parts = {k: [] for k in ("prior", "diffusion", "decoder", "total")}
-            rng = jax.random.PRNGKey(self.config.seed + 2)
-            for start in range(0, len(images), e.batch_size):
-                batch = images[start:start + e.batch_size]
-                n = len(batch)  # the last batch is padded to the full size: one compiled program
-                batch = np.concatenate([batch, np.repeat(batch[-1:], e.batch_size - n, axis=0)])
-                chunk = fn(params, batch, jax.random.fold_in(rng, start))
-                for k in parts:
-                    parts[k].append(np.asarray(chunk[k])[:n])
-            total = np.concatenate(parts["total"])
-            results[f"test_vlb_{variance}_nats"] = float(total.mean())
-            results[f"test_vlb_{variance}_nats_sem"] = float(total.std(ddof=1) / np.sqrt(len(total)))
-            results[f"test_vlb_{variance}_bits_per_dim"] = float(likelihood.bits_per_dim(total.mean(), num_dims))
-            for k in ("prior", "diffusion", "decoder"):
-                results[f"test_vlb_{variance}_{k}_nats"] = float(np.concatenate(parts[k]).mean())
+            t0 = int(np.argmin(self._bound_per_t0(params, train, variance).mean(axis=0)))
+            totals, parts = self._bound_per_t0(params, test, variance, parts_at=t0)
+            for name, t in (("", t0), ("_full_chain", 0)):
+                total = totals[:, t]
+                key = f"test_vlb_{variance}{name}"
+                results[f"{key}_nats"] = float(total.mean())
+                results[f"{key}_nats_sem"] = float(total.std(ddof=1) / np.sqrt(len(total)))
+                results[f"{key}_bits_per_dim"] = float(likelihood.bits_per_dim(total.mean(), num_dims))
+            results[f"test_vlb_{variance}_t0"] = t0
+            results[f"test_vlb_{variance}_t0_noise_std"] = float(noise_std[t0])
+            results.update({f"test_vlb_{variance}_{k}_nats": v for k, v in parts.items()})
         return results
+
+    def _bound_per_t0(self, params, images: np.ndarray, variance: str, parts_at: int | None = None):
+        """L(t0) per image and t0 [N, steps] (nats) for integer images; with parts_at, also the mean
+        prior / diffusion / decoder parts at that t0."""
+        e = self.config.eval
+        # A class-conditional model is scored as p(x | null class): its unconditional likelihood.
+        cond = None if not self.num_classes else {"label": jnp.full((e.batch_size,), self.num_classes)}
+        fn = jax.jit(lambda p, x, r: likelihood.bound_terms(
+            self.denoise, p, self.schedule, self.preprocess(x), self.dataset.num_levels, r, cond,
+            self.config.model.parameterization, variance))
+        rng = jax.random.PRNGKey(self.config.seed + 2)
+        chunks = {"prior": [], "kl": [], "decoder": []}
+        for start in range(0, len(images), e.batch_size):
+            batch = images[start:start + e.batch_size]
+            n = len(batch)  # the last batch is padded to the full size: one compiled program
+            batch = np.concatenate([batch, np.repeat(batch[-1:], e.batch_size - n, axis=0)])
+            terms = fn(params, batch, jax.random.fold_in(rng, start))
+            for k, v in chunks.items():
+                v.append(np.asarray(terms[k], np.float64)[:n])
+        prior, kl, decoder = (np.concatenate(chunks[k]) for k in ("prior", "kl", "decoder"))
+        # diffusion part of L(t0) = sum_{i > t0} kl_i, for every t0 at once
+        tail = np.cumsum(kl[:, ::-1], axis=1)[:, ::-1] - kl
+        totals = prior[:, None] + tail + decoder
+        if parts_at is None:
+            return totals
+        return totals, {"prior": float(prior.mean()), "diffusion": float(tail[:, parts_at].mean()),
+                        "decoder": float(decoder[:, parts_at].mean())}
 
     def sample_quality(self, params, judge, num: int, **overrides) -> dict[str, float]:
         """Frechet distance etc. of `num` samples in the classifier's feature space."""

@@ -212,27 +212,45 @@ def test_dynamic_thresholding_keeps_values_in_range_and_leaves_in_range_images_a
 
 
 # ---- likelihood ---------------------------------------------------------------------------------
-def test_discretized_gaussian_is_a_distribution_over_the_levels():
+def test_decoder_is_a_distribution_over_the_levels_and_sharp_at_low_noise(cosine):
     levels = 17
     grid = jnp.linspace(-1, 1, levels)
-    for mean, std in [(0.1, 0.05), (-0.9, 0.5), (3.0, 0.2), (0.0, 1e-3)]:
-        logp = likelihood.discretized_gaussian_log_likelihood(grid, jnp.float32(mean), jnp.float32(std), levels)
-        np.testing.assert_allclose(float(jnp.exp(logp).sum()), 1.0, atol=1e-5)
-    # Far tails stay finite (the mirrored form), which a naive cdf difference would make -inf.
-    far = likelihood.discretized_gaussian_log_likelihood(jnp.float32(0.0), jnp.float32(0.9), jnp.float32(0.01), levels)
-    assert np.isfinite(float(far)) and float(far) < -1000
+    x_t = jnp.full((levels, 1, 1, 1), 0.3)
+    for abar in (0.5, 0.99, 0.99999):
+        probs = jnp.exp(-likelihood.decoder_nll(grid.reshape(-1, 1, 1, 1), x_t, jnp.float32(abar), levels))
+        np.testing.assert_allclose(float(probs.sum()), 1.0, atol=1e-5)
+    # Nearly noiseless x_t of a grid value: that value gets almost all the mass.
+    x0 = grid[jnp.array([2, 9])].reshape(2, 1, 1, 1)
+    abar = cosine.alphas_cumprod[0]
+    x_t = jnp.sqrt(abar) * x0 + jnp.sqrt(1 - abar) * 0.5
+    assert float(likelihood.decoder_nll(x0, x_t, abar, levels).max()) < 1e-6
 
 
 def test_bound_of_a_perfect_denoiser_on_a_single_image(cosine):
     """Data = one image; a network that always predicts it makes every diffusion KL zero with the
-    'small' (posterior) variance, so the bound is only the tiny prior and decoder terms."""
+    'small' (posterior) variance, so L(t0) is the prior plus the decoder at t0."""
     x0 = jnp.linspace(-1, 1, 17)[jnp.array([0, 3, 8, 16])].reshape(1, 2, 2, 1)
     perfect = lambda params, x, t, cond: jnp.broadcast_to(x0, x.shape)  # noqa: E731
     terms = likelihood.bound_terms(perfect, None, cosine, x0, 17, jax.random.PRNGKey(15), parameterization="x0",
                                    variance="small")
-    assert abs(float(terms["diffusion"][0])) < 1e-3
-    assert float(terms["total"][0]) < 0.01
+    assert terms["kl"].shape == (1, 1000) and float(jnp.abs(terms["kl"]).max()) < 1e-3
+    assert float(likelihood.bound_at(terms, 0)[0]) < 0.01
+    decoder = np.asarray(terms["decoder"][0])
+    # Near t = 0 the decoder is certain; at the end of the chain it knows nothing (uniform: log 17 a pixel).
+    assert decoder[5] < 1e-3 and decoder[150] > 0.1
+    np.testing.assert_allclose(decoder[999], 4 * np.log(17), rtol=0.05)
+    np.testing.assert_allclose(likelihood.bound_at(terms, 500), terms["prior"] + terms["decoder"][:, 500], atol=1e-3)
     large = likelihood.bound_terms(perfect, None, cosine, x0, 17, jax.random.PRNGKey(15), parameterization="x0",
                                    variance="large")
-    assert float(large["diffusion"][0]) > float(terms["diffusion"][0]) + 1e-3
-    np.testing.assert_allclose(large["total"], large["prior"] + large["diffusion"] + large["decoder"], rtol=1e-6)
+    assert float(likelihood.bound_at(large, 0)[0]) > float(likelihood.bound_at(terms, 0)[0]) + 1e-3
+
+
+def test_clipping_x0_hat_keeps_the_last_steps_of_the_bound_finite_sized(cosine):
+    """An imperfect eps-network (here: predicts 0) has x0_hat = x_t / sqrt(abar) near t = T, where
+    abar ~ 1e-9; the unclipped last steps then dominate the bound, the clipped ones do not."""
+    x0 = jnp.linspace(-1, 1, 17)[jnp.array([[0, 3], [8, 16]])].reshape(2, 1, 2, 1)
+    zero = lambda params, x, t, cond: jnp.zeros_like(x)  # noqa: E731
+    last = {clip: float(likelihood.bound_terms(zero, None, cosine, x0, 17, jax.random.PRNGKey(16),
+                                               clip_denoised=clip)["kl"][:, -9:].sum(axis=1).mean())
+            for clip in (True, False)}
+    assert last[True] < 1.0 and last[False] > 100.0, last

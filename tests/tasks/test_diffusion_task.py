@@ -93,7 +93,7 @@ def test_bad_config_values_are_one_sentence(override, message):
 
 
 def test_shapes_smoke_run_reports_the_bound_on_8_bit_data(tmp_path):
-    config = _config("--config.eval.batch_size=64", spec="diffusion_shapes:quick")
+    config = _config(spec="diffusion_shapes:quick")
     result = loop.train(config, str(tmp_path), quiet=True)
     task = loop.make_task(config)
     assert task.native and task.image_shape == (32, 32, 3) and task.dataset.num_levels == 256
