@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classifier", required=True, help="a trained classifier_digits run")
     parser.add_argument("--num", type=int, default=500, help="samples per setting")
     parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--steps_num", type=int, default=200, help="samples per setting of the steps sweep")
     parser.add_argument("--skip_steps", action="store_true", help="only the guidance sweep")
     args = parser.parse_args(argv)
     parallel.configure_jax()
@@ -100,9 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     w = float(config.sample.guidance)
-    steps_rows = [run_setting(task, params, judge, args.num, guidance=w, steps=n)
+    steps_rows = [run_setting(task, params, judge, args.steps_num, guidance=w, steps=n)
                   for n in STEPS if n <= config.model.timesteps]
-    note = note.replace(f"DDIM-{config.sample.steps} samples", f"DDIM samples at w = {w}")
+    note = note.replace(f"{args.num} DDIM-{config.sample.steps} samples", f"{args.steps_num} DDIM samples at w = {w}")
+    note += f" --steps_num {args.steps_num}"
     with open(os.path.join(args.out, "diffusion_steps.json"), "w") as f:
         json.dump({"meta": meta, "rows": steps_rows}, f, indent=2)
     with open(os.path.join(args.out, "diffusion_steps.md"), "w") as f:

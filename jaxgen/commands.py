@@ -8,7 +8,8 @@ from jaxgen.errors import UsageError
 
 # The demo runs these configs in order; a later family adds its name. The classifier comes
 # first because other families' evaluations use its features.
-DEMO_RUNS = ("classifier_digits", "vae_digits", "unet_shapes", "diffusion_digits_class")
+DEMO_RUNS = ("classifier_digits", "vae_digits", "gan_digits", "cyclegan_shapes", "unet_shapes",
+             "diffusion_digits_class")
 
 
 def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) -> int:

@@ -1,0 +1,307 @@
+"""The GAN family as a task: Goodfellow et al. (2014) Algorithm 1, one compiled data-parallel step per
+iteration.
+
+Algorithm 1, per training iteration:
+  for k steps:   sample a fresh noise minibatch {z_1..z_m} and a fresh data minibatch {x_1..x_m};
+                 update D by ascending its stochastic gradient of
+                 (1/m) sum_i [log D(x_i) + log(1 - D(G(z_i)))]
+  then:          sample a fresh noise minibatch; update G by descending
+                 (1/m) sum_i log(1 - D(G(z_i)))          (or one of the other `loss` choices)
+Here k = config.train.d_steps, and the k + 1 updates form one `train_step`: the k discriminator
+updates run inside one `lax.scan`, then the generator update, all in one jit-compiled call.
+
+Batch layout. The loop hands the step one batch; for Algorithm 1 it must hold k data minibatches.
+`host_batch` stacks them on the *second* axis, [B, k, ...] (minibatch j of iteration s is the
+pipeline's batch of virtual step s * k + j, so every D update sees fresh data and a run still
+replays exactly from (seed, step)). The data-parallel wrapper shards axis 0, so each device gets
+its rows of every minibatch; the step moves k to the front and scans over it.
+
+State: the generic TrainState with params = {"generator", "discriminator"} and opt_state of the same
+structure (two optax optimizers: D's over d_steps * steps updates, G's over steps updates);
+ema_params is an EMA of the *generator* params only (or None), and `eval_params` samples with it.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxgen.data import transforms
+from jaxgen.eval import frechet, precision_recall
+from jaxgen.models import gan as gan_lib
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import log, parallel
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+
+def _discriminator_optim(optim: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The generator's optimizer section with the discriminator's learning rate (optim.d_lr, or
+    optim.lr when it is 0 / absent: two time-scale runs set a different one)."""
+    d = ml_collections.ConfigDict(optim.to_dict())
+    d.lr = optim.get("d_lr", 0.0) or optim.lr
+    return d
+
+
+class GANTask(Task):
+    """Unconditional or class-conditional GAN (config.model.conditional) on an image dataset."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        m, t = config.model, config.train
+        if m.loss not in gan_lib.LOSSES:
+            raise TaskError(f"model.loss must be one of {gan_lib.LOSSES}, not {m.loss!r}.")
+        if not isinstance(t.d_steps, int) or t.d_steps < 1:
+            raise TaskError(f"train.d_steps (k, discriminator updates per iteration) must be an integer "
+                            f">= 1, not {t.d_steps!r}.")
+        if m.r1_gamma < 0:
+            raise TaskError(f"model.r1_gamma must be >= 0 (0 = no R1 penalty), not {m.r1_gamma!r}.")
+        for key in ("g_norm", "d_norm"):
+            if m[key] not in gan_lib.NORMS:
+                raise TaskError(f"model.{key} must be one of {gan_lib.NORMS}, not {m[key]!r}.")
+        if m.upsample not in gan_lib.UPSAMPLES:
+            raise TaskError(f"model.upsample must be one of {gan_lib.UPSAMPLES}, not {m.upsample!r}.")
+        scale = 2 ** len(m.g_channels)
+        if m.image_size % scale:
+            raise TaskError(f"model.image_size {m.image_size} is not divisible by 2**len(model.g_channels) "
+                            f"= {scale}; use fewer generator channel levels.")
+        if m.conditional and dataset.num_classes is None:
+            raise TaskError(f"a conditional GAN needs a labelled dataset; {dataset.name} has no labels.")
+        if (config.optim.get("d_lr", 0.0) or 0.0) < 0:
+            raise TaskError(f"optim.d_lr must be positive (or 0 = optim.lr), not {config.optim.d_lr!r}.")
+        self.num_classes = dataset.num_classes if m.conditional else 0
+        self.batch_keys = ("image", "label") if m.conditional else ("image",)
+        channels = dataset.arrays["image"].shape[-1]
+        self.image_shape = (m.image_size, m.image_size, channels)
+        self.generator = gan_lib.Generator(image_shape=self.image_shape, latent_dim=m.latent_dim,
+                                           channels=tuple(m.g_channels), num_classes=self.num_classes,
+                                           norm=m.g_norm, upsample=m.upsample)
+        self.discriminator = gan_lib.Discriminator(channels=tuple(m.d_channels), num_classes=self.num_classes,
+                                                   norm=m.d_norm, feature_dim=m.d_feature_dim)
+        self.g_tx = make_optimizer(config.optim, t.steps)
+        self.d_tx = make_optimizer(_discriminator_optim(config.optim), t.steps * t.d_steps)
+
+    # ---- data ------------------------------------------------------------------------------------
+    def host_batch(self, step, process_index=0, process_count=1):
+        """k fresh minibatches for iteration `step`, stacked as [B_local, k, ...] (see module doc)."""
+        t = self.config.train
+        batches = [self.dataset.batch(self.config.seed, step * t.d_steps + j, t.batch_size, process_index,
+                                      process_count, keys=self.batch_keys) for j in range(t.d_steps)]
+        return {key: np.stack([b[key] for b in batches], axis=1) for key in self.batch_keys}
+
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Integer images [N, h, w, C] -> float [N, S, S, C] in [-1, 1] at model.image_size (bilinear
+        resize, as the digits classifier does)."""
+        x = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.config.model.image_size)
+        return x * 2.0 - 1.0
+
+    # ---- state -----------------------------------------------------------------------------------
+    def init(self, rng):
+        g_rng, d_rng, state_rng = jax.random.split(rng, 3)
+        z = jnp.zeros((1, self.config.model.latent_dim))
+        y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+        params = {"generator": self.generator.init(g_rng, z, y)["params"],
+                  "discriminator": self.discriminator.init(d_rng, jnp.zeros((1,) + self.image_shape), y)["params"]}
+        opt_state = {"generator": self.g_tx.init(params["generator"]),
+                     "discriminator": self.d_tx.init(params["discriminator"])}
+        ema = jax.tree.map(jnp.copy, params["generator"]) if self.config.train.ema_decay > 0 else None
+        return state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                                    rng=state_rng, ema_params=ema)
+
+    def eval_params(self, state):
+        """Both players' params, with the generator's EMA in place of the generator when kept."""
+        g = state.ema_params if state.ema_params is not None else state.params["generator"]
+        return {"generator": g, "discriminator": state.params["discriminator"]}
+
+    # ---- the two players -------------------------------------------------------------------------
+    def _noise(self, rng: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
+        """Per-example z [B, latent] and fake labels [B] (None if unconditional) for this device's
+        rows of a global minibatch drawn with `rng`."""
+        keys = parallel.example_keys(rng, batch)
+        z = gan_lib.latents(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys), self.config.model.latent_dim)
+        if not self.num_classes:
+            return z, None
+        return z, gan_lib.random_labels(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), self.num_classes)
+
+    def _g(self, params, z, y):
+        return self.generator.apply({"params": params}, z, y)
+
+    def _d(self, params, x, y):
+        return self.discriminator.apply({"params": params}, x, y)
+
+    def discriminator_phase(self, state, x, y):
+        """Algorithm 1's inner loop: k discriminator updates, each on fresh noise and the data
+        minibatch x[j] ([k, B_local, H, W, C]; labels y [k, B_local] or None). The generator's params
+        are only read. Returns (discriminator params, its optimizer state, metrics averaged over
+        the k updates)."""
+        m = self.config.model
+        rng, g_params = state_lib.step_rng(state), state.params["generator"]
+
+        def one_update(carry, inputs):
+            d_params, d_opt = carry
+            j, xj, yj = inputs
+            z, y_fake = self._noise(jax.random.fold_in(rng, j), xj.shape[0])
+            fake = self._g(g_params, z, y_fake)
+
+            def loss_fn(dp):
+                real_l, fake_l = self._d(dp, xj, yj), self._d(dp, fake, y_fake)
+                loss = gan_lib.discriminator_loss(real_l, fake_l, m.loss)
+                r1 = gan_lib.r1_penalty(lambda im: self._d(dp, im, yj), xj) if m.r1_gamma else 0.0
+                return loss + 0.5 * m.r1_gamma * r1, (loss, r1, real_l, fake_l)
+
+            (_, (loss, r1, real_l, fake_l)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+            grads = parallel.pmean(grads)
+            updates, d_opt = self.d_tx.update(grads, d_opt, d_params)
+            d_params = optax.apply_updates(d_params, updates)
+            metrics = {"d_loss": loss, "r1": r1, "d_real": jnp.mean(jax.nn.sigmoid(real_l)),
+                       "d_fake": jnp.mean(jax.nn.sigmoid(fake_l)),
+                       "d_accuracy": gan_lib.discriminator_accuracy(real_l, fake_l),
+                       "d_grad_norm": optax.tree.norm(grads)}
+            return (d_params, d_opt), metrics
+
+        k = x.shape[0]
+        ys = y if y is not None else jnp.zeros(x.shape[:2], jnp.int32)  # scan needs an array
+        carry = (state.params["discriminator"], state.opt_state["discriminator"])
+        (d_params, d_opt), metrics = jax.lax.scan(
+            lambda c, inp: one_update(c, (inp[0], inp[1], inp[2] if y is not None else None)),
+            carry, (jnp.arange(k), x, ys))
+        return d_params, d_opt, jax.tree.map(jnp.mean, metrics)
+
+    def generator_phase(self, state, d_params, batch_size: int):
+        """Algorithm 1's generator update on fresh noise against the updated discriminator (whose
+        params are only read). Returns (generator params, its optimizer state, metrics)."""
+        m = self.config.model
+        z, y_fake = self._noise(jax.random.fold_in(state_lib.step_rng(state), self.config.train.d_steps),
+                                batch_size)
+
+        def loss_fn(gp):
+            fake_l = self._d(d_params, self._g(gp, z, y_fake), y_fake)
+            return gan_lib.generator_loss(fake_l, m.loss), fake_l
+
+        (loss, fake_l), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["generator"])
+        grads = parallel.pmean(grads)
+        updates, g_opt = self.g_tx.update(grads, state.opt_state["generator"], state.params["generator"])
+        g_params = optax.apply_updates(state.params["generator"], updates)
+        return g_params, g_opt, {"g_loss": loss, "d_fake_g": jnp.mean(jax.nn.sigmoid(fake_l)),
+                                 "g_grad_norm": optax.tree.norm(grads)}
+
+    def train_step(self, state, batch):
+        x = jnp.swapaxes(self.preprocess_stacked(batch["image"]), 0, 1)  # [k, B_local, H, W, C]
+        y = jnp.swapaxes(batch["label"], 0, 1).astype(jnp.int32) if self.num_classes else None
+        d_params, d_opt, d_metrics = self.discriminator_phase(state, x, y)
+        g_params, g_opt, g_metrics = self.generator_phase(state, d_params, x.shape[1])
+        ema = state.ema_params
+        if ema is not None:
+            ema = optax.incremental_update(g_params, ema, step_size=1.0 - self.config.train.ema_decay)
+        state = state.replace(step=state.step + 1, params={"generator": g_params, "discriminator": d_params},
+                              opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema)
+        metrics = {**d_metrics, **g_metrics}
+        # The loop needs one "loss" to watch for NaN/inf: the sum of the two players' losses.
+        metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
+        return state, parallel.pmean(metrics)
+
+    def preprocess_stacked(self, images: jax.Array) -> jax.Array:
+        """preprocess over a [B, k, h, w, C] stack of minibatches -> [B, k, S, S, C]."""
+        b, k = images.shape[:2]
+        return self.preprocess(images.reshape((b * k,) + images.shape[2:])).reshape(
+            (b, k) + self.image_shape)
+
+    # ---- sampling --------------------------------------------------------------------------------
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _generate(self, params, keys, labels):
+        """Images [N, H, W, C] in [0, 1] from per-sample keys [N, 2] and labels [N] (ignored if
+        unconditional)."""
+        z = gan_lib.latents(keys, self.config.model.latent_dim)
+        x = self._g(params["generator"], z, labels if self.num_classes else None)
+        return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+    def sample(self, params, rng, num):
+        """{"images": float [num, H, W, C] in [0, 1]} (+ "labels" [num], cycling 0..9, if conditional)."""
+        labels = gan_lib.cycling_labels(num, max(self.num_classes, 1))
+        out = {"images": self._generate(params, jax.random.split(rng, num), labels)}
+        if self.num_classes:
+            out["labels"] = labels
+        return out
+
+    def _samples(self, params, rng, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """`num` samples in chunks of eval.batch_size (labels cycling over the whole set)."""
+        keys, labels = jax.random.split(rng, num), gan_lib.cycling_labels(num, max(self.num_classes, 1))
+        step = self.config.eval.batch_size
+        images = [np.asarray(self._generate(params, keys[i:i + step], labels[i:i + step]))
+                  for i in range(0, num, step)]
+        return np.concatenate(images), np.asarray(labels)
+
+    def figures(self, state):
+        """A 10 x 10 grid of samples from fixed noise; conditional: row r = class r."""
+        params = self.eval_params(state)
+        rng = jax.random.PRNGKey(self.config.seed + 1)
+        if self.num_classes:
+            keys = jnp.repeat(jax.random.split(rng, 10), self.num_classes, axis=0)  # same z down a column
+            labels = jnp.tile(jnp.arange(self.num_classes, dtype=jnp.int32), 10)
+            images = np.asarray(self._generate(params, keys, labels))
+            grid = images.reshape(10, self.num_classes, *images.shape[1:]).swapaxes(0, 1)
+            return {"samples_per_class": log.make_grid(grid.reshape(-1, *images.shape[1:]), columns=10)}
+        images, _ = self._samples(params, rng, 100)
+        return {"samples": log.make_grid(images, columns=10)}
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, state):
+        """Discriminator outputs on test data and samples, sample diversity, and - with
+        eval.classifier_workdir - the digits-classifier metrics: Frechet distance (all samples, and
+        the mean over chunks the size of the test split, comparable with the floor = real test vs
+        real train), improved precision / recall (k-NN radii), classes covered, KL of the class
+        histogram to uniform, and for a conditional GAN the accuracy of the requested class.
+        The Frechet distances are to the *train* split the GAN learned from, like the floor's;
+        frechet_distance_to_test is the distance to the held-out test digits."""
+        e = self.config.eval
+        params = self.eval_params(state)
+        images, labels = self._samples(params, jax.random.PRNGKey(self.config.seed + 3), e.num_fd_samples)
+        test = self.eval_dataset()
+        d_fn = jax.jit(lambda p, x, y: jax.nn.sigmoid(self._d(p, x, y if self.num_classes else None)))
+        x_test = self.preprocess(test.arrays["image"][:e.batch_size])
+        y_test = jnp.asarray(test.arrays["label"][:e.batch_size], jnp.int32) if self.num_classes else None
+        n = min(e.batch_size, len(images))
+        results = {
+            "d_real_test": float(jnp.mean(d_fn(params["discriminator"], x_test, y_test))),
+            "d_fake": float(jnp.mean(d_fn(params["discriminator"], images[:n] * 2.0 - 1.0,
+                                          jnp.asarray(labels[:n]) if self.num_classes else None))),
+            # mean over pixels of the std across samples: 0 for a collapsed (constant) generator
+            "sample_pixel_std": float(images.std(axis=0).mean()),
+        }
+        if e.get("classifier_workdir"):
+            results.update(self._judge(images, labels))
+        return results
+
+    def _judge(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        from jaxgen.eval.features import ClassifierJudge
+
+        e = self.config.eval
+        judge = ClassifierJudge(e.classifier_workdir)
+        logits, feats = judge(images)
+        train_feats, _ = judge.real_features("train")
+        test_feats, _ = judge.real_features("test")
+        floor = frechet.frechet_distance(test_feats, train_feats)
+        n_test = len(test_feats)
+        chunks = [feats[i:i + n_test] for i in range(0, len(feats) - n_test + 1, n_test)]
+        matched = float(np.mean([frechet.frechet_distance(c, train_feats) for c in chunks])) if chunks else float("nan")
+        pr = precision_recall.precision_recall(train_feats, feats[:len(train_feats)], k=e.pr_k)
+        pr_floor = precision_recall.precision_recall(train_feats, test_feats, k=e.pr_k)
+        counts = np.bincount(logits.argmax(-1), minlength=logits.shape[-1]).astype(np.float64)
+        p = counts / counts.sum()
+        kl = float(np.sum(np.where(p > 0, p * np.log(np.maximum(p, 1e-12) * len(p)), 0.0)))
+        out = {"frechet_distance": frechet.frechet_distance(feats, train_feats),
+               f"frechet_distance_{n_test}": matched,
+               "frechet_floor_test_vs_train": floor,
+               # to held-out digits: a generator that copies its training set is no closer to them
+               "frechet_distance_to_test": frechet.frechet_distance(feats, test_feats),
+               "fd_over_floor": matched / floor,
+               "precision": pr["precision"], "recall": pr["recall"],
+               "precision_test_vs_train": pr_floor["precision"], "recall_test_vs_train": pr_floor["recall"],
+               "classes_covered": int((counts > 0).sum()), "class_kl_to_uniform": kl}
+        if self.num_classes:
+            out["class_accuracy"] = float(np.mean(logits.argmax(-1) == labels))
+        return out

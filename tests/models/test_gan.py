@@ -1,0 +1,97 @@
+"""Tests of jaxgen.models.gan: the losses against hand-computed values, R1, and the networks'
+shapes and per-example independence."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.models import gan as G
+
+REAL = jnp.array([0.0, 2.0])
+FAKE = jnp.array([0.0, -1.0])
+sp = lambda v: math.log1p(math.exp(v))
+
+
+def test_discriminator_losses_by_hand():
+    # -[log sigmoid(0) + log sigmoid(2)]/2 - [log(1 - sigmoid(0)) + log(1 - sigmoid(-1))]/2
+    bce = -(math.log(0.5) + math.log(1 / (1 + math.exp(-2)))) / 2 - (math.log(0.5) + math.log(1 - 1 / (1 + math.exp(1)))) / 2
+    for kind in ("minimax", "nonsaturating"):
+        np.testing.assert_allclose(G.discriminator_loss(REAL, FAKE, kind), bce, rtol=1e-6)
+    # hinge: mean(relu(1 - [0, 2])) + mean(relu(1 + [0, -1])) = (1 + 0)/2 + (1 + 0)/2
+    np.testing.assert_allclose(G.discriminator_loss(REAL, FAKE, "hinge"), 1.0, rtol=1e-6)
+
+
+def test_generator_losses_by_hand():
+    # minimax: mean log(1 - sigmoid(l)) over l = 0, -1: [log 0.5 + log(1 - 1/(1+e))] / 2
+    minimax = (math.log(0.5) + math.log(1 - 1 / (1 + math.exp(1)))) / 2
+    np.testing.assert_allclose(G.generator_loss(FAKE, "minimax"), minimax, rtol=1e-6)
+    # non-saturating: -mean log sigmoid(l) = [softplus(0) + softplus(1)] / 2
+    np.testing.assert_allclose(G.generator_loss(FAKE, "nonsaturating"), (sp(0) + sp(1)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(G.generator_loss(FAKE, "hinge"), 0.5, rtol=1e-6)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        G.generator_loss(FAKE, "wasserstein")
+
+
+def test_losses_are_finite_and_exact_at_extreme_logits():
+    big = jnp.array([-200.0, 200.0])
+    for kind in G.LOSSES:
+        assert np.isfinite(G.discriminator_loss(big, big, kind))
+        assert np.isfinite(G.generator_loss(big, kind))
+    # -log sigmoid(-200) = 200 exactly in the logit form (a naive log(sigmoid) gives inf)
+    np.testing.assert_allclose(G.generator_loss(jnp.array([-200.0]), "nonsaturating"), 200.0, rtol=1e-6)
+
+
+def test_minimax_generator_gradient_saturates_where_nonsaturating_does_not():
+    """Goodfellow 2014 Sec. 3: when D rejects samples confidently (logit -8), the minimax gradient is
+    -sigmoid(l) ~ -3e-4, the non-saturating one -(1 - sigmoid(l)) ~ -1."""
+    l = jnp.array([-8.0])
+    g_mm = jax.grad(lambda v: G.generator_loss(v, "minimax"))(l)[0]
+    g_ns = jax.grad(lambda v: G.generator_loss(v, "nonsaturating"))(l)[0]
+    np.testing.assert_allclose(g_mm, -1 / (1 + math.exp(8)), rtol=1e-5)
+    np.testing.assert_allclose(g_ns, -1 / (1 + math.exp(-8)), rtol=1e-5)
+
+
+def test_r1_penalty_by_hand():
+    x = jax.random.normal(jax.random.key(0), (3, 2, 2, 1))
+    w = jnp.full((2, 2, 1), 2.0)
+    linear = lambda im: jnp.sum(im * w, axis=(1, 2, 3))
+    np.testing.assert_allclose(G.r1_penalty(linear, x), 16.0, rtol=1e-6)
+    quadratic = lambda im: jnp.sum(im**2, axis=(1, 2, 3))
+    np.testing.assert_allclose(G.r1_penalty(quadratic, x), jnp.mean(jnp.sum(4 * x**2, axis=(1, 2, 3))), rtol=1e-5)
+
+
+def test_discriminator_accuracy():
+    assert float(G.discriminator_accuracy(jnp.array([1.0, -1.0]), jnp.array([-1.0, -2.0]))) == 0.75
+
+
+@pytest.mark.parametrize("num_classes, upsample, norm", [(0, "nearest", "group"), (10, "transpose", "layer")])
+def test_networks_shapes_range_and_per_example_independence(num_classes, upsample, norm):
+    gen = G.Generator(image_shape=(8, 8, 1), latent_dim=4, channels=(8, 4), num_classes=num_classes,
+                      norm=norm, upsample=upsample)
+    disc = G.Discriminator(channels=(4, 8), num_classes=num_classes, feature_dim=8, norm=norm)
+    rng = jax.random.key(0, impl="rbg")
+    z = G.latents(jax.random.split(jax.random.key(1), 4), 4)
+    y = G.cycling_labels(4, 10) if num_classes else None
+    gp = jax.jit(gen.init)(rng, z, y)["params"]
+    x = gen.apply({"params": gp}, z, y)
+    assert x.shape == (4, 8, 8, 1) and float(jnp.abs(x).max()) <= 1.0
+    dp = jax.jit(disc.init)(rng, x, y)["params"]
+    logits = disc.apply({"params": dp}, x, y)
+    assert logits.shape == (4,)
+    # No cross-example computation: changing examples 1..3 leaves example 0's outputs unchanged.
+    z2 = z.at[1:].set(10.0)
+    np.testing.assert_allclose(gen.apply({"params": gp}, z2, y)[0], x[0], rtol=1e-6, atol=1e-6)
+    x2 = x.at[1:].set(0.3)
+    np.testing.assert_allclose(disc.apply({"params": dp}, x2, y)[0], logits[0], rtol=1e-6, atol=1e-6)
+
+
+def test_noise_helpers():
+    keys = jax.random.split(jax.random.key(0), 6)
+    z = G.latents(keys, 3)
+    assert z.shape == (6, 3)
+    np.testing.assert_array_equal(G.latents(keys[2:3], 3)[0], z[2])  # per-example keys
+    labels = G.random_labels(keys, 10)
+    assert labels.shape == (6,) and int(labels.min()) >= 0 and int(labels.max()) < 10
+    np.testing.assert_array_equal(G.cycling_labels(12, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
