@@ -6,7 +6,7 @@
 
 `get_config("8x8")` trains at the digits' native 8x8 with 17 levels, where `jaxgen eval` reports the
 variational bound in bits/dim on the same discrete data as the VAE. `"demo"` is the small run of
-`jaxgen demo`, `"quick"` a smoke run of a few steps. The class-conditional model with classifier-free
+`jaxgen demo` (8x8, 3,000 steps: class accuracy ~85% at w = 2 for the class-conditional variant), `"quick"` a smoke run of a few steps. The class-conditional model with classifier-free
 guidance is diffusion_digits_class.
 """
 import ml_collections
@@ -39,10 +39,14 @@ def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
     c.eval = dict(vlb=True, vlb_select_examples=360, batch_size=120, classifier_workdir="", num_fd_samples=1000)
     if arg == "8x8":
         c.data.image_size = 8
-    elif arg == "demo":  # about a minute of training on 2 cores: recognisable digits, not the best
+    elif arg == "demo":
+        # Under two minutes on 2 cores at the native 8x8 (4x fewer pixels than 16x16 buys 2.5x the
+        # steps; 1,200 steps at 16x16 still drew noise). EMA 0.995: a 0.999 average would still
+        # remember the first ~1,000 steps.
+        c.data.image_size = 8
         c.model.update(channels=(16, 32))
-        c.train.update(steps=1200, ckpt_every=1200, sample_every=0)
-        c.eval.update(num_fd_samples=500)
+        c.train.update(steps=3000, ckpt_every=3000, sample_every=0, ema_decay=0.995)
+        c.eval.update(num_fd_samples=500, vlb=False)
     elif arg == "quick":
         c.model.update(channels=(16, 32), timesteps=100)
         c.sample.update(steps=10)
