@@ -258,3 +258,27 @@ def bar_chart(path: Path, rows: list[Row], title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def time_train_steps(config: Any, steps: int) -> dict[str, float]:
+    """Times `steps` train steps of a jaxgen config through the real loop machinery (two steps in
+    flight at most, as in jaxgen.train.loop), after one compiling step timed apart:
+    {"compile_s", "seconds", "devices"}."""
+    import jax
+
+    from jaxgen.train import loop
+
+    task, step_fn = loop.setup(config)
+    state = step_fn.put_state(loop.init_state(task, config))
+    start = time.perf_counter()
+    state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(0)))
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    previous = metrics
+    for step in range(1, steps + 1):
+        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
+        jax.block_until_ready(previous)
+        previous = metrics
+    jax.block_until_ready((state, metrics))
+    return {"compile_s": compile_s, "seconds": time.perf_counter() - start, "devices": step_fn.num_devices}

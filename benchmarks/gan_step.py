@@ -12,31 +12,17 @@ import argparse
 import json
 import os
 import platform
-import time
 
 
 def measure(config_name: str, k: int, steps: int) -> dict:
-    import jax
 
+    from benchmarks import common
     from jaxgen import config as config_lib
-    from jaxgen.train import loop
 
     config = config_lib.load(config_name, [f"--config.train.d_steps={k}"])
-    task, step_fn = loop.setup(config)
-    state = step_fn.put_state(loop.init_state(task, config))
-    start = time.perf_counter()
-    state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(0)))
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    previous = metrics
-    for step in range(1, steps + 1):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
-        jax.block_until_ready(previous)  # two steps in flight at most, as in jaxgen.train.loop
-        previous = metrics
-    jax.block_until_ready((state, metrics))
-    seconds = time.perf_counter() - start
-    return {"config": config_name, "k": k, "devices": step_fn.num_devices, "batch": config.train.batch_size,
+    timing = common.time_train_steps(config, steps)
+    seconds, compile_s = timing["seconds"], timing["compile_s"]
+    return {"config": config_name, "k": k, "devices": timing["devices"], "batch": config.train.batch_size,
             "steps": steps, "iterations_per_s": steps / seconds, "ms_per_iteration": 1e3 * seconds / steps,
             "d_updates_per_s": k * steps / seconds, "compile_s": compile_s, "load_avg_1min": os.getloadavg()[0]}
 

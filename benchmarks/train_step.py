@@ -13,36 +13,23 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 
 def measure(config_name: str, steps: int, batch_size: int | None) -> dict:
     """Runs inside the child process: times the loop's own step function."""
     import jax
 
+    from benchmarks import common
     from jaxgen import config as config_lib
-    from jaxgen.train import loop
     from jaxgen.train.parallel import configure_jax
 
     configure_jax()  # the settings `jaxgen train` runs with
     overrides = [f"--config.train.batch_size={batch_size}"] if batch_size else []
     config = config_lib.load(config_name, overrides)
-    task, step_fn = loop.setup(config)
-    state = step_fn.put_state(task.init(jax.random.PRNGKey(0)))
-    start = time.perf_counter()
-    state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(0)))
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    previous = metrics
-    for step in range(1, steps + 1):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
-        jax.block_until_ready(previous)  # two steps in flight at most, as in jaxgen.train.loop
-        previous = metrics
-    jax.block_until_ready((state, metrics))
-    seconds = time.perf_counter() - start
+    timing = common.time_train_steps(config, steps)
+    seconds, compile_s = timing["seconds"], timing["compile_s"]
     b = config.train.batch_size
-    return {"config": config_name, "devices": step_fn.num_devices, "global_batch": b, "steps": steps,
+    return {"config": config_name, "devices": timing["devices"], "global_batch": b, "steps": steps,
             "ms_per_step": 1e3 * seconds / steps, "images_per_s": b * steps / seconds,
             "compile_s": compile_s, "backend": jax.default_backend()}
 

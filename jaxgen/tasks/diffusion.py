@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxgen.data import transforms
 from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
@@ -105,7 +106,7 @@ class DiffusionTask(Task):
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         grads = parallel.pmean(grads)
         state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
-        return state, parallel.pmean({"loss": loss, "grad_norm": _global_norm(grads)})
+        return state, parallel.pmean({"loss": loss, "grad_norm": optax.global_norm(grads)})
 
     # ---- sampling --------------------------------------------------------------------------------
     def generate(self, params, rng, num: int, labels: np.ndarray | None = None, **overrides):
@@ -258,7 +259,3 @@ def saturated_fraction(images: np.ndarray, margin: float = 1e-3) -> float:
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
-
-
-def _global_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))

@@ -92,25 +92,15 @@ CGAN_OVERRIDES = ("--config.train.d_steps=2", "--config.model.r1_gamma=1.0")
 CYCLEGAN_OVERRIDES = ("--config.optim.name=sgd",)
 
 
-def _two_steps(config, devices, mode="shard_map"):
-    config.train.parallel = mode
-    task, step_fn = loop.setup(config, devices)
-    state = step_fn.put_state(loop.init_state(task, config))
-    for step in range(2):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
-    host = jax.device_get(parallel.to_local(step_fn.host_state(state)))
-    return host, jax.device_get(step_fn.metrics_to_host(metrics))
-
-
 @pytest.mark.multidevice
 @pytest.mark.parametrize("name, overrides, mode", [
     ("cgan_digits", CGAN_OVERRIDES, "shard_map"),
     ("cyclegan_shapes", CYCLEGAN_OVERRIDES, "shard_map"),
 ])
-def test_eight_devices_equal_one_device(name, overrides, mode):
+def test_eight_devices_equal_one_device(name, overrides, mode, run_steps):
     config = _config(name, *overrides)
-    one, m1 = _two_steps(config, jax.devices()[:1])
-    eight, m8 = _two_steps(config, jax.devices(), mode)
+    one, m1 = run_steps(config, jax.devices()[:1])
+    eight, m8 = run_steps(config, jax.devices(), mode)
     for key in m1:
         np.testing.assert_allclose(m1[key], m8[key], rtol=2e-5, atol=1e-6, err_msg=key)
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):

@@ -5,26 +5,15 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.tasks.segmentation import iou_per_class
-from jaxgen.train import loop, parallel
-
-
-def _one_step(config, devices, mode):
-    config.train.parallel = mode
-    task, step_fn = loop.setup(config, devices)
-    state = step_fn.put_state(loop.init_state(task, config))
-    for step in range(2):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
-    host = jax.device_get(parallel.to_local(step_fn.host_state(state)))
-    return host, jax.device_get(step_fn.metrics_to_host(metrics))
 
 
 @pytest.mark.parametrize("name, mode", [("vae_digits", "shard_map"), ("vae_digits", "pmap"),
                                         ("classifier_digits", "shard_map"),
                                         ("diffusion_digits_class", "shard_map")])
-def test_eight_devices_equal_one_device(name, mode):
+def test_eight_devices_equal_one_device(name, mode, run_steps):
     config = config_lib.load(f"{name}:quick")
-    one, m1 = _one_step(config, jax.devices()[:1], "shard_map")
-    eight, m8 = _one_step(config, jax.devices(), mode)
+    one, m1 = run_steps(config, jax.devices()[:1], "shard_map")
+    eight, m8 = run_steps(config, jax.devices(), mode)
     for k in m1:
         np.testing.assert_allclose(m1[k], m8[k], rtol=2e-5, atol=1e-6, err_msg=k)
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
