@@ -50,6 +50,13 @@ class Task:
         the report shows, e.g. reconstructions; none by default."""
         return {}
 
+    def save_assets(self, workdir: str) -> None:
+        """Writes what the run needs beside its checkpoints besides params (e.g. a tokenizer's
+        vocabulary) into `workdir`; called once by process 0 when a run starts. Nothing by default."""
+
+    def load_assets(self, workdir: str) -> None:
+        """Reads back what `save_assets` wrote, before a trained run is sampled or evaluated."""
+
     def eval_dataset(self) -> Dataset:
         """The config's evaluation split (data.eval_split), loaded once per process by the pipeline."""
         d = self.config.data

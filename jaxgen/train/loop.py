@@ -118,6 +118,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
         start = 0
     if main:
         _write_config(workdir, config)
+        task.save_assets(workdir)
     state = step_fn.put_state(state)
 
     # ---- loop ------------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ def restore_for_eval(workdir: str, devices: list | None = None, overrides: Seque
     if ckpt.latest_step() is None:
         raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
     task = make_task(config)
+    task.load_assets(workdir)
     device = (devices or jax.local_devices())[0]
     target = jax.device_put(init_state(task, config), device)
     ckpt.check_compatible(config)
