@@ -1,4 +1,4 @@
-"""The `jaxgen` command: train, sample, eval, report, demo, configs.
+"""The `jaxgen` command: train, sample, eval, report, demo, embed, zeroshot, configs.
 
 Every expected failure (bad config value, unknown dataset, incompatible or corrupt checkpoint,
 non-finite loss) ends with one `jaxgen: error: ...` sentence on stderr and exit status 2, before
@@ -14,6 +14,8 @@ USAGE_EXAMPLES = """examples:
   jaxgen sample --workdir runs/diff --num 64 --out g4.png --config.sample.guidance=4 --config.sample.steps=20
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
+  jaxgen embed --workdir runs/clip --text "two red circles and a blue square" --image scene.png
+  jaxgen zeroshot --workdir runs/clip_digits --split test --labels zero,one,two,three,four,five,six,seven,eight,nine
   jaxgen demo
 """
 
@@ -44,6 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train, evaluate and report every family on the embedded data")
     d.add_argument("--workdir", default="runs/demo")
     d.add_argument("--quick", action="store_true", help="a few steps per family (a smoke run)")
+
+    em = sub.add_parser("embed", help="print a CLIP run's embeddings of texts and/or images")
+    em.add_argument("--workdir", required=True)
+    em.add_argument("--text", action="append", default=[], help="a text to embed (repeatable)")
+    em.add_argument("--image", action="append", default=[], help="an image file to embed (repeatable)")
+    em.add_argument("--out", help="write the embeddings to this .npz instead of printing them")
+
+    z = sub.add_parser("zeroshot", help="classify images zero-shot with a CLIP run, from label names")
+    z.add_argument("--workdir", required=True)
+    z.add_argument("--labels", required=True, help='comma-separated class names, e.g. "cat,dog"')
+    z.add_argument("--template", action="append", default=[],
+                   help='prompt with {} for the label, e.g. "a photo of a {}" (repeatable: ensembled; default "{}")')
+    source = z.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a folder of .png / .jpg images")
+    source.add_argument("--split", help="a split of the run's dataset, e.g. test (scored when it has labels)")
 
     sub.add_parser("configs", help="list the configs that ship with jaxgen")
     return p
@@ -78,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             return commands.report(args.workdir)
         if args.command == "demo":
             return commands.demo(args.workdir, args.quick)
+        if args.command == "embed":
+            return commands.embed(args.workdir, args.text, args.image, args.out)
+        if args.command == "zeroshot":
+            return commands.zeroshot(args.workdir, args.labels, args.template, args.images, args.split)
         if args.command == "configs":
             return commands.list_configs()
     except EXPECTED as e:

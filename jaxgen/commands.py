@@ -92,6 +92,102 @@ def demo(workdir: str, quick: bool = False) -> int:
     return 0
 
 
+def _clip_run(workdir: str):
+    from jaxgen.eval.contrastive import CLIPScorer
+
+    return CLIPScorer(workdir)
+
+
+def _read_images(paths: list[str], channels: int) -> list[np.ndarray]:
+    """Image files -> float arrays [H, W, channels] in [0, 1] (grey or RGB, as the model takes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                out.append(np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0)
+        except (OSError, UnidentifiedImageError) as e:
+            raise UsageError(f"cannot read image {path} ({type(e).__name__}: {e}).") from None
+    return [x[..., None] if x.ndim == 2 else x for x in out]
+
+
+def _embed_image_files(scorer, paths: list[str]) -> np.ndarray:
+    """Embeddings [N, E] of image files of any size (each resized to the model's resolution)."""
+    channels = scorer.task.dataset.arrays["image"].shape[-1]
+    return np.concatenate([scorer.images(x[None]) for x in _read_images(paths, channels)])
+
+
+def embed(workdir: str, texts: list[str], images: list[str], out: str | None = None) -> int:
+    if not texts and not images:
+        raise UsageError("give at least one --text or --image to embed.")
+    if out is not None and not out.endswith(".npz"):
+        raise UsageError(f"--out must end in .npz, not {out!r}.")
+    scorer = _clip_run(workdir)
+    text_emb = scorer.texts(texts) if texts else np.zeros((0, scorer.config.model.embed_dim), np.float32)
+    image_emb = _embed_image_files(scorer, images) if images else np.zeros_like(text_emb[:0])
+    if out is not None:
+        tmp = out + ".tmp.npz"
+        np.savez(tmp, texts=np.asarray(texts, str), text_embeddings=text_emb, images=np.asarray(images, str),
+                 image_embeddings=image_emb)
+        os.replace(tmp, out)
+        print(f"wrote {len(texts)} text and {len(images)} image embeddings to {out}")
+        return 0
+    fmt = dict(precision=4, suppress_small=True, max_line_width=10**6)
+    for name, vec in [*zip(texts, text_emb), *zip(images, image_emb)]:
+        print(f"{name!r}: {np.array2string(vec, **fmt)}")
+    if texts and images:  # the CLIP score of every (text, image) pair
+        from jaxgen.eval.contrastive import clip_score
+
+        for i, t in enumerate(texts):
+            scores = clip_score(np.repeat(text_emb[i:i + 1], len(images), 0), image_emb)
+            print(f"clip score {t!r}: " + ", ".join(f"{p}={s:.1f}" for p, s in zip(images, scores)))
+    return 0
+
+
+def zeroshot(workdir: str, labels: str, templates: list[str], folder: str | None, split: str | None) -> int:
+    """Zero-shot classification: each image goes to the label whose prompts' (ensembled) text
+    embedding it is most similar to."""
+    names = [x.strip() for x in labels.split(",")]
+    if len(names) < 2 or not all(names):
+        raise UsageError(f"--labels needs at least two non-empty, comma-separated names, not {labels!r}.")
+    templates = templates or ["{}"]
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise UsageError(f"a --template must contain {{}} where the label goes, not {bad[0]!r}.")
+    if folder is not None:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--images {folder} is not a folder.")
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                       if f.lower().endswith((".png", ".jpg", ".jpeg")))
+        if not paths:
+            raise UsageError(f"--images {folder} holds no .png or .jpg files.")
+    scorer = _clip_run(workdir)
+    weights = scorer.task.zero_shot_weights(scorer.params, [[t.replace("{}", n) for t in templates] for n in names])
+    if folder is not None:
+        emb = _embed_image_files(scorer, paths)
+    else:
+        from jaxgen import data
+
+        dataset = data.load(scorer.config.data.name, split, scorer.config.data.get("data_dir"))
+        emb = scorer.images(dataset.arrays["image"])
+    logits = scorer.task.logit_scale(scorer.params) * emb @ weights.T
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    pred = probs.argmax(1)
+    if folder is not None:
+        for path, k, p in zip(paths, pred, probs.max(1)):
+            print(f"{path}: {names[k]} ({p:.2f})")
+        return 0
+    counts = np.bincount(pred, minlength=len(names))
+    print(f"{len(pred)} images of {scorer.config.data.name}/{split}: " +
+          ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
+    if "label" in dataset.arrays and dataset.num_classes == len(names):
+        # Label i names class i of the dataset.
+        print(f"accuracy {np.mean(pred == dataset.arrays['label']):.4f} (label {names[0]!r} = class 0, ...)")
+    return 0
+
+
 def list_configs() -> int:
     from jaxgen import config as config_lib
 

@@ -85,6 +85,10 @@ class MultiHeadAttention(nn.Module):
     head_dim: int | None = None  # default Dx // num_heads
     out_features: int | None = None
     dtype: jnp.dtype | None = None
+    # A key bias adds q . b_k to every logit of a query alike, which the softmax cancels: its gradient
+    # is zero in exact arithmetic, and Adam turns the float rounding noise in it into full-size
+    # steps. False drops it; True keeps the parameter layout of models trained with it.
+    key_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array | None = None,
@@ -94,7 +98,8 @@ class MultiHeadAttention(nn.Module):
         width = self.num_heads * head_dim
 
         def heads(name: str, tokens: jax.Array) -> jax.Array:  # [B,L,D] -> [B,L,heads,head_dim]
-            out = nn.Dense(width, dtype=self.dtype, kernel_init=_init, name=name)(tokens)
+            bias = self.key_bias or name != "key"
+            out = nn.Dense(width, use_bias=bias, dtype=self.dtype, kernel_init=_init, name=name)(tokens)
             return out.reshape(tokens.shape[:2] + (self.num_heads, head_dim))
 
         out = dot_product_attention(heads("query", x), heads("key", context),

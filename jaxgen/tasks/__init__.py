@@ -10,6 +10,7 @@ _TASKS = {
     "gan": "jaxgen.tasks.gan:GANTask",
     "cyclegan": "jaxgen.tasks.cyclegan:CycleGANTask",
     "diffusion": "jaxgen.tasks.diffusion:DiffusionTask",
+    "clip": "jaxgen.tasks.clip:CLIPTask",
 }
 
 

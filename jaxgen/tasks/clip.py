@@ -1,0 +1,222 @@
+"""CLIP-style contrastive text-image training as a task (see jaxgen.models.clip).
+
+Captions. On `shapes` each training example gets one of its scene's captions (the styles in
+`data.caption_styles`: full, count, colour, position); on `digits` (a labelled dataset with no
+text) one of `captions.DIGIT_TEMPLATES` filled with its digit. Which one is a pure function of
+(seed, step, global row), so resumed runs replay. Captions are tokenized on the host: the batch
+holds "image" uint8 and "tokens" int32 [B, context_length]. The vocabulary is built from every
+caption the training data can produce and saved as <workdir>/tokenizer.json.
+
+The step all-gathers the embeddings over the `data` axis: the loss of every step is the loss of
+the global batch, on any number of devices (tests/tasks/test_clip_task.py checks 8 vs 1).
+
+Evaluation: on a labelled dataset, zero-shot accuracy from the prompt templates (ensembled: the
+mean of each class's normalised template embeddings) next to a linear probe on the image
+embeddings; on `shapes`, text->image and image->text Recall@1/5/10 on the held-out test scenes for
+each caption style, and the mean CLIP score of matching and of mismatched pairs.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.data import captions, transforms
+from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import contrastive
+from jaxgen.models import clip as clip_lib
+from jaxgen.nn.text import Tokenizer
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import parallel
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class CLIPTask(Task):
+    batch_keys = ("image", "tokens")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        m = config.model
+        self.styles = tuple(config.data.get("caption_styles", ()))
+        if "caption" in dataset.arrays:
+            bad = [s for s in self.styles if s not in shapes_lib.CAPTION_STYLES]
+            if not self.styles or bad:
+                raise TaskError(f"data.caption_styles must be a non-empty list of {shapes_lib.CAPTION_STYLES}, "
+                                f"not {list(self.styles)}.")
+            self.text_source = "captions"
+        elif dataset.num_classes == 10 and dataset.name == "digits":
+            self.text_source = "digit_templates"
+        else:
+            raise TaskError(f"CLIP needs captioned images (shapes) or digits with templated captions; "
+                            f"{dataset.name} has neither.")
+        if m.loss not in clip_lib.LOSSES:
+            raise TaskError(f"model.loss must be one of {clip_lib.LOSSES}, not {m.loss!r}.")
+        if m.image_tower not in clip_lib.IMAGE_TOWERS:
+            raise TaskError(f"model.image_tower must be one of {clip_lib.IMAGE_TOWERS}, not {m.image_tower!r}.")
+        if m.image_tower == "vit" and m.image_size % m.patch_size:
+            raise TaskError(f"model.image_size {m.image_size} is not a multiple of model.patch_size {m.patch_size}.")
+        self.tokenizer = Tokenizer.build(self.vocabulary_texts(), m.context_length)
+        self.model = clip_lib.CLIP(
+            vocab_size=self.tokenizer.vocab_size, context_length=m.context_length, embed_dim=m.embed_dim,
+            image_tower=m.image_tower, image_channels=tuple(m.image_channels), image_width=m.image_width,
+            patch_size=m.patch_size, vit_depth=m.vit_depth, text_width=m.text_width, text_depth=m.text_depth,
+            num_heads=m.num_heads, loss=m.loss)
+        self.tx = make_optimizer(config.optim, config.train.steps)
+        self._encoders = {}
+
+    # ---- text -------------------------------------------------------------------------------------
+    def vocabulary_texts(self) -> list[str]:
+        """Every caption the training data can produce: the vocabulary is built from these."""
+        if self.text_source == "digit_templates":
+            return captions.all_digit_captions()
+        return [str(t) for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
+
+    def save_assets(self, workdir):
+        self.tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
+
+    def load_assets(self, workdir):
+        path = os.path.join(workdir, TOKENIZER_FILE)
+        if not os.path.isfile(path):
+            raise TaskError(f"{workdir} has no {TOKENIZER_FILE}: the run's vocabulary is lost, so its text "
+                            f"embeddings cannot be used.")
+        saved = Tokenizer.load(path)
+        if saved.vocab_size != self.tokenizer.vocab_size or saved.context_length != self.tokenizer.context_length:
+            raise TaskError(f"{path} holds {saved.vocab_size} words at context {saved.context_length}, but the "
+                            f"model was built for {self.tokenizer.vocab_size} at {self.tokenizer.context_length}.")
+        self.tokenizer = saved
+
+    def host_batch(self, step, process_index=0, process_count=1):
+        t = self.config.train
+        if self.text_source == "digit_templates":
+            rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                      keys=("image", "label"))
+            which = captions.caption_rows(self.config.seed, step, t.batch_size, len(captions.DIGIT_TEMPLATES),
+                                          process_index, process_count)
+            texts = [captions.digit_caption(int(y), captions.DIGIT_TEMPLATES[k]) for y, k in zip(rows["label"], which)]
+        else:
+            keys = [shapes_lib.CAPTION_KEYS[s] for s in self.styles]
+            rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                      keys=("image", *keys))
+            which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index,
+                                          process_count)
+            texts = [str(rows[keys[k]][i]) for i, k in enumerate(which)]
+        return {"image": rows["image"], "tokens": self.tokenizer.encode(texts)}
+
+    # ---- model ------------------------------------------------------------------------------------
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Images [B, H, W, C], integer in the dataset's levels or float in [0, 1], any resolution ->
+        float [B, S, S, C] in [-1, 1] at model.image_size."""
+        channels = self.dataset.arrays["image"].shape[-1]
+        if images.ndim != 4 or images.shape[-1] != channels:
+            raise TaskError(f"this CLIP model takes images [N, H, W, {channels}], not {tuple(images.shape)}.")
+        if jnp.issubdtype(images.dtype, jnp.integer):
+            images = transforms.to_unit(images, self.dataset.num_levels)
+        x = transforms.resize(images.astype(jnp.float32), self.config.model.image_size)
+        return 2.0 * x - 1.0
+
+    def init(self, rng):
+        init_rng, state_rng = jax.random.split(rng)
+        s, c = self.config.model.image_size, self.dataset.arrays["image"].shape[-1]
+        images = jnp.zeros((1, s, s, c), jnp.float32)
+        tokens = jnp.asarray(self.tokenizer.encode("a"))
+        params = self.model.init(init_rng, images, tokens)["params"]
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    def train_step(self, state, batch):
+        images = batch["image"]
+        shift = self.config.train.get("augment_shift", 0)
+        if shift:
+            keys = parallel.example_keys(state_lib.step_rng(state), images.shape[0])
+            images = transforms.random_shift(images, keys, shift)
+        x = self.preprocess(images)
+
+        def loss_fn(params):
+            img, txt, scale, bias = self.model.apply({"params": params}, x, batch["tokens"])
+            loss, metrics = clip_lib.contrastive_loss(img, txt, scale, bias, self.config.model.loss,
+                                                      axis_name=parallel.AXIS)
+            return loss, {**metrics, "logit_scale": scale}
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
+        return state, parallel.pmean({"loss": loss, **metrics})
+
+    def sample(self, params, rng, num):
+        raise TaskError("CLIP is not a generative model; use `jaxgen embed` or `jaxgen zeroshot`.")
+
+    # ---- embeddings -------------------------------------------------------------------------------
+    def _encoder(self, name):
+        if name not in self._encoders:
+            method = getattr(clip_lib.CLIP, name)
+            self._encoders[name] = jax.jit(lambda p, x: self.model.apply({"params": p}, x, method=method))
+        return self._encoders[name]
+
+    def embed_images(self, params, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Images [N, H, W, C] (see `preprocess`) -> normalised embeddings [N, E]."""
+        fn = self._encoder("encode_image")
+        return np.concatenate([np.asarray(fn(params, self.preprocess(jnp.asarray(images[i:i + batch_size]))))
+                               for i in range(0, len(images), batch_size)])
+
+    def embed_texts(self, params, texts: list[str], batch_size: int = 500) -> np.ndarray:
+        """Texts -> normalised embeddings [N, E] (TokenizerError for empty text)."""
+        fn = self._encoder("encode_text")
+        return np.concatenate([np.asarray(fn(params, self.tokenizer.encode(texts[i:i + batch_size])))
+                               for i in range(0, len(texts), batch_size)])
+
+    def logit_scale(self, params) -> float:
+        return float(min(np.exp(float(params["log_scale"])), clip_lib.MAX_LOGIT_SCALE))
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    def zero_shot_weights(self, params, class_texts: list[list[str]]) -> np.ndarray:
+        """Class embeddings [classes, E] from prompts class_texts[c] = [text, ...] (the same number
+        per class): the normalised mean of each class's normalised prompt embeddings (CLIP's
+        prompt ensembling)."""
+        flat = [t for texts in class_texts for t in texts]
+        emb = self.embed_texts(params, flat).reshape(len(class_texts), -1, self.config.model.embed_dim)
+        return contrastive.normalise(emb.mean(axis=1))
+
+    def evaluate(self, state):
+        params = self.eval_params(state)
+        test = self.eval_dataset()
+        test_emb = self.embed_images(params, test.arrays["image"], self.config.eval.batch_size)
+        out = {"logit_scale": self.logit_scale(params), "num_test": int(len(test_emb))}
+        if self.text_source == "digit_templates":
+            out.update(self._evaluate_digits(params, test, test_emb))
+        else:
+            out.update(self._evaluate_retrieval(params, test, test_emb))
+        return out
+
+    def _evaluate_digits(self, params, test, test_emb):
+        labels = test.arrays["label"]
+        # Templates take the digit as a word ({w}) or a numeral ({d}): fill each with its own form.
+        templates = captions.DIGIT_TEMPLATES
+        ensembled = self.zero_shot_weights(params, [[captions.digit_caption(c, t) for t in templates]
+                                                    for c in range(10)])
+        per_template = [np.mean((test_emb @ self.zero_shot_weights(
+            params, [[captions.digit_caption(c, t)] for c in range(10)]).T).argmax(1) == labels) for t in templates]
+        train_emb = self.embed_images(params, self.dataset.arrays["image"], self.config.eval.batch_size)
+        probe = contrastive.linear_probe(train_emb, self.dataset.arrays["label"], test_emb, labels, 10)
+        return {"test_zeroshot_accuracy": float(np.mean((test_emb @ ensembled.T).argmax(1) == labels)),
+                "test_zeroshot_accuracy_one_template_mean": float(np.mean(per_template)),
+                "test_zeroshot_accuracy_one_template_worst": float(np.min(per_template)),
+                "test_linear_probe_accuracy": probe}
+
+    def _evaluate_retrieval(self, params, test, test_emb):
+        out = {}
+        train_full = set(self.dataset.arrays["caption"].tolist())
+        for style in shapes_lib.CAPTION_STYLES:
+            texts = [str(t) for t in test.arrays[shapes_lib.CAPTION_KEYS[style]]]
+            keys = captions.scene_keys(style, test.arrays)
+            scores = contrastive.retrieval_scores(self.embed_texts(params, texts), test_emb, keys, texts)
+            out.update({f"test_{style}_{k}": v for k, v in scores.items()})
+            if style == "full":  # scenes whose caption never occurs in training
+                novel = np.array([t not in train_full for t in texts])
+                out["test_full_novel_captions"] = int(novel.sum())
+        txt_emb = self.embed_texts(params, [str(t) for t in test.arrays["caption"]])
+        out.update(contrastive.clip_score_summary(test_emb, txt_emb))
+        return out
+

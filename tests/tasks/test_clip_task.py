@@ -1,0 +1,136 @@
+"""The CLIP task: the gathered step on 8 devices equals 1 device, captions and tokenizer, a tiny
+model learns zero-shot digits, retrieval evaluation on shapes, and the embed / zeroshot commands."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgen import cli
+from jaxgen import config as config_lib
+from jaxgen.nn.text import Tokenizer
+from jaxgen.tasks.base import TaskError
+from jaxgen.train import loop
+
+DIGIT_NAMES = "zero,one,two,three,four,five,six,seven,eight,nine"
+
+
+def test_eight_devices_equal_one_device(run_steps):
+    """The loss is over the global batch on any device count: 8 x 4 pairs step like 1 x 32."""
+    config = config_lib.load("clip_digits:quick")
+    one, m1 = run_steps(config, jax.devices()[:1], "shard_map")
+    eight, m8 = run_steps(config, jax.devices(), "shard_map")
+    for k in m1:
+        np.testing.assert_allclose(m1[k], m8[k], rtol=2e-5, atol=1e-6, err_msg=k)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_host_batch_is_tokenized_captions_and_splits_over_processes():
+    config = config_lib.load("clip_shapes:quick")
+    task = loop.make_task(config)
+    whole = task.host_batch(3)
+    assert whole["tokens"].shape == (32, config.model.context_length) and whole["tokens"].dtype == np.int32
+    halves = [task.host_batch(3, p, 2) for p in range(2)]
+    for k in whole:
+        np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), whole[k])
+    # Every caption drawn is one of its scene's four captions.
+    rows = task.dataset.batch(config.seed, 3, 32)
+    for i, ids in enumerate(whole["tokens"]):
+        options = [task.tokenizer.decode(task.tokenizer.encode(str(rows[k][i]))[0])
+                   for k in ("caption", "caption_count", "caption_colour", "caption_position")]
+        assert task.tokenizer.decode(ids) in options
+
+
+def test_bad_caption_styles_and_unlabelled_data_are_errors():
+    config = config_lib.load("clip_shapes:quick")
+    config.data.caption_styles = ("full", "smell")
+    with pytest.raises(TaskError, match="caption_styles"):
+        loop.make_task(config)
+    config = config_lib.load("clip_digits:quick")
+    config.model.loss = "hinge"
+    with pytest.raises(TaskError, match="model.loss"):
+        loop.make_task(config)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A tiny CLIP trained 150 steps on templated digit captions."""
+    workdir = str(tmp_path_factory.mktemp("clip") / "run")
+    assert cli.main(["train", "clip_digits:quick", "--workdir", workdir, "--quiet", "--config.train.steps=150",
+                     "--config.train.log_every=50", "--config.train.ckpt_every=150", "--config.optim.lr=0.003"]) == 0
+    return workdir
+
+
+def test_tiny_model_classifies_digits_zero_shot_far_above_chance(digits_run, capsys):
+    assert cli.main(["eval", "--workdir", digits_run]) == 0
+    results = json.load(open(os.path.join(digits_run, "eval.json")))
+    assert results["test_zeroshot_accuracy"] > 0.6  # chance: 0.1
+    assert results["test_linear_probe_accuracy"] > 0.6
+    # The tokenizer was saved with the run, and is the one the task builds from the captions.
+    saved = Tokenizer.load(os.path.join(digits_run, "tokenizer.json"))
+    assert saved == loop.make_task(config_lib.load("clip_digits:quick")).tokenizer
+
+
+def test_zeroshot_command_scores_a_split_and_a_folder(digits_run, capsys, tmp_path):
+    assert cli.main(["zeroshot", "--workdir", digits_run, "--split", "test", "--labels", DIGIT_NAMES,
+                     "--template", "a handwritten digit {}", "--template", "{}"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("accuracy ")[1].split()[0])
+    assert accuracy > 0.5
+    from PIL import Image
+
+    from jaxgen import data
+
+    test = data.load("digits", "test")
+    for i in range(3):  # 8x8 digits as 0..255 grey PNGs, as a user would have them
+        Image.fromarray((test.arrays["image"][i, ..., 0] * 15).astype(np.uint8)).save(tmp_path / f"d{i}.png")
+    assert cli.main(["zeroshot", "--workdir", digits_run, "--images", str(tmp_path), "--labels", DIGIT_NAMES]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(str(tmp_path / "d0.png"))
+
+
+def test_embed_command_prints_and_saves(digits_run, capsys, tmp_path):
+    assert cli.main(["embed", "--workdir", digits_run, "--text", "the number 7", "--text", "ünknown wörds"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("'the number 7': [")
+    out = str(tmp_path / "e.npz")
+    assert cli.main(["embed", "--workdir", digits_run, "--text", "a seven", "--out", out]) == 0
+    emb = np.load(out)["text_embeddings"]
+    assert emb.shape == (1, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["embed", "--text", "  "], "empty text"),
+    (["embed"], "at least one --text or --image"),
+    (["embed", "--image", "/nonexistent.png"], "cannot read image"),
+    (["zeroshot", "--split", "test", "--labels", "seven"], "at least two"),
+    (["zeroshot", "--split", "test", "--labels", "a,b", "--template", "a photo"], "must contain {}"),
+])
+def test_bad_input_is_one_sentence(digits_run, capsys, argv, message):
+    assert cli.main(argv[:1] + ["--workdir", digits_run] + argv[1:]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxgen: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_embed_refuses_a_run_of_another_family(tmp_path, capsys):
+    workdir = tmp_path / "clf"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(config_lib.to_json(config_lib.load("classifier_digits:quick")))
+    workdir = str(workdir)
+    assert cli.main(["embed", "--workdir", workdir, "--text", "seven"]) == 2
+    assert "not a clip run" in capsys.readouterr().err
+
+
+def test_shapes_retrieval_evaluation_runs_on_held_out_scenes():
+    config = config_lib.load("clip_shapes:quick")
+    task = loop.make_task(config)
+    state = loop.init_state(task, config)
+    results = task.evaluate(state)
+    for style in ("full", "count", "colour", "position"):
+        for k in (1, 5, 10):
+            assert 0.0 <= results[f"test_{style}_t2i_r{k}"] <= 1.0
+        assert results[f"test_{style}_t2i_r1"] <= results[f"test_{style}_t2i_r10"]
+    assert results["num_test"] == 64
