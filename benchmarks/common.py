@@ -271,13 +271,15 @@ def time_train_steps(config: Any, steps: int) -> dict[str, float]:
     task, step_fn = loop.setup(config)
     state = step_fn.put_state(loop.init_state(task, config))
     start = time.perf_counter()
-    state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(0)))
+    # this process's rows of each global batch (all of them in a single-process run)
+    rows = lambda step: task.host_batch(step, jax.process_index(), jax.process_count())  # noqa: E731
+    state, metrics = step_fn(state, step_fn.put_batch(rows(0)))
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     previous = metrics
     for step in range(1, steps + 1):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
+        state, metrics = step_fn(state, step_fn.put_batch(rows(step)))
         jax.block_until_ready(previous)
         previous = metrics
     jax.block_until_ready((state, metrics))

@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="config name (see `jaxgen configs`) or path to a config .py file")
     t.add_argument("--workdir", required=True)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = t.add_argument_group("multi-process runs (every process runs the same command; see experiments/launch/)")
+    m.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (env JAXGEN_COORDINATOR)")
+    m.add_argument("--num_processes", metavar="N", help="processes in the run (env JAXGEN_NUM_PROCESSES)")
+    m.add_argument("--process_id", metavar="I", help="this process, 0..N-1 (env JAXGEN_PROCESS_ID)")
+    m.add_argument("--distributed", metavar="{auto,off}",
+                   help="auto: let JAX detect the cluster (Cloud TPU VM, SLURM, Open MPI); off: single process")
 
     s = sub.add_parser("sample", help="sample images from a trained run")
     s.add_argument("--workdir", required=True)
@@ -86,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_jax()
     try:
         if args.command == "train":
-            return commands.train(args.config, overrides, args.workdir, args.quiet)
+            from jaxgen.train import distributed
+
+            joined = distributed.initialize(distributed.resolve(args.coordinator, args.num_processes,
+                                                                args.process_id, args.distributed))
+            try:
+                return commands.train(args.config, overrides, args.workdir, args.quiet)
+            finally:
+                if joined:
+                    distributed.shutdown()
         if args.command == "sample":
             return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
         if args.command == "eval":

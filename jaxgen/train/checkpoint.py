@@ -1,9 +1,18 @@
 """Orbax checkpoints of the whole train state plus the config, under `<workdir>/checkpoints`.
 
-Uses the stable v0 `CheckpointManager`: each save writes into a temporary directory that Orbax
-renames when complete, so a run killed mid-save leaves no directory that looks finished;
-`cleanup_tmp_directories` removes such leftovers on the next start. Restoring takes an abstract
-target (shapes, dtypes and shardings) so the state lands directly on the current devices.
+Uses the stable v0 `CheckpointManager`. Each save writes into a temporary directory that Orbax
+renames when complete; once Orbax has finished, jaxgen adds a manifest (`jaxgen_manifest.json`:
+every file of the step with its size). A checkpoint is *complete* when its manifest's files are all
+there at their full size, or, for one without a manifest (written before manifests existed, or a
+crash in the moment between Orbax's rename and the manifest), when its Orbax metadata files exist
+and parse. Anything else in the folder that looks like a checkpoint is incomplete: an Orbax
+`*.orbax-checkpoint-tmp-*` directory left by a crash mid-save, a step directory missing files or
+holding a truncated one. A training run (`clean=True`) deletes those when it starts and resumes from
+the newest complete step; readers (`jaxgen sample`, `eval`) skip them without deleting anything,
+since a live run may still be writing.
+
+Restoring takes an abstract target (shapes, dtypes and shardings), so the state lands directly on
+the current devices, whatever device count or process count wrote it (re-sharding).
 """
 import json
 import os
@@ -18,6 +27,11 @@ from jaxgen import config as config_lib
 PyTree = Any
 # Config sections whose change makes a checkpoint's arrays mean something else.
 IDENTITY_KEYS = ("task", "model")
+MANIFEST = "jaxgen_manifest.json"
+TMP_MARK = ".orbax-checkpoint-tmp"
+# What every Orbax step directory of ours holds (JSON files), checked when there is no manifest.
+REQUIRED_JSON = ("_CHECKPOINT_METADATA", os.path.join("state", "_METADATA"), os.path.join("config", "metadata"))
+_barriers = 0  # Orbax barrier names must be unique within a process
 
 
 class CheckpointError(RuntimeError):
@@ -29,34 +43,168 @@ def _normalise(d: Any) -> Any:
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
+# ---- completeness ------------------------------------------------------------------------------
+
+
+def _files(step_dir: str) -> dict[str, int]:
+    """{path relative to step_dir: size in bytes} of every file under step_dir, the manifest aside."""
+    sizes = {}
+    for root, _, names in os.walk(step_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if not rel.startswith(MANIFEST):  # the manifest (and its tmp file) describe the rest
+                sizes[rel] = os.path.getsize(path)
+    return sizes
+
+
+def write_manifest(step_dir: str) -> None:
+    """Records every file of a finished step with its size (atomically: tmp file + rename)."""
+    files = _files(step_dir)  # listed before the tmp file exists
+    path = os.path.join(step_dir, MANIFEST)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"files": files}, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _step_problem(step_dir: str) -> str | None:
+    """Why the step directory is not a complete checkpoint, or None when it is."""
+    manifest = os.path.join(step_dir, MANIFEST)
+    if os.path.isfile(manifest):
+        try:
+            with open(manifest) as f:
+                expected = json.load(f)["files"]
+        except (OSError, ValueError, KeyError):
+            return f"its {MANIFEST} is unreadable"
+        for rel, size in sorted(expected.items()):
+            path = os.path.join(step_dir, rel)
+            if not os.path.isfile(path):
+                return f"{rel} is missing"
+            actual = os.path.getsize(path)
+            if actual != size:
+                return f"{rel} has {actual} of its {size} bytes"
+        return None
+    for rel in REQUIRED_JSON:  # no manifest: Orbax's own metadata must be there and parse
+        path = os.path.join(step_dir, rel)
+        if not os.path.isfile(path):
+            return f"{rel} is missing"
+        try:
+            with open(path) as f:
+                json.load(f)
+        except (OSError, ValueError):
+            return f"{rel} is truncated or corrupt"
+    return None
+
+
+def incomplete_checkpoints(directory: str) -> list[tuple[str, str]]:
+    """[(name, why)] of the entries of a checkpoints folder that look like checkpoints but are not
+    complete; other names are never reported (so never deleted)."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if TMP_MARK in name:
+            found.append((name, "an unfinished save"))
+        elif name.isdigit() and os.path.isdir(path):
+            problem = _step_problem(path)
+            if problem:
+                found.append((name, problem))
+    return found
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _barrier(name: str) -> None:
+    """Waits for every process (a no-op in single-process runs)."""
+    global _barriers
+    if jax.process_count() > 1:
+        _barriers += 1
+        ocp.multihost.sync_global_processes(f"jaxgen_{name}_{_barriers}")
+
+
+# ---- the checkpointer --------------------------------------------------------------------------
+
+
 class Checkpointer:
-    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    """The checkpoints of one workdir.
+
+    `clean=True` (the training loop) deletes incomplete checkpoints first (process 0 deletes, every
+    process waits for it) and lists them in `removed` as (name, why); `clean=False` only skips them.
+    Every process of a multi-process run constructs one and calls `save` at the same steps.
+    """
+
+    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True, clean: bool = False):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.primary = jax.process_index() == 0
+        self.removed: list[tuple[str, str]] = []
+        if clean:
+            if self.primary:
+                self.removed = incomplete_checkpoints(self.directory)
+                for name, _ in self.removed:
+                    _remove(os.path.join(self.directory, name))
+            _barrier("checkpoint_clean")
+        self._skip = {int(n) for n, _ in incomplete_checkpoints(self.directory) if n.isdigit()}
         options = ocp.CheckpointManagerOptions(
             create=True,
-            cleanup_tmp_directories=True,
+            cleanup_tmp_directories=False,  # done above, and only by a training run
             preservation_policy=ocp.checkpoint_managers.LatestN(keep),
             enable_async_checkpointing=async_save,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "config"))
+        self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        """The newest complete step, or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
 
     def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+        """Complete steps, oldest first."""
+        return sorted(s for s in self.manager.all_steps() if s not in self._skip)
 
     def save(self, step: int, state: PyTree, config: ml_collections.ConfigDict) -> None:
+        """Starts an (asynchronous) save of `state` and the config at `step`; collective in
+        multi-process runs (every process calls it with its part of the global arrays)."""
+        self.manager.wait_until_finished()  # Orbax would wait here anyway; then seal the last one
+        self._seal()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   config=ocp.args.JsonSave(_normalise(config.to_dict())))
         self.manager.save(step, args=args, force=True)
+        self._skip.discard(step)
+        self._unsealed.append(step)
+
+    def poll(self) -> None:
+        """Seals a finished asynchronous save (cheap; the loop calls it every step)."""
+        if self._unsealed and not self.manager.is_saving_in_progress():
+            self._seal()
+
+    def _seal(self) -> None:
+        """Writes the manifest of each finished save (process 0; the others' files are done by
+        the time Orbax's finalisation, which waits for every process, has renamed the step)."""
+        if self.primary:
+            for step in self._unsealed:
+                step_dir = os.path.join(self.directory, str(step))
+                try:
+                    write_manifest(step_dir)
+                except FileNotFoundError:  # already removed by the keep policy
+                    pass
+        self._unsealed = []
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
+        self._seal()
 
     def saved_config(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory} holds no complete checkpoint.")
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         except Exception as e:  # noqa: BLE001 - any failure to read means the same thing here
@@ -76,7 +224,12 @@ class Checkpointer:
                     f"{json.dumps(current.get(key), sort_keys=True)}; use another --workdir or the same config.")
 
     def restore(self, target: PyTree, step: int | None = None) -> PyTree:
-        """Restores the state at `step` (default: newest) with `target`'s shapes and shardings."""
+        """Restores the state at `step` (default: newest complete) into `target`'s structure.
+
+        `target` holds arrays or `jax.ShapeDtypeStruct`s; their shardings say where each restored
+        array goes, so a checkpoint written on any number of devices and processes restores onto
+        the current ones (Orbax cannot re-shard without them: it would look for the writer's devices).
+        """
         step = self.latest_step() if step is None else step
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
@@ -88,7 +241,13 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.wait_until_finished()
+        self._seal()
         self.manager.close()
+
+
+def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
+    """Restore target: `state_shapes` (e.g. from `jax.eval_shape`) placed with `sharding`."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes)
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:

@@ -20,7 +20,7 @@ import numpy as np
 from jaxgen import config as config_lib
 from jaxgen import data, tasks
 from jaxgen.train import log, parallel
-from jaxgen.train.checkpoint import Checkpointer
+from jaxgen.train.checkpoint import Checkpointer, abstract_state
 
 PyTree = Any
 
@@ -67,12 +67,23 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     os.replace(tmp, path)
 
 
+# Stop codes that the processes agree on inside the step (their max wins: a preemption outranks a
+# Ctrl-C, since it exits 0 and the scheduler restarts the job).
+_STOP_CODES = {0: None, 1: "SIGINT", 2: "SIGTERM"}
+
+
 class _StopFlag:
-    """SIGINT / SIGTERM set a flag that the loop reads at the next step boundary, so the state is
-    never saved half-updated."""
+    """SIGINT / SIGTERM set a stop code that the loop hands to the next step; the step's `pmax`
+    makes every process read the same decision from the same step (see parallel.DataParallel), so
+    all of them stop and save at one step boundary, never with a half-updated state.
+
+    A second Ctrl-C is not swallowed: the first one puts Python's previous SIGINT handler back, so
+    pressing it again raises KeyboardInterrupt at once. Repeated SIGTERMs (some schedulers send
+    several before the kill) keep waiting for the save.
+    """
 
     def __init__(self):
-        self.signal_name: str | None = None
+        self.code = 0
         self._previous = {}
 
     def __enter__(self):
@@ -84,7 +95,10 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        self.code = max(self.code, next(c for c, n in _STOP_CODES.items() if n == name))
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -93,8 +107,12 @@ class _StopFlag:
 
 def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
           quiet: bool = False, stop_at: int | None = None) -> RunResult:
-    """Trains `config` in `workdir` to config.train.steps, resuming from its newest checkpoint.
+    """Trains `config` in `workdir` to config.train.steps, resuming from its newest complete
+    checkpoint (incomplete ones, left by a crash mid-save, are deleted first).
 
+    In a multi-process run (after jax.distributed.initialize, see jaxgen.train.distributed) every
+    process calls this with the same arguments: the mesh spans every device of every process, each
+    process feeds its rows of the global batch, and only process 0 prints, logs and writes samples.
     `stop_at` ends the run early at that step (saving a checkpoint there) without changing the
     config, e.g. to train in several sittings; schedules still span config.train.steps.
     """
@@ -102,20 +120,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     task, step_fn = setup(config, devices)
     t = config.train
     main = jax.process_index() == 0
-    ckpt = Checkpointer(workdir, keep=t.keep)
+    ckpt = Checkpointer(workdir, keep=t.keep, clean=True)
     writer = log.MetricsWriter(workdir, enabled=main)
     say = (lambda m: print(m, flush=True)) if main else (lambda m: None)  # quiet only hides the bar
 
     # ---- state: init, or resume from the newest complete checkpoint ------------------------------
-    state = init_state(task, config)
+    rng = jax.random.PRNGKey(config.seed)
     start = ckpt.latest_step()
+    removed = "; removed incomplete checkpoint(s) " + ", ".join(
+        f"{name} ({why})" for name, why in ckpt.removed) if ckpt.removed else ""
     if start is not None:
         ckpt.check_compatible(config)
-        state = ckpt.restore(jax.device_put(state, step_fn.replicated), start)
-        writer.truncate_after(start)
-        say(f"resumed from step {start} ({ckpt.directory})")
+        # The restore target is abstract (shapes and the current mesh's sharding): no init compute,
+        # and the saved arrays land on this run's devices whatever layout wrote them.
+        target = abstract_state(jax.eval_shape(task.init, rng), step_fn.replicated)
+        state = ckpt.restore(target, start)
+        say(f"resumed from step {start} ({ckpt.directory}){removed}")
     else:
+        state = init_state(task, config)
         start = 0
+        if removed:
+            say(f"no complete checkpoint in {ckpt.directory}, starting from step 0{removed}")
+    writer.truncate_after(start)
     if main:
         _write_config(workdir, config)
         task.save_assets(workdir)
@@ -129,19 +155,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     last_saved = start if start else None
     step = start
     end = t.steps if stop_at is None else min(stop_at, t.steps)
+    stopped_by = None
+    previous_stop = None  # the agreed stop code of the previous step, still on the devices
     with _StopFlag() as stop:
         try:
-            while step < end and stop.signal_name is None:
+            while step < end:
                 batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
-                state, metrics = step_fn(state, batch)
+                state, metrics, agreed = step_fn.step(state, batch, stop.code)
                 step += 1
                 pending.append((step, metrics))
-                if len(pending) > 1:
-                    # At most two steps in flight: enough to overlap the next batch's preparation with
-                    # compute, and it keeps XLA CPU's fake devices from starving each other's
-                    # all-reduce rendezvous (which aborts a process with many steps queued).
-                    jax.block_until_ready(pending[-2][1])
-                save_now = (t.ckpt_every and step % t.ckpt_every == 0) or step == end
+                # Reading the previous step's decision waits for that step: at most two steps in
+                # flight, enough to overlap the next batch's preparation with compute, and it keeps
+                # XLA CPU's fake devices from starving each other's all-reduce rendezvous (which
+                # aborts a process with many steps queued). Every process reads the same value here,
+                # after the same step, so all stop together.
+                if previous_stop is not None:
+                    stopped_by = _STOP_CODES[int(jax.device_get(previous_stop))]
+                previous_stop = agreed
+                ckpt.poll()
+                save_now = bool((t.ckpt_every and step % t.ckpt_every == 0) or step == end or stopped_by)
                 if (t.log_every and step % t.log_every == 0) or save_now:
                     last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
                     pending = []
@@ -150,19 +182,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
                 if save_now:
                     ckpt.save(step, _checkpointable(step_fn, state), config)
                     last_saved = step
-            if pending:  # stopped by a signal between log points
-                _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
-            if stop.signal_name and last_saved != step:
-                ckpt.save(step, _checkpointable(step_fn, state), config)
+                if stopped_by:
+                    break
         finally:
             ckpt.close()
             writer.close()
             progress.close()
-    if stop.signal_name:
-        say(f"{'preempted' if stop.signal_name == 'SIGTERM' else 'interrupted'} at step {step}; "
+    if stopped_by:
+        say(f"{'preempted' if stopped_by == 'SIGTERM' else 'interrupted'} at step {step}; "
             f"checkpoint saved, run the same command to resume.")
     final = parallel.to_local(step_fn.host_state(state))
-    return RunResult(final, step, stop.signal_name)
+    return RunResult(final, step, stopped_by)
 
 
 def _checkpointable(step_fn, state) -> PyTree:
@@ -216,7 +246,8 @@ def restore_for_eval(workdir: str, devices: list | None = None, overrides: Seque
     task = make_task(config)
     task.load_assets(workdir)
     device = (devices or jax.local_devices())[0]
-    target = jax.device_put(init_state(task, config), device)
+    target = abstract_state(jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)),
+                            jax.sharding.SingleDeviceSharding(device))
     ckpt.check_compatible(config)
     state = ckpt.restore(target)
     ckpt.close()

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS = "data"
 MODES = ("shard_map", "pmap")
@@ -43,8 +44,15 @@ def configure_jax(cache_dir: str | None = None) -> str:
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh over `devices` (default: every device of every process)."""
+    """A 1-D mesh over `devices` (default: every device of every process), ordered by process.
+
+    Ordering by (process, device id) makes each process's devices one contiguous block of the
+    `data` axis, in process order, so process p's rows of the global batch (`Task.host_batch`:
+    rows [p * b, (p + 1) * b)) are exactly the rows its devices hold, and a run on P processes
+    sees the same global batch layout as a run on one.
+    """
     devices = jax.devices() if devices is None else devices
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
     return Mesh(np.asarray(devices), (AXIS,))
 
 
@@ -69,6 +77,12 @@ class DataParallel:
     The loop holds the state in the form `put_state` returns (replicated over the mesh, or stacked
     with a leading device axis under pmap) and calls `host_state` only to checkpoint, sample or
     evaluate.
+
+    The compiled step also agrees on when to stop: `step(state, batch, stop)` takes this process's
+    stop code (0: keep going; see jaxgen.train.loop for the others) and returns the maximum over
+    every device of every process, a `pmax` fused into the same program. Processes that see a
+    signal at different moments thus all read the same decision from the same step, with no extra
+    collective and no extra host synchronisation.
     """
 
     def __init__(self, step: StepFn, mesh: Mesh | None = None, mode: str = "shard_map",
@@ -80,28 +94,58 @@ class DataParallel:
         self.num_devices = self.mesh.size
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
+        self._stop_arrays: dict[int, jax.Array] = {}
         donate_argnums = (0,) if donate else ()
+
+        def with_stop(state, batch, stop):
+            state, metrics = step(state, batch)
+            return state, metrics, jax.lax.pmax(jnp.max(stop), AXIS)
+
         if mode == "shard_map":
             # check_vma=False keeps pmap's semantics: the gradient of a replicated parameter is the
             # local gradient, averaged explicitly by the step's pmean. (With check_vma=True, JAX
             # would already psum it, and the same step code would differ between the two modes.)
-            per_device = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                                       out_specs=(P(), P()), check_vma=False)
+            per_device = jax.shard_map(with_stop, mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS)),
+                                       out_specs=(P(), P(), P()), check_vma=False)
             self._step = jax.jit(per_device, donate_argnums=donate_argnums)
         else:
             if jax.process_count() > 1:
-                raise ValueError("parallel='pmap' runs on one host; use 'shard_map' for multi-host.")
-            self._step = jax.pmap(step, axis_name=AXIS, donate_argnums=donate_argnums,
+                from jaxgen.config import ConfigError
+
+                raise ConfigError("train.parallel='pmap' runs on one host; use 'shard_map' for multi-process runs.")
+            self._step = jax.pmap(with_stop, axis_name=AXIS, donate_argnums=donate_argnums,
                                   devices=list(self.mesh.devices.flat))
 
     def __call__(self, state: PyTree, batch: PyTree) -> tuple[PyTree, dict]:
-        return self._step(state, batch)
+        """One step: (state, metrics)."""
+        state, metrics, _ = self._step(state, batch, self._stop_input(0))
+        return state, metrics
+
+    def step(self, state: PyTree, batch: PyTree, stop: int) -> tuple[PyTree, dict, jax.Array]:
+        """One step that also agrees on stopping: (state, metrics, the max of every process's
+        `stop`, an int32 scalar still on the devices)."""
+        state, metrics, agreed = self._step(state, batch, self._stop_input(stop))
+        if self.mode == "pmap":
+            agreed = agreed[0]
+        return state, metrics, agreed
+
+    def _stop_input(self, code: int) -> jax.Array:
+        """`code` on each of this process's devices, as one global int32 [num_devices] array
+        (cached: the step does not donate it)."""
+        if code not in self._stop_arrays:
+            if self.mode == "shard_map":
+                local = np.full((len(self.mesh.local_devices),), code, np.int32)
+                self._stop_arrays[code] = jax.make_array_from_process_local_data(self.batch_sharding, local)
+            else:
+                self._stop_arrays[code] = np.full((self.num_devices, 1), code, np.int32)
+        return self._stop_arrays[code]
 
     def put_state(self, state: PyTree) -> PyTree:
         """Replicates a host (or single-device) state onto every device."""
         if self.mode == "shard_map":
             return jax.device_put(state, self.replicated)
-        stack = lambda x: np.broadcast_to(np.asarray(x), (self.num_devices,) + np.shape(x))
+        def stack(x):
+            return np.broadcast_to(np.asarray(x), (self.num_devices,) + np.shape(x))
         return jax.tree.map(stack, state)
 
     def host_state(self, state: PyTree) -> PyTree:
@@ -113,9 +157,11 @@ class DataParallel:
     def put_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Builds global arrays from this process's rows, split over the devices along axis 0."""
         if self.mode == "shard_map":
-            make = lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x)
+            def make(x):
+                return jax.make_array_from_process_local_data(self.batch_sharding, x)
             return jax.tree.map(make, local_batch)
-        split = lambda x: x.reshape((self.num_devices, -1) + x.shape[1:])
+        def split(x):
+            return x.reshape((self.num_devices, -1) + x.shape[1:])
         return jax.tree.map(split, local_batch)
 
     def metrics_to_host(self, metrics: dict) -> dict:

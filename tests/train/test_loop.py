@@ -12,7 +12,7 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.train import log, loop
-from jaxgen.train.checkpoint import CheckpointError, Checkpointer
+from jaxgen.train.checkpoint import Checkpointer, CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -122,3 +122,34 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert "interrupted at step" in out
     step = int(out.split("interrupted at step ")[1].split(";")[0])
     assert Checkpointer(workdir).all_steps() == [step]
+
+
+def test_stop_flag_codes_and_a_second_ctrl_c_interrupts_at_once():
+    with loop._StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # repeated notices keep waiting for the save
+        assert loop._STOP_CODES[stop.code] == "SIGTERM"
+    with loop._StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert loop._STOP_CODES[stop.code] == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs between bytecodes; never reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("mode", ["shard_map", "pmap"])
+def test_the_step_returns_the_largest_stop_code_of_all_devices(mode):
+    from jaxgen.train import parallel
+
+    def step(state, batch):
+        return state + parallel.pmean(batch["x"].sum()), {"loss": state}
+
+    dp = parallel.DataParallel(step, parallel.make_mesh(jax.devices()[:4]), mode, donate=False)
+    state = dp.put_state(np.float32(0.0))
+    batch = dp.put_batch({"x": np.ones((8,), np.float32)})
+    for code in (0, 2, 1):
+        _, _, agreed = dp.step(state, batch, code)
+        assert int(jax.device_get(agreed)) == code
+    new_state, metrics = dp(state, batch)  # the plain call is the same step without the code
+    assert float(jax.device_get(dp.metrics_to_host(metrics))["loss"]) == 0.0
