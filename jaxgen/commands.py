@@ -9,7 +9,7 @@ from jaxgen.errors import UsageError
 # The demo runs these configs in order; a later family adds its name. The classifier comes
 # first because other families' evaluations use its features.
 DEMO_RUNS = ("classifier_digits", "vae_digits", "gan_digits", "cyclegan_shapes", "unet_shapes",
-             "diffusion_digits_class")
+             "diffusion_digits_class", "clip_digits")
 
 
 def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) -> int:

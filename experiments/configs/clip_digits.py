@@ -25,7 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                    sample_every=0, keep=2, ema_decay=0.0, augment_shift=1)
     c.eval = dict(batch_size=500)
     if arg == "demo":
-        c.train.update(steps=500, ckpt_every=500)
+        c.train.update(steps=300, ckpt_every=300, batch_size=64)
     elif arg == "quick":
         c.model.update(image_channels=(8, 16), image_width=32, text_width=32, text_depth=1, embed_dim=32)
         c.train.update(steps=10, log_every=5, ckpt_every=10, batch_size=32)
