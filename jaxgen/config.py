@@ -15,6 +15,13 @@ from typing import Any, Sequence
 import ml_collections
 
 PARALLEL_MODES = ("shard_map", "pmap")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# Engine fields of the train section that every run has; a config that leaves one out (a user's file,
+# a config written before the field existed) gets this default, so its --config overrides still work.
+TRAIN_DEFAULTS = {
+    "grad_accum": 1,             # micro-batches per optimizer update (jaxgen.train.accumulate)
+    "compute_dtype": "float32",  # 'float32' | 'bfloat16' activations (jaxgen.train.precision)
+}
 
 
 class ConfigError(ValueError):
@@ -44,6 +51,10 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
         module = importlib.import_module(f"experiments.configs.{name}")
     config = module.get_config(arg) if arg else module.get_config()
     config.name = os.path.basename(name)[:-3] if name.endswith(".py") else name
+    if "train" in config:
+        for key, value in TRAIN_DEFAULTS.items():
+            if key not in config.train:
+                config.train[key] = value
     for item in overrides:
         apply_override(config, item)
     validate(config)
@@ -98,8 +109,12 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks the fields that the engine reads; raises ConfigError with one clear sentence."""
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+    """Checks the fields that the engine reads; raises ConfigError with one clear sentence.
+
+    With `num_devices` it also checks that train.grad_accum divides the per-device batch
+    (train.batch_size / num_devices); without, only that it divides train.batch_size.
+    """
     for section in ("data", "model", "optim", "train"):
         _require(section in config, f"config {config.get('name', '?')} has no '{section}' section.")
     t = config.train
@@ -108,9 +123,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"train.batch_size must be a positive integer, not {t.batch_size!r}.")
     _require(t.parallel in PARALLEL_MODES, f"train.parallel must be one of {PARALLEL_MODES}, not {t.parallel!r}.")
     for field in ("log_every", "ckpt_every", "sample_every", "keep"):
-        _require(isinstance(t[field], int) and t[field] >= 0, f"train.{field} must be an integer >= 0, not {t[field]!r}.")
+        _require(isinstance(t[field], int) and t[field] >= 0,
+                 f"train.{field} must be an integer >= 0, not {t[field]!r}.")
     _require(t.keep >= 1, f"train.keep must be at least 1, not {t.keep}.")
     _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), not {t.ema_decay!r}.")
+    accum = t.get("grad_accum", 1)
+    _require(isinstance(accum, int) and not isinstance(accum, bool) and accum > 0,
+             f"train.grad_accum must be a positive integer (micro-batches per update), not {accum!r}.")
+    _require(t.batch_size % accum == 0,
+             f"train.grad_accum={accum} must divide train.batch_size={t.batch_size} into equal micro-batches.")
+    if num_devices:
+        local = t.batch_size // num_devices
+        _require(t.batch_size % num_devices == 0 and local % accum == 0,
+                 f"train.grad_accum={accum} must divide the per-device batch (train.batch_size={t.batch_size} "
+                 f"over {num_devices} devices); choose train.batch_size a multiple of {num_devices * accum}.")
+    dtype = t.get("compute_dtype", "float32")
+    _require(dtype in COMPUTE_DTYPES, f"train.compute_dtype must be one of {COMPUTE_DTYPES}, not {dtype!r}.")
     o = config.optim
     _require(o.lr > 0, f"optim.lr must be positive, not {o.lr!r}.")
     _require(o.name in ("adam", "adamw", "sgd"), f"optim.name must be adam, adamw or sgd, not {o.name!r}.")

@@ -7,7 +7,8 @@ plus a class embedding on its first feature map), the discriminator is a project
 
 Samples are asked for labels 0, 1, ..., 9, 0, 1, ...; the digits classifier judges 99.3% of them as
 the requested digit (class_accuracy in eval.json; goal >= 95%), Frechet distance 12.8 against the
-floor 35.6, and figures/samples_per_class.png shows one digit per row. `get_config("demo")` is the run of `jaxgen demo`, `"quick"` a smoke run.
+floor 35.6, and figures/samples_per_class.png shows one digit per row. `get_config("demo")` is the
+run of `jaxgen demo`, `"quick"` a smoke run.
 """
 import ml_collections
 

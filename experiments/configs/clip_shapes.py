@@ -24,11 +24,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train = dict(steps=3000, batch_size=128, parallel="shard_map", log_every=100, ckpt_every=1000,
                    sample_every=0, keep=2, ema_decay=0.0, augment_shift=0)
     c.eval = dict(batch_size=500)
-    if arg == "quick":
+    if arg == "demo":  # not part of `jaxgen demo` (too slow for its budget); a shorter run
+        c.train.update(steps=1000, ckpt_every=1000)
+    elif arg == "quick":
         c.data.name = "shapes/tiny"
         c.model.update(image_channels=(8, 16), image_width=32, text_width=32, text_depth=1, embed_dim=32)
         c.train.update(steps=10, log_every=5, ckpt_every=10, batch_size=32)
         c.optim.warmup_steps = 2
     elif arg:
-        raise ValueError(f"clip_shapes takes '' or 'quick', not {arg!r}.")
+        raise ValueError(f"clip_shapes takes '', 'demo' or 'quick', not {arg!r}.")
     return c

@@ -24,11 +24,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.seed = 0
     # disjoint_domains: X from the first half of the train scenes, Y from the second half.
     c.data = {"name": "shapes", "split": "train", "eval_split": "test", "data_dir": None, "disjoint_domains": True}
-    c.model = {"g_channels": (16, 32), "num_res_blocks": 2, "edge_kernel": 5, "d_channels": (32, 64, 128), "cycle_weight": 10.0,
-               "identity_weight": 5.0, "pool_size": 50}
-    c.optim = {"name": "adam", "lr": 2e-4, "b1": 0.5, "b2": 0.999, "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0}
+    c.model = {"g_channels": (16, 32), "num_res_blocks": 2, "edge_kernel": 5, "d_channels": (32, 64, 128),
+               "cycle_weight": 10.0, "identity_weight": 5.0, "pool_size": 50}
+    c.optim = {"name": "adam", "lr": 2e-4, "b1": 0.5, "b2": 0.999, "warmup_steps": 0, "schedule": "constant",
+               "grad_clip": 0.0}
+    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
+    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
+    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
+    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
     c.train = {"steps": 600, "batch_size": 8, "parallel": "shard_map", "log_every": 50, "ckpt_every": 200,
-               "sample_every": 200, "keep": 2, "ema_decay": 0.0}
+               "sample_every": 200, "keep": 2, "ema_decay": 0.0, "grad_accum": 1, "compute_dtype": "float32"}
     c.eval = {"batch_size": 100, "num_examples": 1000}
     if arg == "demo":
         c.train.update(steps=100, ckpt_every=100, sample_every=0)

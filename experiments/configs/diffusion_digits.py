@@ -6,8 +6,9 @@
 
 `get_config("8x8")` trains at the digits' native 8x8 with 17 levels, where `jaxgen eval` reports the
 variational bound in bits/dim on the same discrete data as the VAE. `"demo"` is the small run of
-`jaxgen demo` (8x8, 3,000 steps: class accuracy ~85% at w = 2 for the class-conditional variant), `"quick"` a smoke run of a few steps. The class-conditional model with classifier-free
-guidance is diffusion_digits_class.
+`jaxgen demo` (8x8, 3,000 steps: class accuracy ~85% at w = 2 for the class-conditional variant),
+`"quick"` a smoke run of a few steps. The class-conditional model with classifier-free guidance is
+diffusion_digits_class.
 """
 import ml_collections
 
@@ -32,8 +33,12 @@ def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
                     percentile=0.995, variance="small")
     c.optim = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, warmup_steps=200, schedule="cosine",
                    grad_clip=1.0)
+    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
+    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
+    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
+    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
     c.train = dict(steps=5000, batch_size=64, parallel="shard_map", log_every=100, ckpt_every=1000,
-                   sample_every=1000, keep=2, ema_decay=0.999)
+                   sample_every=1000, keep=2, ema_decay=0.999, grad_accum=1, compute_dtype="float32")
     # classifier_workdir: a trained classifier_digits run; eval then scores num_fd_samples samples.
     # vlb_select_examples: training images on which the likelihood bound's t0 is chosen.
     c.eval = dict(vlb=True, vlb_select_examples=360, batch_size=120, classifier_workdir="", num_fd_samples=1000)

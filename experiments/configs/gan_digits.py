@@ -30,8 +30,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # lr: the generator's; d_lr: the discriminator's (0 = same as lr).
     c.optim = {"name": "adam", "lr": 2e-4, "d_lr": 0.0, "b1": 0.5, "b2": 0.999, "momentum": 0.9, "warmup_steps": 0,
                "schedule": "constant", "grad_clip": 0.0}
+    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
+    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
+    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
+    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
     c.train = {"steps": 3000, "batch_size": 64, "d_steps": 1, "parallel": "shard_map", "log_every": 100,
-               "ckpt_every": 1000, "sample_every": 500, "keep": 2, "ema_decay": 0.995}
+               "ckpt_every": 1000, "sample_every": 500, "keep": 2, "ema_decay": 0.995, "grad_accum": 1,
+               "compute_dtype": "float32"}
     # classifier_workdir: a trained classifier_digits run (jaxgen demo sets it); when empty, eval
     # reports only the discriminator's outputs and the samples' diversity.
     c.eval = {"classifier_workdir": "", "num_fd_samples": 2160, "pr_k": 3, "batch_size": 360}

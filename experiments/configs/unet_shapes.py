@@ -16,8 +16,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model = dict(channels=(16, 32, 64), num_res_blocks=1, attention_levels=(), upsample="nearest",
                    dropout=0.0, norm_groups=8)
     c.optim = dict(name="adam", lr=2e-3, warmup_steps=50, schedule="cosine", grad_clip=1.0)
+    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
+    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
+    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
+    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
     c.train = dict(steps=3000, batch_size=32, parallel="shard_map", log_every=50, ckpt_every=1000,
-                   sample_every=0, keep=2, ema_decay=0.0)
+                   sample_every=0, keep=2, ema_decay=0.0, grad_accum=1, compute_dtype="float32")
     c.eval = dict(batch_size=100)
     if arg == "demo":
         c.train.update(steps=300, ckpt_every=300)

@@ -20,8 +20,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model = dict(latent_dim=8, channels=(16, 32), likelihood="categorical", variational=True,
                    upsample="nearest")
     c.optim = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, warmup_steps=0, schedule="cosine", grad_clip=0.0)
+    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
+    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
+    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
+    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
     c.train = dict(steps=5000, batch_size=64, parallel="shard_map", log_every=100, ckpt_every=1000,
-                   sample_every=1000, keep=2, ema_decay=0.0)
+                   sample_every=1000, keep=2, ema_decay=0.0, grad_accum=1, compute_dtype="float32")
     # classifier_workdir: a trained classifier_digits run; when set, eval adds the Frechet distance of
     # num_fd_samples samples in its feature space (jaxgen demo sets it).
     c.eval = dict(iwae_k=1000, iwae_chunk=100, batch_size=120, classifier_workdir="", num_fd_samples=1000)

@@ -8,6 +8,8 @@ Training lives in jaxgen.tasks; tests/models/test_classifier.py trains it in a f
 """
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,12 +28,15 @@ class DigitsClassifier(nn.Module):
       width: channels of the first stage; each further stage doubles them.
       feature_dim: size of the penultimate (feature) layer.
       dropout: dropout rate on the features during training (needs a 'dropout' rng).
+      dtype: activation dtype of the convolutions and dense layers (None: float32; bfloat16 for
+        mixed precision). Params stay float32; logits and features are returned in float32.
     """
 
     num_classes: int = 10
     width: int = 32
     feature_dim: int = 128
     dropout: float = 0.3
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: bool = False) -> jax.Array:
@@ -42,16 +47,16 @@ class DigitsClassifier(nn.Module):
         h = x.astype(jnp.float32) * 2.0 - 1.0   # centre the [0, 1] input, as the VAE does
         width = self.width
         while min(h.shape[1], h.shape[2]) > 4:
-            h = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(h))
-            h = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(h))
+            h = nn.relu(nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype)(h))
+            h = nn.relu(nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype)(h))
             h = nn.avg_pool(h, (2, 2), strides=(2, 2))
             width *= 2
         h = h.reshape(h.shape[0], -1)
-        feats = nn.relu(nn.Dense(self.feature_dim)(h))
-        if features:
-            return feats
+        feats = nn.relu(nn.Dense(self.feature_dim, dtype=self.dtype)(h))
+        if features:  # float32: the Frechet distance takes means and covariances of these
+            return feats.astype(jnp.float32)
         h = nn.Dropout(self.dropout, deterministic=not train)(feats)
-        return nn.Dense(self.num_classes)(h)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(h).astype(jnp.float32)  # softmax in float32
 
     def features(self, x: jax.Array) -> jax.Array:
         """Penultimate features [B, feature_dim] of images x [B, H, W, C] in [0, 1] (eval mode)."""

@@ -39,50 +39,55 @@ def instance_norm(channels: int) -> GroupNorm:
     return GroupNorm(num_groups=channels, epsilon=1e-5)
 
 
-def _reflect_conv(h: jax.Array, features: int, kernel: int, use_bias: bool = False) -> jax.Array:
+def _reflect_conv(h: jax.Array, features: int, kernel: int, use_bias: bool = False, dtype: Any = None) -> jax.Array:
     """A stride-1 conv with reflection padding (the paper's c7s1 layers: no zero border that the
     generator could use to locate itself). No bias by default: every such conv but the last is
     followed by instance norm, which removes a per-channel bias exactly - its gradient is pure
     round-off, which Adam would blow up into lr-sized random steps."""
     p = kernel // 2
     h = jnp.pad(h, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    return Conv(features, kernel, padding="VALID", use_bias=use_bias)(h)
+    return Conv(features, kernel, padding="VALID", use_bias=use_bias, dtype=dtype)(h)
 
 
 class ResidualBlock(nn.Module):
     """x [B, H, W, C] -> x + IN(conv(ReLU(IN(conv(x))))) (Johnson et al. 2016, as in CycleGAN)."""
 
+    dtype: Any = None
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c = x.shape[-1]
-        h = nn.relu(instance_norm(c)(_reflect_conv(x, c, 3)))
-        return x + instance_norm(c)(_reflect_conv(h, c, 3))
+        h = nn.relu(instance_norm(c)(_reflect_conv(x, c, 3, dtype=self.dtype)))
+        return x + instance_norm(c)(_reflect_conv(h, c, 3, dtype=self.dtype))
 
 
 class ResnetGenerator(nn.Module):
     """Image [B, H, W, C] in [-1, 1] -> translated image [B, H, W, out_channels] in [-1, 1].
 
-    Zhu et al. Appendix 7.2 scaled down: c7s1-channels[0] (kernel `edge_kernel`), then a stride-2 3x3 conv to each further
-    entry of `channels` (H / 2^(L-1)), `num_res_blocks` residual blocks, nearest x2 up-sampling
+    Zhu et al. Appendix 7.2 scaled down: c7s1-channels[0] (kernel `edge_kernel`), then a stride-2
+    3x3 conv to each further entry of `channels` (H / 2^(L-1)), `num_res_blocks` residual blocks, nearest x2 up-sampling
     + 3x3 conv back through the channels, c7s1-out_channels with tanh.
+    dtype: activation dtype (None: float32; bfloat16 for mixed precision). Params stay float32,
+    instance norm's statistics are float32, and the image is returned in float32.
     """
 
     channels: tuple[int, ...] = (32, 64)
     num_res_blocks: int = 3
     out_channels: int = 3
     edge_kernel: int = 7  # the c7s1 layers' kernel (7 in the paper; 5 is plenty at 32x32)
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        k = self.edge_kernel
-        h = nn.relu(instance_norm(self.channels[0])(_reflect_conv(x, self.channels[0], k)))
+        k, dt = self.edge_kernel, self.dtype
+        h = nn.relu(instance_norm(self.channels[0])(_reflect_conv(x, self.channels[0], k, dtype=dt)))
         for c in self.channels[1:]:
-            h = nn.relu(instance_norm(c)(Conv(c, 3, strides=2, use_bias=False)(h)))
+            h = nn.relu(instance_norm(c)(Conv(c, 3, strides=2, use_bias=False, dtype=dt)(h)))
         for _ in range(self.num_res_blocks):
-            h = ResidualBlock()(h)
+            h = ResidualBlock(dtype=dt)(h)
         for c in reversed(self.channels[:-1]):
-            h = nn.relu(instance_norm(c)(UpsampleConv(c, factor=2, method="nearest", use_bias=False)(h)))
-        return jnp.tanh(_reflect_conv(h, self.out_channels, k, use_bias=True))
+            h = nn.relu(instance_norm(c)(UpsampleConv(c, factor=2, method="nearest", use_bias=False, dtype=dt)(h)))
+        return jnp.tanh(_reflect_conv(h, self.out_channels, k, use_bias=True, dtype=dt).astype(jnp.float32))
 
 
 class PatchDiscriminator(nn.Module):
@@ -90,19 +95,21 @@ class PatchDiscriminator(nn.Module):
 
     4x4 stride-2 convs to each entry of `channels` (instance norm on all but the first, LeakyReLU
     0.2), then a stride-1 4x4 conv to 1 channel. Scores are raw (the least-squares loss wants
-    D(real) = 1, D(fake) = 0, no sigmoid).
+    D(real) = 1, D(fake) = 0, no sigmoid). dtype: activation dtype (None: float32; bfloat16 for
+    mixed precision); the scores are returned in float32 (the least-squares losses square them).
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for i, c in enumerate(self.channels):
             # no bias where instance norm follows (see _reflect_conv)
-            h = Conv(c, 4, strides=2 if i < len(self.channels) - 1 else 1, use_bias=i == 0)(h)
+            h = Conv(c, 4, strides=2 if i < len(self.channels) - 1 else 1, use_bias=i == 0, dtype=self.dtype)(h)
             h = nn.leaky_relu(h if i == 0 else instance_norm(c)(h), 0.2)
-        return Conv(1, 4)(h)[..., 0]
+        return Conv(1, 4, dtype=self.dtype)(h)[..., 0].astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ class Generator(nn.Module):
 
     upsample: 'nearest' (nearest x2 then 3x3 conv, run as one sub-pixel transposed conv, no
     checkerboard) or 'transpose' (4x4 stride-2 transposed conv, the DCGAN original).
+    dtype: activation dtype (None: float32; bfloat16 for mixed precision). Params stay float32,
+    GroupNorm's statistics are float32, and the images are returned in float32.
     """
 
     image_shape: tuple[int, int, int]
@@ -77,6 +79,7 @@ class Generator(nn.Module):
     num_classes: int = 0
     norm: str = "group"
     upsample: str = "nearest"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
@@ -85,20 +88,20 @@ class Generator(nn.Module):
         h0, w0, c0 = height // scale, width // scale, self.channels[0]
         if self.num_classes:
             z = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], -1)
-        h = nn.Dense(h0 * w0 * c0)(z).reshape(z.shape[0], h0, w0, c0)
+        h = nn.Dense(h0 * w0 * c0, dtype=self.dtype)(z).reshape(z.shape[0], h0, w0, c0)
         if self.num_classes:
-            h = h + nn.Embed(self.num_classes, c0)(labels)[:, None, None, :]
+            h = h + nn.Embed(self.num_classes, c0, dtype=self.dtype)(labels)[:, None, None, :]
         h = nn.relu(_norm(self.norm, c0)(h))
         for c in self.channels:
             if self.upsample == "nearest":
-                h = UpsampleConv(c, factor=2, method="nearest")(h)
+                h = UpsampleConv(c, factor=2, method="nearest", dtype=self.dtype)(h)
             elif self.upsample == "transpose":
-                h = ConvTranspose(c, kernel_size=4, strides=2)(h)
+                h = ConvTranspose(c, kernel_size=4, strides=2, dtype=self.dtype)(h)
             else:
                 raise ValueError(f"upsample must be one of {UPSAMPLES}, not {self.upsample!r}.")
             h = nn.relu(_norm(self.norm, c)(h))
-            h = nn.relu(_norm(self.norm, c)(Conv(c, 3)(h)))
-        return jnp.tanh(Conv(chans, 3)(h))
+            h = nn.relu(_norm(self.norm, c)(Conv(c, 3, dtype=self.dtype)(h)))
+        return jnp.tanh(Conv(chans, 3, dtype=self.dtype)(h).astype(jnp.float32))
 
 
 class Discriminator(nn.Module):
@@ -108,23 +111,28 @@ class Discriminator(nn.Module):
     convs instead of pooling), LeakyReLU(0.2) after each, flatten, dense -> features phi(x) [B, F].
     Logit: psi(phi(x)) + <embed(y), phi(x)> when conditional (the projection discriminator of Miyato
     & Koyama 2018: the class enters as an inner product with the features, not as an input channel).
+    dtype: activation dtype (None: float32; bfloat16 for mixed precision); the logits are float32.
     """
 
     channels: tuple[int, ...] = (32, 64)
     num_classes: int = 0
     norm: str = "none"
     feature_dim: int = 128
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
-        h = nn.leaky_relu(Conv(self.channels[0], 3)(x), 0.2)
+        h = nn.leaky_relu(Conv(self.channels[0], 3, dtype=self.dtype)(x), 0.2)
         for c in self.channels:
-            h = nn.leaky_relu(_norm(self.norm, c)(Conv(c, 4, strides=2)(h)), 0.2)
+            h = nn.leaky_relu(_norm(self.norm, c)(Conv(c, 4, strides=2, dtype=self.dtype)(h)), 0.2)
         h = h.reshape(h.shape[0], -1)
-        feats = nn.leaky_relu(nn.Dense(self.feature_dim)(h), 0.2)
-        logit = nn.Dense(1)(feats)[:, 0]
+        feats = nn.leaky_relu(nn.Dense(self.feature_dim, dtype=self.dtype)(h), 0.2)
+        # The logit in float32: the losses take softplus of it, and the projection term is a sum
+        # over feature_dim products that bfloat16 would round at every partial sum.
+        logit = nn.Dense(1, dtype=self.dtype)(feats)[:, 0].astype(jnp.float32)
         if self.num_classes:
-            logit = logit + jnp.sum(nn.Embed(self.num_classes, self.feature_dim)(labels) * feats, -1)
+            embed = nn.Embed(self.num_classes, self.feature_dim)(labels)
+            logit = logit + jnp.sum(embed * feats.astype(jnp.float32), -1)
         return logit
 
 

@@ -55,15 +55,16 @@ class Upsample(nn.Module):
 
     features: int
     mode: str = "nearest"
+    dtype: Any = None  # activation dtype (None: float32, the params'); see VAE
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "transpose":
-            return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME")(x)
+            return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
         if self.mode == "nearest":
             b, h, w, c = x.shape
             x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
-            return nn.Conv(self.features, (3, 3), padding="SAME")(x)
+            return nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
         raise ValueError(f"Upsample mode must be one of {UPSAMPLES}, not {self.mode!r}.")
 
 
@@ -81,15 +82,18 @@ class Encoder(nn.Module):
 
     latent_dim: int
     channels: tuple[int, ...] = (16, 32)
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = nn.swish(nn.Conv(self.channels[0], (3, 3), padding="SAME")(x))
+        conv = lambda c, **kw: nn.Conv(c, (3, 3), padding="SAME", dtype=self.dtype, **kw)  # noqa: E731
+        h = nn.swish(conv(self.channels[0])(x))
         for c in self.channels:
-            h = nn.swish(nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME")(h))
-            h = nn.swish(nn.Conv(c, (3, 3), padding="SAME")(h))
+            h = nn.swish(conv(c, strides=(2, 2))(h))
+            h = nn.swish(conv(c)(h))
         h = h.reshape(h.shape[0], -1)
-        out = nn.Dense(2 * self.latent_dim)(h)
+        # mu and log sigma^2 in float32: exp(0.5 logvar), the sample z and the KL are precision-critical.
+        out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
         mu, logvar = jnp.split(out, 2, axis=-1)
         return mu, logvar
 
@@ -106,19 +110,22 @@ class Decoder(nn.Module):
     channels: tuple[int, ...] = (16, 32)
     num_params: int = 17
     upsample: str = "nearest"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         height, width, chans = self.image_shape
         scale = 2 ** len(self.channels)
         h0, w0 = height // scale, width // scale
-        h = nn.swish(nn.Dense(h0 * w0 * self.channels[-1])(z))
+        h = nn.swish(nn.Dense(h0 * w0 * self.channels[-1], dtype=self.dtype)(z))
         h = h.reshape(z.shape[0], h0, w0, self.channels[-1])
         for c in reversed(self.channels):
-            h = nn.swish(Upsample(c, self.upsample)(h))
-            h = nn.swish(nn.Conv(c, (3, 3), padding="SAME")(h))
-        out = nn.Conv(chans * self.num_params, (3, 3), padding="SAME")(h)
-        return out.reshape(z.shape[0], height, width, chans, self.num_params)
+            h = nn.swish(Upsample(c, self.upsample, self.dtype)(h))
+            h = nn.swish(nn.Conv(c, (3, 3), padding="SAME", dtype=self.dtype)(h))
+        out = nn.Conv(chans * self.num_params, (3, 3), padding="SAME", dtype=self.dtype)(h)
+        # The likelihood parameters in float32: log-softmax over the levels and the logistic's
+        # log-differences lose too much in bfloat16.
+        return out.reshape(z.shape[0], height, width, chans, self.num_params).astype(jnp.float32)
 
 
 def num_params(likelihood: str, num_levels: int) -> int:
@@ -144,6 +151,9 @@ class VAE(nn.Module):
       likelihood: 'categorical' | 'bernoulli' | 'logistic', see section 3.
       variational: False gives the deterministic auto-encoder (z = mu, logvar is None, no KL).
       upsample: 'transpose' | 'nearest', see `Upsample`.
+      dtype: the activation dtype of the convolutions and dense layers (None: float32; bfloat16 for
+        mixed precision, jaxgen.train.precision). Params stay float32, and mu, logvar and the
+        decoder's likelihood parameters are returned in float32.
 
     Inputs are integer images [B, H, W, C] in 0..num_levels-1; the model scales them to [-1, 1].
     """
@@ -157,6 +167,7 @@ class VAE(nn.Module):
     likelihood: str = "categorical"
     variational: bool = True
     upsample: str = "nearest"
+    dtype: Any = None
 
     def setup(self):
         h, w, _ = self.image_shape
@@ -168,8 +179,8 @@ class VAE(nn.Module):
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {UPSAMPLES}, not {self.upsample!r}.")
         p = num_params(self.likelihood, self.num_levels)
-        self.encoder = Encoder(self.latent_dim, tuple(self.channels))
-        self.decoder = Decoder(tuple(self.image_shape), tuple(self.channels), p, self.upsample)
+        self.encoder = Encoder(self.latent_dim, tuple(self.channels), self.dtype)
+        self.decoder = Decoder(tuple(self.image_shape), tuple(self.channels), p, self.upsample, self.dtype)
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """Integer images [B, H, W, C] -> (mu, logvar) [B, latent]; logvar is None for the AE."""

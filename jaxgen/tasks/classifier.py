@@ -9,7 +9,7 @@ import optax
 from jaxgen.data import transforms
 from jaxgen.models import classifier as classifier_lib
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import parallel
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -25,8 +25,10 @@ class ClassifierTask(Task):
         if m.image_size < 8:
             raise TaskError(f"model.image_size must be at least 8, not {m.image_size}.")
         self.model = classifier_lib.DigitsClassifier(num_classes=dataset.num_classes, width=m.width,
-                                                     feature_dim=m.feature_dim, dropout=m.dropout)
+                                                     feature_dim=m.feature_dim, dropout=m.dropout,
+                                                     dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config.optim, config.train.steps)
+        self.grad_accum = accumulate.num_micro_batches(config)
 
     def preprocess(self, images: jax.Array) -> jax.Array:
         """Integer images -> float [B, S, S, C] in [0, 1] at the config's image_size."""
@@ -43,25 +45,35 @@ class ClassifierTask(Task):
         params = self.model.init(init_rng, x)["params"]
         return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
 
-    def train_step(self, state, batch):
-        keys = parallel.example_keys(state_lib.step_rng(state), batch["label"].shape[0])
+    def loss_and_grads(self, params, inputs):
+        """Cross-entropy gradient over `inputs` {"image", "label", "key": the examples' own keys
+        [b, 2]}: (grads, {"loss", "accuracy"}, None), see accumulate.mean_gradients."""
+        keys = inputs["key"]
         # Two independent streams per example: the shift and the dropout mask.
         shift_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
         dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-        images = transforms.random_shift(batch["image"], shift_keys, self.config.train.augment_shift)
+        images = transforms.random_shift(inputs["image"], shift_keys, self.config.train.augment_shift)
         x = self.preprocess(images)
 
         def loss_fn(params):
             # Per-example dropout keys keep the step independent of the device split.
-            one = lambda xi, k: self.model.apply({"params": params}, xi[None], train=True, rngs={"dropout": k})[0]
+            def one(xi, k):
+                return self.model.apply({"params": params}, xi[None], train=True, rngs={"dropout": k})[0]
+
             logits = jax.vmap(one)(x, dropout_keys)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, inputs["label"]).mean()
             return loss, logits
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == inputs["label"])
+        return grads, {"loss": loss, "accuracy": accuracy}, None
+
+    def train_step(self, state, batch):
+        keys = parallel.example_keys(state_lib.step_rng(state), batch["label"].shape[0])
+        inputs = {"image": batch["image"], "label": batch["label"], "key": keys}
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
         state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-        return state, parallel.pmean({"loss": loss, "accuracy": accuracy})
+        return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):
         raise TaskError("the classifier is not a generative model; it has nothing to sample.")

@@ -29,7 +29,7 @@ from jaxgen.eval import contrastive
 from jaxgen.models import clip as clip_lib
 from jaxgen.nn.text import Tokenizer
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import parallel
+from jaxgen.train import parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -58,6 +58,10 @@ class CLIPTask(Task):
             raise TaskError(f"model.loss must be one of {clip_lib.LOSSES}, not {m.loss!r}.")
         if m.image_tower not in clip_lib.IMAGE_TOWERS:
             raise TaskError(f"model.image_tower must be one of {clip_lib.IMAGE_TOWERS}, not {m.image_tower!r}.")
+        if config.train.get("grad_accum", 1) > 1:
+            raise TaskError("CLIP cannot accumulate gradients (train.grad_accum > 1): its loss couples every "
+                            "pair of the batch, so micro-batches would be smaller contrastive batches, not the "
+                            "same step; use more devices or a smaller train.batch_size instead.")
         if m.image_tower == "vit" and m.image_size % m.patch_size:
             raise TaskError(f"model.image_size {m.image_size} is not a multiple of model.patch_size {m.patch_size}.")
         self.tokenizer = Tokenizer.build(self.vocabulary_texts(), m.context_length)
@@ -65,7 +69,7 @@ class CLIPTask(Task):
             vocab_size=self.tokenizer.vocab_size, context_length=m.context_length, embed_dim=m.embed_dim,
             image_tower=m.image_tower, image_channels=tuple(m.image_channels), image_width=m.image_width,
             patch_size=m.patch_size, vit_depth=m.vit_depth, text_width=m.text_width, text_depth=m.text_depth,
-            num_heads=m.num_heads, loss=m.loss)
+            num_heads=m.num_heads, loss=m.loss, dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config.optim, config.train.steps)
         self._encoders = {}
 

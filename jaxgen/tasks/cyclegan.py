@@ -10,6 +10,9 @@ pairing: it scores G(x) against the true painted counterpart of x (and F(y) agai
 One step (Zhu et al. 2017, Sec. 4 and their reference implementation): one update of both
 generators on the full objective (Eq. 3 + identity), then one update of both discriminators on real
 images and on generated images drawn through the history pools (50 images each in the paper).
+With train.grad_accum = m, each of the two updates accumulates its gradient over m micro-batches
+(accumulate.mean_gradients; every loss is a per-pixel mean, so this equals the whole batch); the
+generated images of all micro-batches are put back in batch order before the pools see them.
 
 State: `CycleGANState`, the generic TrainState plus `pools` (two fixed-size image buffers kept as
 arrays, so they are checkpointed and restored with the rest). params / opt_state =
@@ -29,7 +32,7 @@ import optax
 from jaxgen.data.pipeline import Dataset
 from jaxgen.models import cyclegan as cg
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import log, parallel
+from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -71,10 +74,15 @@ class CycleGANTask(Task):
         else:
             self.domain_x, self.domain_y = _rows(dataset, DOMAINS[0], 0, n), _rows(dataset, DOMAINS[1], 0, n)
         self.image_shape = tuple(dataset.arrays["image"].shape[1:])
-        make_g = lambda: cg.ResnetGenerator(channels=tuple(m.g_channels), num_res_blocks=m.num_res_blocks,
-                                            out_channels=self.image_shape[-1], edge_kernel=m.get("edge_kernel", 7))
+        dtype = precision.compute_dtype(config)
+        def make_g():
+            return cg.ResnetGenerator(channels=tuple(m.g_channels), num_res_blocks=m.num_res_blocks,
+                                      out_channels=self.image_shape[-1], edge_kernel=m.get("edge_kernel", 7),
+                                      dtype=dtype)
+
         self.g_xy, self.f_yx = make_g(), make_g()
-        self.d = cg.PatchDiscriminator(channels=tuple(m.d_channels))
+        self.d = cg.PatchDiscriminator(channels=tuple(m.d_channels), dtype=dtype)
+        self.grad_accum = accumulate.num_micro_batches(config)
         self.g_tx = make_optimizer(config.optim, config.train.steps)
         self.d_tx = make_optimizer(config.optim, config.train.steps)
 
@@ -122,23 +130,34 @@ class CycleGANTask(Task):
         x, y = self.to_model(batch["x"]), self.to_model(batch["y"])
         rng = state_lib.step_rng(state)
         disc = state.params["discriminator"]
-        d_apply = lambda p, im: self.d.apply({"params": p}, im)
+
+        def d_apply(p, im):
+            return self.d.apply({"params": p}, im)
 
         # Generators: Eq. 3 (least-squares GAN terms) + lambda * cycle + lambda_id * identity.
-        def g_loss_fn(gen):
-            fake_y, fake_x = self._translate(gen, x, y)
-            rec_x, rec_y = self._translate(gen, fake_x, fake_y)[::-1]  # F(G(x)), G(F(y))
-            adv = cg.lsgan_generator_loss(d_apply(disc["D_Y"], fake_y)) + cg.lsgan_generator_loss(
-                d_apply(disc["D_X"], fake_x))
-            cyc = cg.cycle_loss(x, rec_x) + cg.cycle_loss(y, rec_y)
-            idt = 0.0
-            if m.identity_weight:
-                same_y, same_x = self._translate(gen, y, x)  # G(y), F(x)
-                idt = cg.identity_loss(y, same_y) + cg.identity_loss(x, same_x)
-            total = adv + m.cycle_weight * cyc + m.identity_weight * idt
-            return total, {"g_adv": adv, "cycle": cyc, "identity": idt, "fake_x": fake_x, "fake_y": fake_y}
+        def g_grads_fn(generators, inputs):
+            """(grads, metrics, {"fake_x": F(y), "fake_y": G(x)}) on real images inputs["x"], ["y"]."""
+            x, y = inputs["x"], inputs["y"]
 
-        (g_total, aux), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.params["generator"])
+            def g_loss_fn(gen):
+                fake_y, fake_x = self._translate(gen, x, y)
+                rec_x, rec_y = self._translate(gen, fake_x, fake_y)[::-1]  # F(G(x)), G(F(y))
+                adv = cg.lsgan_generator_loss(d_apply(disc["D_Y"], fake_y)) + cg.lsgan_generator_loss(
+                    d_apply(disc["D_X"], fake_x))
+                cyc = cg.cycle_loss(x, rec_x) + cg.cycle_loss(y, rec_y)
+                idt = jnp.zeros(())
+                if m.identity_weight:
+                    same_y, same_x = self._translate(gen, y, x)  # G(y), F(x)
+                    idt = cg.identity_loss(y, same_y) + cg.identity_loss(x, same_x)
+                total = adv + m.cycle_weight * cyc + m.identity_weight * idt
+                return total, ({"g_loss": total, "g_adv": adv, "cycle": cyc, "identity": idt},
+                               {"fake_x": fake_x, "fake_y": fake_y})
+
+            (_, (metrics, fakes)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(generators)
+            return grads, metrics, fakes
+
+        g_grads, g_metrics, fakes = accumulate.mean_gradients(g_grads_fn, state.params["generator"],
+                                                              {"x": x, "y": y}, self.grad_accum)
         g_grads = parallel.pmean(g_grads)
         updates, g_opt = self.g_tx.update(g_grads, state.opt_state["generator"], state.params["generator"])
         gen = optax.apply_updates(state.params["generator"], updates)
@@ -148,19 +167,24 @@ class CycleGANTask(Task):
         first = jax.lax.axis_index(parallel.AXIS) * b
         pools, pooled = {}, {}
         for i, name in enumerate(("fake_x", "fake_y")):
-            everyone = jax.lax.all_gather(jax.lax.stop_gradient(aux[name]), parallel.AXIS, tiled=True)
+            everyone = jax.lax.all_gather(jax.lax.stop_gradient(fakes[name]), parallel.AXIS, tiled=True)
             pools[name], out = cg.pool_query(state.pools[name], everyone, jax.random.fold_in(rng, i))
             pooled[name] = jax.lax.dynamic_slice_in_dim(out, first, b)
 
         # Discriminators: least squares on real images and pooled fakes (halved, Zhu et al. Sec. 4).
-        def d_loss_fn(dp):
-            real_x, real_y = d_apply(dp["D_X"], x), d_apply(dp["D_Y"], y)
-            fake_x, fake_y = d_apply(dp["D_X"], pooled["fake_x"]), d_apply(dp["D_Y"], pooled["fake_y"])
-            loss = cg.lsgan_discriminator_loss(real_x, fake_x) + cg.lsgan_discriminator_loss(real_y, fake_y)
-            return loss, {"d_real": 0.5 * (jnp.mean(real_x) + jnp.mean(real_y)),
-                          "d_fake": 0.5 * (jnp.mean(fake_x) + jnp.mean(fake_y))}
+        def d_grads_fn(discriminators, inputs):
+            def d_loss_fn(dp):
+                real_x, real_y = d_apply(dp["D_X"], inputs["x"]), d_apply(dp["D_Y"], inputs["y"])
+                fake_x, fake_y = d_apply(dp["D_X"], inputs["fake_x"]), d_apply(dp["D_Y"], inputs["fake_y"])
+                loss = cg.lsgan_discriminator_loss(real_x, fake_x) + cg.lsgan_discriminator_loss(real_y, fake_y)
+                return loss, {"d_loss": loss, "d_real": 0.5 * (jnp.mean(real_x) + jnp.mean(real_y)),
+                              "d_fake": 0.5 * (jnp.mean(fake_x) + jnp.mean(fake_y))}
 
-        (d_loss, d_aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(disc)
+            (_, metrics), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(discriminators)
+            return grads, metrics, None
+
+        d_grads, d_metrics, _ = accumulate.mean_gradients(d_grads_fn, disc, {"x": x, "y": y, **pooled},
+                                                          self.grad_accum)
         d_grads = parallel.pmean(d_grads)
         updates, d_opt = self.d_tx.update(d_grads, state.opt_state["discriminator"], disc)
         disc = optax.apply_updates(disc, updates)
@@ -170,8 +194,7 @@ class CycleGANTask(Task):
             ema = optax.incremental_update(gen, ema, step_size=1.0 - t.ema_decay)
         state = state.replace(step=state.step + 1, params={"generator": gen, "discriminator": disc},
                               opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema, pools=pools)
-        metrics = {"loss": g_total + d_loss, "g_loss": g_total, "g_adv": aux["g_adv"], "cycle": aux["cycle"],
-                   "identity": aux["identity"], "d_loss": d_loss, **d_aux,
+        metrics = {"loss": g_metrics["g_loss"] + d_metrics["d_loss"], **g_metrics, **d_metrics,
                    "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads)}
         return state, parallel.pmean(metrics)
 
@@ -181,7 +204,10 @@ class CycleGANTask(Task):
         def run(gen, xb, yb):
             fake_y, fake_x = self._translate(gen, self.to_model(xb), self.to_model(yb))
             rec_x, rec_y = self._translate(gen, fake_x, fake_y)[::-1]
-            unit = lambda a: jnp.clip((a + 1.0) / 2.0, 0.0, 1.0)
+
+            def unit(a):
+                return jnp.clip((a + 1.0) / 2.0, 0.0, 1.0)
+
             return {"x_to_y": unit(fake_y), "y_to_x": unit(fake_x), "cycle_x": unit(rec_x), "cycle_y": unit(rec_y)}
 
         fn, bs = jax.jit(run), self.config.eval.batch_size
@@ -208,7 +234,10 @@ class CycleGANTask(Task):
         x, y = test.arrays[DOMAINS[0]][:n], test.arrays[DOMAINS[1]][:n]
         out = self._translate_all(self.eval_params(state), x, y)
         xf, yf = x.astype(np.float32) / 255.0, y.astype(np.float32) / 255.0
-        mae = lambda a, b: float(np.mean(np.abs(a - b)))
+
+        def mae(a, b):
+            return float(np.mean(np.abs(a - b)))
+
         r = {"x_to_y_l1": mae(out["x_to_y"], yf), "x_untranslated_l1": mae(xf, yf),
              "y_to_x_l1": mae(out["y_to_x"], xf), "y_untranslated_l1": mae(yf, xf),
              "cycle_x_l1": mae(out["cycle_x"], xf), "cycle_y_l1": mae(out["cycle_y"], yf), "num_test": n}

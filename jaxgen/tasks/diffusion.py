@@ -16,7 +16,7 @@ from jaxgen.data import transforms
 from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import log, parallel
+from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -50,9 +50,11 @@ class DiffusionTask(Task):
         self.model = Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
                               num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
                               num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
-                              norm_groups=m.norm_groups, num_classes=self.num_classes)
+                              norm_groups=m.norm_groups, num_classes=self.num_classes,
+                              dtype=precision.compute_dtype(config))
         self.schedule = schedules.make(m.schedule, m.timesteps)
         self.tx = make_optimizer(config.optim, config.train.steps)
+        self.grad_accum = accumulate.num_micro_batches(config)
         self._samplers = {}
 
     # ---- data and network ------------------------------------------------------------------------
@@ -76,10 +78,12 @@ class DiffusionTask(Task):
         return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
 
     # ---- update step -----------------------------------------------------------------------------
-    def train_step(self, state, batch):
+    def loss_and_grads(self, params, inputs):
+        """The gradient of the diffusion loss over `inputs` {"image": int [b, h, w, C], "label": [b]
+        (class-conditional only), "key": the examples' own keys [b, 2]}: (grads, {"loss"}, None),
+        see accumulate.mean_gradients."""
         m = self.config.model
-        x0 = self.preprocess(batch["image"])
-        keys = parallel.example_keys(state_lib.step_rng(state), x0.shape[0])
+        x0 = self.preprocess(inputs["image"])
 
         def draws(key):  # each example's own step, noise, condition drop and dropout key
             k_t, k_noise, k_drop, k_dropout = jax.random.split(key, 4)
@@ -87,9 +91,9 @@ class DiffusionTask(Task):
                     jax.random.normal(k_noise, x0.shape[1:]),
                     jax.random.bernoulli(k_drop, m.cond_drop_prob), k_dropout)
 
-        i, noise, drop, dropout_keys = jax.vmap(draws)(keys)
+        i, noise, drop, dropout_keys = jax.vmap(draws)(inputs["key"])
         x_t = process.q_sample(self.schedule, x0, i, noise)
-        cond = self.condition(batch.get("label"))
+        cond = self.condition(inputs.get("label"))
         if cond is not None:
             cond = drop_condition(cond, drop, self.num_classes)
 
@@ -103,10 +107,19 @@ class DiffusionTask(Task):
                                                   m.loss_weighting, m.min_snr_gamma)
             return jnp.mean(per_example)
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        return grads, {"loss": loss}, None
+
+    def train_step(self, state, batch):
+        keys = parallel.example_keys(state_lib.step_rng(state), batch["image"].shape[0])
+        inputs = {"image": batch["image"], "key": keys}
+        if self.num_classes:
+            inputs["label"] = batch["label"]
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
         grads = parallel.pmean(grads)
         state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
-        return state, parallel.pmean({"loss": loss, "grad_norm": optax.global_norm(grads)})
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        return state, parallel.pmean(metrics)
 
     # ---- sampling --------------------------------------------------------------------------------
     def generate(self, params, rng, num: int, labels: np.ndarray | None = None, **overrides):

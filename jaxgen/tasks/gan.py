@@ -8,7 +8,9 @@ Algorithm 1, per training iteration:
   then:          sample a fresh noise minibatch; update G by descending
                  (1/m) sum_i log(1 - D(G(z_i)))          (or one of the other `loss` choices)
 Here k = config.train.d_steps, and the k + 1 updates form one `train_step`: the k discriminator
-updates run inside one `lax.scan`, then the generator update, all in one jit-compiled call.
+updates run inside one `lax.scan`, then the generator update, all in one jit-compiled call. With
+train.grad_accum = m, each of the k + 1 updates computes its gradient over m micro-batches of its
+minibatch (accumulate.mean_gradients) before its optimizer step: still k + 1 updates per iteration.
 
 Batch layout. The loop hands the step one batch; for Algorithm 1 it must hold k data minibatches.
 `host_batch` stacks them on the *second* axis, [B, k, ...] (minibatch j of iteration s is the
@@ -34,7 +36,7 @@ from jaxgen.data import transforms
 from jaxgen.eval import frechet, precision_recall
 from jaxgen.models import gan as gan_lib
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import log, parallel
+from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -77,11 +79,15 @@ class GANTask(Task):
         self.batch_keys = ("image", "label") if m.conditional else ("image",)
         channels = dataset.arrays["image"].shape[-1]
         self.image_shape = (m.image_size, m.image_size, channels)
+        dtype = precision.compute_dtype(config)
         self.generator = gan_lib.Generator(image_shape=self.image_shape, latent_dim=m.latent_dim,
                                            channels=tuple(m.g_channels), num_classes=self.num_classes,
-                                           norm=m.g_norm, upsample=m.upsample)
+                                           norm=m.g_norm, upsample=m.upsample, dtype=dtype)
         self.discriminator = gan_lib.Discriminator(channels=tuple(m.d_channels), num_classes=self.num_classes,
-                                                   norm=m.d_norm, feature_dim=m.d_feature_dim)
+                                                   norm=m.d_norm, feature_dim=m.d_feature_dim, dtype=dtype)
+        # Every update of the step (each of the k D updates, and G's) accumulates its gradient over
+        # grad_accum micro-batches: all the losses are means of per-example terms (R1 included).
+        self.grad_accum = accumulate.num_micro_batches(config)
         self.g_tx = make_optimizer(config.optim, t.steps)
         self.d_tx = make_optimizer(_discriminator_optim(config.optim), t.steps * t.d_steps)
 
@@ -118,10 +124,10 @@ class GANTask(Task):
         return {"generator": g, "discriminator": state.params["discriminator"]}
 
     # ---- the two players -------------------------------------------------------------------------
-    def _noise(self, rng: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
-        """Per-example z [B, latent] and fake labels [B] (None if unconditional) for this device's
-        rows of a global minibatch drawn with `rng`."""
-        keys = parallel.example_keys(rng, batch)
+    def _noise(self, keys: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """Per-example z [b, latent] and fake labels [b] (None if unconditional) from the examples'
+        own keys [b, 2] (`parallel.example_keys` of the global minibatch, so the noise of an example
+        does not depend on the device split or on the micro-batch it falls in)."""
         z = gan_lib.latents(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys), self.config.model.latent_dim)
         if not self.num_classes:
             return z, None
@@ -141,26 +147,35 @@ class GANTask(Task):
         m = self.config.model
         rng, g_params = state_lib.step_rng(state), state.params["generator"]
 
-        def one_update(carry, inputs):
-            d_params, d_opt = carry
-            j, xj, yj = inputs
-            z, y_fake = self._noise(jax.random.fold_in(rng, j), xj.shape[0])
+        def d_grads(d_params, inputs):
+            """D's gradient on real images inputs["x"] (labels inputs["y"]) and as many fakes from
+            the examples' keys inputs["key"]: (grads, metrics, None) for accumulate."""
+            xj, yj = inputs["x"], inputs.get("y")
+            z, y_fake = self._noise(inputs["key"])
             fake = self._g(g_params, z, y_fake)
 
             def loss_fn(dp):
                 real_l, fake_l = self._d(dp, xj, yj), self._d(dp, fake, y_fake)
                 loss = gan_lib.discriminator_loss(real_l, fake_l, m.loss)
-                r1 = gan_lib.r1_penalty(lambda im: self._d(dp, im, yj), xj) if m.r1_gamma else 0.0
+                r1 = gan_lib.r1_penalty(lambda im: self._d(dp, im, yj), xj) if m.r1_gamma else jnp.zeros(())
                 return loss + 0.5 * m.r1_gamma * r1, (loss, r1, real_l, fake_l)
 
             (_, (loss, r1, real_l, fake_l)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+            return grads, {"d_loss": loss, "r1": r1, "d_real": jnp.mean(jax.nn.sigmoid(real_l)),
+                           "d_fake": jnp.mean(jax.nn.sigmoid(fake_l)),
+                           "d_accuracy": gan_lib.discriminator_accuracy(real_l, fake_l)}, None
+
+        def one_update(carry, inputs):
+            d_params, d_opt = carry
+            j, xj, yj = inputs
+            micro = {"x": xj, "key": parallel.example_keys(jax.random.fold_in(rng, j), xj.shape[0])}
+            if yj is not None:
+                micro["y"] = yj
+            grads, metrics, _ = accumulate.mean_gradients(d_grads, d_params, micro, self.grad_accum)
             grads = parallel.pmean(grads)
             updates, d_opt = self.d_tx.update(grads, d_opt, d_params)
             d_params = optax.apply_updates(d_params, updates)
-            metrics = {"d_loss": loss, "r1": r1, "d_real": jnp.mean(jax.nn.sigmoid(real_l)),
-                       "d_fake": jnp.mean(jax.nn.sigmoid(fake_l)),
-                       "d_accuracy": gan_lib.discriminator_accuracy(real_l, fake_l),
-                       "d_grad_norm": optax.tree.norm(grads)}
+            metrics["d_grad_norm"] = optax.tree.norm(grads)
             return (d_params, d_opt), metrics
 
         k = x.shape[0]
@@ -175,19 +190,26 @@ class GANTask(Task):
         """Algorithm 1's generator update on fresh noise against the updated discriminator (whose
         params are only read). Returns (generator params, its optimizer state, metrics)."""
         m = self.config.model
-        z, y_fake = self._noise(jax.random.fold_in(state_lib.step_rng(state), self.config.train.d_steps),
-                                batch_size)
+        keys = parallel.example_keys(jax.random.fold_in(state_lib.step_rng(state), self.config.train.d_steps),
+                                     batch_size)
 
-        def loss_fn(gp):
-            fake_l = self._d(d_params, self._g(gp, z, y_fake), y_fake)
-            return gan_lib.generator_loss(fake_l, m.loss), fake_l
+        def g_grads(g_params, inputs):
+            z, y_fake = self._noise(inputs["key"])
 
-        (loss, fake_l), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["generator"])
+            def loss_fn(gp):
+                fake_l = self._d(d_params, self._g(gp, z, y_fake), y_fake)
+                return gan_lib.generator_loss(fake_l, m.loss), fake_l
+
+            (loss, fake_l), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+            return grads, {"g_loss": loss, "d_fake_g": jnp.mean(jax.nn.sigmoid(fake_l))}, None
+
+        grads, metrics, _ = accumulate.mean_gradients(g_grads, state.params["generator"], {"key": keys},
+                                                      self.grad_accum)
         grads = parallel.pmean(grads)
         updates, g_opt = self.g_tx.update(grads, state.opt_state["generator"], state.params["generator"])
         g_params = optax.apply_updates(state.params["generator"], updates)
-        return g_params, g_opt, {"g_loss": loss, "d_fake_g": jnp.mean(jax.nn.sigmoid(fake_l)),
-                                 "g_grad_norm": optax.tree.norm(grads)}
+        metrics["g_grad_norm"] = optax.tree.norm(grads)
+        return g_params, g_opt, metrics
 
     def train_step(self, state, batch):
         x = jnp.swapaxes(self.preprocess_stacked(batch["image"]), 0, 1)  # [k, B_local, H, W, C]

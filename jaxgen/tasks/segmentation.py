@@ -9,7 +9,7 @@ from jaxgen.data import shapes as shapes_lib
 from jaxgen.data import transforms
 from jaxgen.nn.unet import UNet
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import log, parallel
+from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -36,8 +36,9 @@ class SegmentationTask(Task):
         m = config.model
         self.model = UNet(out_channels=NUM_CLASSES, channels=tuple(m.channels), num_res_blocks=m.num_res_blocks,
                           attention_levels=tuple(m.attention_levels), upsample=m.upsample, dropout=m.dropout,
-                          norm_groups=m.norm_groups)
+                          norm_groups=m.norm_groups, dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config.optim, config.train.steps)
+        self.grad_accum = accumulate.num_micro_batches(config)
 
     def init(self, rng):
         init_rng, state_rng = jax.random.split(rng)
@@ -46,26 +47,35 @@ class SegmentationTask(Task):
         return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
 
     def logits(self, params, images, train=False, keys=None):
-        """uint8 images [B, H, W, 3] -> per-pixel class logits [B, H, W, classes]."""
+        """uint8 images [B, H, W, 3] -> per-pixel class logits float32 [B, H, W, classes] (float32 also
+        under bfloat16 compute: the softmax cross-entropy takes them)."""
         x = transforms.to_unit(images, self.dataset.num_levels)
         if not train:
-            return self.model.apply({"params": params}, x)
+            return self.model.apply({"params": params}, x).astype(jnp.float32)
         # Per-example dropout keys: the step does not depend on how the batch is split.
-        one = lambda xi, k: self.model.apply({"params": params}, xi[None], train=True, rngs={"dropout": k})[0]
-        return jax.vmap(one)(x, keys)
+        def one(xi, k):
+            return self.model.apply({"params": params}, xi[None], train=True, rngs={"dropout": k})[0]
+
+        return jax.vmap(one)(x, keys).astype(jnp.float32)
+
+    def loss_and_grads(self, params, inputs):
+        """Per-pixel cross-entropy gradient over `inputs` {"image", "mask", "key": the examples' own
+        dropout keys [b, 2]}: (grads, {"loss", "pixel_accuracy"}, None), see accumulate."""
+        labels = inputs["mask"].astype(jnp.int32)
+
+        def loss_fn(p):
+            logits = self.logits(p, inputs["image"], train=True, keys=inputs["key"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, {"loss": loss, "pixel_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}, None
 
     def train_step(self, state, batch):
         keys = parallel.example_keys(state_lib.step_rng(state), batch["mask"].shape[0])
-        labels = batch["mask"].astype(jnp.int32)
-
-        def loss_fn(params):
-            logits = self.logits(params, batch["image"], train=True, keys=keys)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
-
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        inputs = {"image": batch["image"], "mask": batch["mask"], "key": keys}
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
         state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
-        pixel_accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-        return state, parallel.pmean({"loss": loss, "pixel_accuracy": pixel_accuracy})
+        return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):
         raise TaskError("segmentation is not a generative model; see `jaxgen eval` for its figures.")

@@ -12,7 +12,7 @@ import numpy as np
 from jaxgen.eval import likelihood
 from jaxgen.models import vae as vae_lib
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.train import log, parallel
+from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -32,8 +32,10 @@ class VAETask(Task):
                             f"2**len(model.channels) = {scale}; use fewer channel levels.")
         self.model = vae_lib.VAE(latent_dim=m.latent_dim, channels=tuple(m.channels), image_shape=image_shape,
                                  num_levels=dataset.num_levels, likelihood=m.likelihood,
-                                 variational=m.variational, upsample=m.upsample)
+                                 variational=m.variational, upsample=m.upsample,
+                                 dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config.optim, config.train.steps)
+        self.grad_accum = accumulate.num_micro_batches(config)
         self.num_dims = int(np.prod(image_shape))
 
     def init(self, rng):
@@ -45,22 +47,29 @@ class VAETask(Task):
     def _per_example_elbo(self, params, x, keys):
         """ELBO terms per example [B] with each example's own noise key, so the result does not
         depend on how the global batch is split over devices."""
-        one = lambda xi, k: vae_lib.elbo(params, self.model, xi[None], k)
+        def one(xi, k):
+            return vae_lib.elbo(params, self.model, xi[None], k)
+
         return jax.tree.map(lambda v: v[:, 0], jax.vmap(one)(x, keys))
+
+    def loss_and_grads(self, params, inputs):
+        """The gradient of -mean ELBO over `inputs` {"image": int [b, H, W, C], "key": [b, 2]} (the
+        examples' own noise keys), as accumulate.mean_gradients wants it: (grads, metrics, None)."""
+        def loss_fn(p):
+            terms = self._per_example_elbo(p, inputs["image"], inputs["key"])
+            return -jnp.mean(terms["elbo"]), terms
+
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, {"loss": loss, "recon": -jnp.mean(terms["recon"]), "kl": jnp.mean(terms["kl"])}, None
 
     def train_step(self, state, batch):
         x = batch["image"].astype(jnp.int32)
         keys = parallel.example_keys(state_lib.step_rng(state), x.shape[0])
-
-        def loss_fn(params):
-            terms = self._per_example_elbo(params, x, keys)
-            return -jnp.mean(terms["elbo"]), terms
-
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, {"image": x, "key": keys},
+                                                      self.grad_accum)
         grads = parallel.pmean(grads)
         state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
-        metrics = {"loss": loss, "recon": -jnp.mean(terms["recon"]), "kl": jnp.mean(terms["kl"]),
-                   "bits_per_dim": loss / (self.num_dims * jnp.log(2.0))}
+        metrics["bits_per_dim"] = metrics["loss"] / (self.num_dims * jnp.log(2.0))
         return state, parallel.pmean(metrics)
 
     @functools.partial(jax.jit, static_argnums=(0, 3))

@@ -99,7 +99,11 @@ class DataParallel:
 
         def with_stop(state, batch, stop):
             state, metrics = step(state, batch)
-            return state, metrics, jax.lax.pmax(jnp.max(stop), AXIS)
+            # Tie the stop vote to the step's results: without a data dependency XLA CPU may run
+            # this all-reduce concurrently with the step's own (a pmean inside a lax.scan, as in the
+            # GAN step), and its fake-device rendezvous aborts when two all-reduces interleave.
+            stop, metrics = jax.lax.optimization_barrier((jnp.max(stop), metrics))
+            return state, metrics, jax.lax.pmax(stop, AXIS)
 
         if mode == "shard_map":
             # check_vma=False keeps pmap's semantics: the gradient of a replicated parameter is the

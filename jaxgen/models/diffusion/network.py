@@ -35,7 +35,12 @@ def drop_condition(cond: dict[str, jax.Array], drop: jax.Array, num_classes: int
 
 
 class Denoiser(nn.Module):
-    """x [B,H,W,C], t int [B], cond (see module docstring) -> output [B,H,W,C] (eps, x0 or v)."""
+    """x [B,H,W,C], t int [B], cond (see module docstring) -> output [B,H,W,C] (eps, x0 or v).
+
+    dtype: the U-Net's activation dtype (None: float32; bfloat16 for mixed precision). Params stay
+    float32, the time / condition embeddings are computed in float32, and the output is float32,
+    so the losses and the samplers' update math never see bfloat16.
+    """
 
     out_channels: int
     channels: Sequence[int] = (32, 64)
@@ -73,4 +78,4 @@ class Denoiser(nn.Module):
                     num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
                     num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
                     norm_groups=self.norm_groups, emb_dim=emb_dim, dtype=self.dtype, name="unet")
-        return unet(x, t, vec, context, mask, train)
+        return unet(x, t, vec, context, mask, train).astype(jnp.float32)

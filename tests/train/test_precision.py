@@ -1,0 +1,116 @@
+"""Mixed precision (train.compute_dtype = 'bfloat16'): for every family the step computes in
+bfloat16 (its convolutions take bfloat16 operands), keeps params and optimizer state float32, gives
+a first-step loss close to the float32 one, and trains; a bad dtype is one clear sentence."""
+import re
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jaxgen import config as config_lib
+from jaxgen.config import ConfigError
+from jaxgen.train import loop, parallel
+
+# bfloat16 keeps 8 significant bits: one rounding moves a value by at most u/2 = 2^-9 relative
+# (u = 2^-8 = 0.39%). Each bf16 layer rounds its input, its weights and its output; through the
+# <= ~12 layers of these tiny models, independent roundings accumulate like a random walk, about
+# sqrt(3 * 12) * u/2 = 3u on an output, and the losses (means of cross-entropies and squared errors
+# over many outputs, with near-unit sensitivity at initialisation) move relatively by no more than
+# their inputs. RTOL = 4u = 1.6% bounds that with a margin; measured here: 4e-7 to 3e-4.
+U_BF16 = 2.0 ** -8
+RTOL = 4 * U_BF16
+
+# (config, overrides shared with its data-parallel test in tests/tasks, so that the float32 reference
+# is a program compiled there; optimizer-only overrides for the bf16 run; the metric that training on
+# one fixed batch must lower). The optimizer overrides leave the first step's loss alone: it is
+# computed before the update, except the GAN's, whose generator loss comes after its discriminator
+# updates, so the GAN keeps its optimizer. They turn warm-up off (diffusion) and train CycleGAN with
+# Adam at 10x the quick config's rate, so that 8 steps visibly train. The GANs' summed two-player
+# loss need not fall; the discriminator's loss (D learns first) and CycleGAN's cycle-consistency
+# term (reconstruction, weighted 10) must.
+CGAN = ("--config.train.d_steps=2", "--config.model.r1_gamma=1.0")
+FAMILIES = [
+    ("vae_digits", (), (), "loss"),
+    ("classifier_digits", (), (), "loss"),
+    ("unet_shapes", ("--config.model.dropout=0.1",), (), "loss"),  # as in tests/train/test_accumulation.py
+    ("diffusion_digits_class", (), ("--config.optim.warmup_steps=0",), "loss"),
+    ("cgan_digits", CGAN, (), "d_loss"),
+    ("cyclegan_shapes", ("--config.optim.name=sgd",), ("--config.optim.name=adam", "--config.optim.lr=0.002"),
+     "cycle"),
+]
+STEPS = 8
+
+
+def _config(name, *overrides):
+    return config_lib.load(f"{name}:quick", list(overrides))
+
+
+def _run_on_one_batch(config, steps):
+    """`steps` steps on one device, all on the batch of step 0: (host state, [metrics per step])."""
+    task, step_fn = loop.setup(config, jax.devices()[:1])
+    state = step_fn.put_state(loop.init_state(task, config))
+    batch = step_fn.put_batch(task.host_batch(0))
+    history = []
+    for _ in range(steps):
+        state, metrics = step_fn(state, batch)
+        history.append(jax.device_get(step_fn.metrics_to_host(metrics)))
+    return jax.device_get(parallel.to_local(step_fn.host_state(state))), history
+
+
+def _conv_dtypes(config) -> list[str]:
+    """The output dtype of every convolution in the traced per-device step (forward and backward)."""
+    task = loop.make_task(config)
+    state = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed))
+    step = jax.shard_map(task.train_step, mesh=parallel.make_mesh(jax.devices()[:1]),
+                         in_specs=(P(), P(parallel.AXIS)), out_specs=(P(), P()), check_vma=False)
+    text = str(jax.make_jaxpr(step)(state, task.host_batch(0)))
+    return re.findall(r"(\w+)\[[^\]]*\] = conv_general_dilated", text)
+
+
+@pytest.mark.parametrize("name, overrides, train_overrides, trained_metric", FAMILIES)
+def test_bfloat16_step_is_float32_where_it_matters_and_trains(name, overrides, train_overrides, trained_metric):
+    f32_config = _config(name, *overrides)
+    bf16_config = _config(name, *overrides, "--config.train.compute_dtype=bfloat16", *train_overrides)
+    # The switch reaches every layer: every convolution of the bf16 step (the backward pass's too)
+    # runs on bfloat16; a switch that did nothing, or a layer it missed, leaves float32 ones.
+    convs = _conv_dtypes(bf16_config)
+    assert convs and set(convs) == {"bf16"}, convs
+
+    _, (f32_first,) = _run_on_one_batch(f32_config, 1)
+    state, history = _run_on_one_batch(bf16_config, STEPS)
+    # params, optimizer state(s), EMA (and CycleGAN's image pools): float32 after bf16 steps
+    floats = {str(x.dtype) for x in jax.tree.leaves(state) if np.issubdtype(x.dtype, np.floating)}
+    assert floats == {"float32"}, floats
+    first = history[0]
+    for key, value in first.items():
+        assert value.dtype == np.float32 and np.isfinite(value), (key, value)
+    # The same batch and keys: the first losses differ only by bf16 rounding (see RTOL), but differ.
+    for key in ("loss", trained_metric):
+        np.testing.assert_allclose(first[key], f32_first[key], rtol=RTOL, err_msg=key)
+    assert first["loss"] != f32_first["loss"]
+    # a few bf16 steps on one batch lower the loss
+    curve = [float(m[trained_metric]) for m in history]
+    assert all(np.isfinite(curve)), curve
+    assert np.mean(curve[-2:]) < np.mean(curve[:2]), (trained_metric, curve)
+
+
+def test_bad_compute_dtype_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"train.compute_dtype must be one of \('float32', 'bfloat16'\), "
+                                          r"not 'float16'\."):
+        _config("vae_digits", "--config.train.compute_dtype=float16")
+
+
+def test_configs_without_the_new_fields_get_the_defaults(tmp_path):
+    """A user's config file written before the switches existed still loads, takes overrides of
+    them, and runs float32 without accumulation."""
+    path = tmp_path / "old.py"
+    path.write_text("from experiments.configs.vae_digits import get_config as _new\n\n"
+                    "def get_config(arg=''):\n"
+                    "    c = _new(arg)\n"
+                    "    del c.train['grad_accum'], c.train['compute_dtype']\n"
+                    "    return c\n")
+    config = config_lib.load(str(path))
+    assert config.train.grad_accum == 1 and config.train.compute_dtype == "float32"
+    config = config_lib.load(f"{path}:quick", ["--config.train.compute_dtype=bfloat16"])
+    assert config.train.compute_dtype == "bfloat16"
