@@ -1,6 +1,7 @@
 """The errors a user can cause, each carrying one clear sentence; the CLI prints them and exits 2."""
 from jaxgen.config import ConfigError
 from jaxgen.data.pipeline import DataError
+from jaxgen.nn.bert import PretrainedModelError
 from jaxgen.nn.text import TokenizerError
 from jaxgen.tasks.base import TaskError
 from jaxgen.train.checkpoint import CheckpointError
@@ -13,4 +14,4 @@ class UsageError(ValueError):
 
 
 EXPECTED = (ConfigError, DataError, TaskError, CheckpointError, NonFiniteLossError, UsageError, DistributedError,
-            TokenizerError)
+            TokenizerError, PretrainedModelError)
