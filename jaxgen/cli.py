@@ -1,4 +1,4 @@
-"""The `jaxgen` command: train, sample, eval, report, demo, embed, zeroshot, configs.
+"""The `jaxgen` command: train, sample, generate, eval, report, demo, embed, zeroshot, configs.
 
 Every expected failure (bad config value, unknown dataset, incompatible or corrupt checkpoint,
 non-finite loss) ends with one `jaxgen: error: ...` sentence on stderr and exit status 2, before
@@ -12,6 +12,7 @@ USAGE_EXAMPLES = """examples:
   jaxgen train vae_digits --workdir runs/vae --config.train.steps=2000
   jaxgen sample --workdir runs/vae --num 64 --seed 0 --out samples.png
   jaxgen sample --workdir runs/diff --num 64 --out g4.png --config.sample.guidance=4 --config.sample.steps=20
+  jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --prompt "two red circles and a blue square" --out g.png
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
   jaxgen embed --workdir runs/clip --text "two red circles and a blue square" --image scene.png
@@ -42,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1] and conditions")
+
+    g = sub.add_parser("generate", help="images from a text prompt with a text-to-image run (and its SR stage)")
+    g.add_argument("--workdir", required=True, help="the base stage's run")
+    g.add_argument("--sr_workdir", help="a super-resolution stage's run, applied to the base stage's images")
+    g.add_argument("--prompt", required=True, help='e.g. "two red circles and a blue square"')
+    g.add_argument("--num", type=int, default=8)
+    g.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1]")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sample.guidance)")
+    g.add_argument("--steps", type=int, help="sampling steps (default: the run's sample.steps)")
+    g.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser("eval", help="evaluate a trained run; writes <workdir>/eval.json")
     e.add_argument("--workdir", required=True)
@@ -103,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                     distributed.shutdown()
         if args.command == "sample":
             return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
+        if args.command == "generate":
+            return commands.generate(args.workdir, args.prompt, args.num, args.out, args.guidance, args.steps,
+                                     args.seed, args.sr_workdir)
         if args.command == "eval":
             return commands.evaluate(args.workdir, overrides)
         if args.command == "report":

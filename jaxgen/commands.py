@@ -1,5 +1,6 @@
 """What each `jaxgen` sub-command does, as plain functions (the CLI parses, these work)."""
 import os
+import sys
 import time
 
 import numpy as np
@@ -42,6 +43,61 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
         os.replace(tmp, out)
     print(f"wrote {num} samples to {out}")
     return 0
+
+
+def generate(workdir: str, prompt: str, num: int, out: str, guidance: float | None = None, steps: int | None = None,
+             seed: int = 0, sr_workdir: str | None = None) -> int:
+    """Images of `prompt` from a text-to-image run (a task with `text_to_image`), then up-sampled by
+    the super-resolution stage in `sr_workdir` when given; a grid (.png) or raw arrays (.npz)."""
+    import warnings
+
+    import jax
+
+    from jaxgen.train import log
+
+    if not prompt.strip():
+        raise UsageError('--prompt is empty; describe the image, e.g. --prompt "two red circles and a blue square".')
+    if num < 1:
+        raise UsageError(f"--num must be at least 1, not {num}.")
+    kind = os.path.splitext(out)[1].lower()
+    if kind not in (".png", ".npz"):
+        raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
+    overrides = {k: v for k, v in (("guidance", guidance), ("steps", steps)) if v is not None}
+    stages = [_text_to_image_run(workdir, "base")]
+    if sr_workdir:
+        stages.append(_text_to_image_run(sr_workdir, "sr"))
+    prompts = [prompt] * num
+    images = None
+    with warnings.catch_warnings(record=True) as caught:  # the tokenizer's truncation warning, said once
+        warnings.simplefilter("always")
+        for i, (task, params) in enumerate(stages):
+            rng = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+            images, _ = task.text_to_image(params, rng, prompts, low_res=images, **overrides)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"jaxgen: warning: {message}", file=sys.stderr)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if kind == ".png":
+        log.save_png(log.make_grid(images), out)
+    else:
+        tmp = out + ".tmp.npz"
+        np.savez(tmp, images=images, prompt=np.asarray(prompt))
+        os.replace(tmp, out)
+    print(f"wrote {num} images of {prompt!r} ({images.shape[1]}x{images.shape[2]}) to {out}")
+    return 0
+
+
+def _text_to_image_run(workdir: str, stage: str):
+    """(task, params) of a trained text-to-image run of the given cascade stage ('base' or 'sr')."""
+    from jaxgen.train import loop
+
+    _, task, state = loop.restore_for_eval(workdir)
+    if not hasattr(task, "text_to_image"):
+        raise UsageError(f"{workdir} holds a {task.config.task} run, which does not generate images from text.")
+    have = getattr(task, "stage", "base")
+    if have != stage:
+        where = "--sr_workdir" if have == "sr" else "--workdir"
+        raise UsageError(f"{workdir} is a {'super-resolution' if have == 'sr' else 'base'} stage; pass it as {where}.")
+    return task, task.eval_params(state)
 
 
 def evaluate(workdir: str, overrides: list[str] = ()) -> int:

@@ -11,6 +11,8 @@ _TASKS = {
     "cyclegan": "jaxgen.tasks.cyclegan:CycleGANTask",
     "diffusion": "jaxgen.tasks.diffusion:DiffusionTask",
     "clip": "jaxgen.tasks.clip:CLIPTask",
+    "unclip": "jaxgen.tasks.unclip:UnCLIPTask",
+    "text2image": "jaxgen.tasks.text2image:Text2ImageTask",
 }
 
 

@@ -24,10 +24,13 @@ CONDITIONINGS = ("none", "class")
 
 
 class DiffusionTask(Task):
+    #: the model.conditioning values this task accepts (a subclass adds its own, e.g. text)
+    conditionings = CONDITIONINGS
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         m, s = config.model, config.sample
-        _check_choice("model.conditioning", m.conditioning, CONDITIONINGS)
+        _check_choice("model.conditioning", m.conditioning, self.conditionings)
         _check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
         _check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
         _check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
@@ -47,11 +50,7 @@ class DiffusionTask(Task):
         self.batch_keys = ("image", "label") if self.num_classes else ("image",)
         self.native = dataset.arrays["image"].shape[1] == size
         self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
-        self.model = Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
-                              num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
-                              num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
-                              norm_groups=m.norm_groups, num_classes=self.num_classes,
-                              dtype=precision.compute_dtype(config))
+        self.model = self.network()
         self.schedule = schedules.make(m.schedule, m.timesteps)
         self.tx = make_optimizer(config.optim, config.train.steps)
         self.grad_accum = accumulate.num_micro_batches(config)
@@ -62,6 +61,20 @@ class DiffusionTask(Task):
         """Integer images [B, h, w, C] -> float [B, S, S, C] in [-1, 1] at data.image_size."""
         unit = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.image_shape[0])
         return 2.0 * unit - 1.0
+
+    def network(self, **extra) -> Denoiser:
+        """The config's denoiser; `extra` sets further Denoiser fields (e.g. context_dim)."""
+        m = self.config.model
+        return Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
+                        num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
+                        num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
+                        norm_groups=m.norm_groups, num_classes=self.num_classes,
+                        dtype=precision.compute_dtype(self.config), **extra)
+
+    def train_condition(self, inputs: dict[str, jax.Array]):
+        """The condition of a training batch `inputs` (see loss_and_grads) before the classifier-free
+        drop: the labels of a class-conditional model, None for an unconditional one."""
+        return self.condition(inputs.get("label"))
 
     def denoise(self, params, x, t, cond):
         """The network as the samplers see it: (params, x [B,H,W,C], t int [B], cond) -> output."""
@@ -93,7 +106,7 @@ class DiffusionTask(Task):
 
         i, noise, drop, dropout_keys = jax.vmap(draws)(inputs["key"])
         x_t = process.q_sample(self.schedule, x0, i, noise)
-        cond = self.condition(inputs.get("label"))
+        cond = self.train_condition(inputs)
         if cond is not None:
             cond = drop_condition(cond, drop, self.num_classes)
 
@@ -112,9 +125,7 @@ class DiffusionTask(Task):
 
     def train_step(self, state, batch):
         keys = parallel.example_keys(state_lib.step_rng(state), batch["image"].shape[0])
-        inputs = {"image": batch["image"], "key": keys}
-        if self.num_classes:
-            inputs["label"] = batch["label"]
+        inputs = {"key": keys, **{k: batch[k] for k in self.batch_keys}}  # image (+ label, + text, ...)
         grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
         grads = parallel.pmean(grads)
         state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)

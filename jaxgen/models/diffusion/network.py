@@ -5,9 +5,15 @@ cond is None (unconditional) or a dict with any of
   "context":      float [B, L, D] text-token embeddings, attended to by cross-attention,
   "context_mask": bool [B, L], True for real tokens; a row with no True token is the null text,
                   which attends to a learned null token instead,
-  "pooled":       float [B, D] a sentence embedding, added to the time embedding (Imagen sec. 2.2).
+  "pooled":       float [B, D] a sentence embedding, added to the time embedding (Imagen sec. 2.2),
+  "low_res":      float [B, h, w, C'] a lower-resolution image in [-1, 1] (super-resolution stage of a
+                  cascade): up-sampled bilinearly to x's size and concatenated to x as input channels,
+  "noise_level":  int [B] the schedule step to which "low_res" was noised (noise conditioning
+                  augmentation, Ho et al. 2021 "Cascaded Diffusion Models" sec. 3.2; Imagen sec. 2.5),
+                  embedded like the time step and added to the embedding.
 Classifier-free guidance trains one network for both: the task replaces a condition by its null
-value with probability p.
+value with probability p. "low_res" and "noise_level" are not dropped: they are the input of a
+super-resolution stage, not a condition to guide by (Imagen guides its SR stages by the text only).
 """
 from __future__ import annotations
 
@@ -17,14 +23,21 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxgen.nn.unet import UNet
+from jaxgen.nn.unet import UNet, sinusoidal_embedding
+
+# Entries a null condition keeps as they are: the super-resolution stage's input image and its level.
+KEPT_BY_NULL = ("low_res", "noise_level")
 
 
 def null_condition(cond: dict[str, jax.Array], num_classes: int) -> dict[str, jax.Array]:
     """The 'no condition' value of a batch of conditions (same shapes)."""
     # The null label is the extra class; a text without any real token (mask all False) is the null
     # text, whose embeddings are then ignored (zeros keep the shapes).
-    return {k: jnp.full_like(v, num_classes) if k == "label" else jnp.zeros_like(v) for k, v in cond.items()}
+    def null(k, v):
+        if k in KEPT_BY_NULL:
+            return v
+        return jnp.full_like(v, num_classes) if k == "label" else jnp.zeros_like(v)
+    return {k: null(k, v) for k, v in cond.items()}
 
 
 def drop_condition(cond: dict[str, jax.Array], drop: jax.Array, num_classes: int) -> dict[str, jax.Array]:
@@ -74,6 +87,16 @@ class Denoiser(nn.Module):
             if "pooled" in cond:
                 pooled = nn.Dense(emb_dim, name="pooled_proj")(cond["pooled"].astype(jnp.float32))
                 vec = pooled if vec is None else vec + pooled
+        if "low_res" in cond:  # super-resolution: the up-sampled low-res image as extra input channels
+            low = cond["low_res"].astype(x.dtype)
+            if low.shape[1:3] != x.shape[1:3]:
+                low = jax.image.resize(low, x.shape[:3] + low.shape[3:], "bilinear", antialias=False)
+            x = jnp.concatenate([x, low], axis=-1)
+        if "noise_level" in cond:  # the augmentation level, embedded as the time step is (sinusoid + MLP)
+            e = sinusoidal_embedding(cond["noise_level"], self.channels[0])
+            e = nn.Dense(emb_dim, name="noise_level_mlp_0")(e)
+            e = nn.Dense(emb_dim, name="noise_level_mlp_1")(nn.silu(e))
+            vec = e if vec is None else vec + e
         unet = UNet(out_channels=self.out_channels, channels=tuple(self.channels),
                     num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
                     num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
