@@ -45,6 +45,10 @@ def _run_child(config_name: str, devices: int, steps: int, overrides: list[str])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default="clip_digits,clip_shapes")
@@ -78,7 +82,7 @@ def main() -> None:
              "| config | devices | global batch | pairs/s | ms/step | step time vs 1 device | compile s | load avg |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['devices']} | {r['batch']} | {r['pairs_per_s']:.0f} | {r['ms_per_step']:.1f} | "
-              f"{r['step_time_vs_1_device']:.2f}x | {r['compile_s']:.1f} | {r['load_avg_1min']:.1f} |" for r in rows]
+              f"{_ratio(r['step_time_vs_1_device'])} | {r['compile_s']:.1f} | {r['load_avg_1min']:.1f} |" for r in rows]
     with open(os.path.join(args.out, "clip_step.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
