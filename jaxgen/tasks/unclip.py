@@ -1,0 +1,415 @@
+"""unCLIP ("DALL-E 2", Ramesh et al. 2022) as a task: a diffusion prior over CLIP image embeddings and
+a diffusion decoder from an embedding to an image, over a frozen trained `clip` run.
+
+One task, one state. params = {"prior": ..., "decoder": ...} (as a GAN holds two networks), one
+optax optimizer per part (`optim` for the decoder, `prior_optim` for the prior, joined with
+`optax.multi_transform`, so each keeps its own learning rate and gradient clipping), one EMA over
+both. Why one task rather than two runs (stage = prior | decoder): given the frozen CLIP the two
+losses share no parameter, so training them in one step is exactly two independent trainings
+that share one input pipeline, one checkpoint and one workdir, and `text_to_image` / `variations`
+/ `jaxgen generate --workdir` need both anyway. `train.parts` trains only some parts (the others'
+updates are `optax.set_to_zero`), e.g. the cheap prior alone.
+
+CLIP is frozen: it is never in the train state. `model.clip_workdir` names a trained `clip` run; its
+image embeddings of every training image and text embeddings of every training caption (deduplicated)
+are computed once on the host, on first use, and cached per process, so a step reads z_i and z_t as
+plain batch features: "image" uint8 [B, H, W, C], "z_image" float32 [B, E], "z_text" float32 [B, E]
+(the embedding of one of the example's captions in `data.caption_styles`, drawn per (seed, step,
+row) as the clip task draws them). The CLIP checkpoint step is saved with the run (clip.json) and
+checked when the run is loaded: a CLIP trained further would give other embeddings.
+
+Sampling: `text_to_image` (CLIP text embedding -> prior -> decoder) and `variations` (CLIP image
+embedding -> decoder), classifier-free guidance in both models (the prior's scale
+`sample.prior_guidance`, the decoder's `sample.guidance`). Evaluation: the prior's cosine to the
+true image embedding of held-out captions, the CLIP score of generated images (by `eval.clip_workdir`,
+default the conditioning CLIP, which the decoder was trained to please, so an independent CLIP run is
+the fairer judge) and, with `eval.scene_prompts` > 0, the scene-parser accuracy per prompt category.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgen.data import captions, transforms
+from jaxgen.data import shapes as shapes_lib
+from jaxgen.models import unclip as unclip_lib
+from jaxgen.models.diffusion import losses, process, samplers, schedules
+from jaxgen.tasks.base import Task, TaskError
+from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
+
+PARTS = ("prior", "decoder")
+CLIP_FILE = "clip.json"
+# Embeddings of a (clip run, checkpoint step, dataset, split, caption styles), shared by the task
+# instances of one process (the loop, `jaxgen eval` and the tests build several).
+_EMBEDDING_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+class UnCLIPTask(Task):
+    batch_keys = ("image", "z_image", "z_text")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        m, d, s = config.model, config.data, config.sample
+        self.styles = tuple(d.get("caption_styles", ()))
+        if "caption" not in dataset.arrays:
+            raise TaskError(f"unclip needs captioned images (shapes); {dataset.name} has no captions.")
+        if not self.styles or any(st not in shapes_lib.CAPTION_STYLES for st in self.styles):
+            raise TaskError(f"data.caption_styles must be a non-empty list of {shapes_lib.CAPTION_STYLES}, "
+                            f"not {list(self.styles)}.")
+        parts = tuple(config.train.get("parts", PARTS))
+        if not parts or any(p not in PARTS for p in parts):
+            raise TaskError(f"train.parts must be a non-empty list of {PARTS}, not {list(parts)}.")
+        self.parts = parts
+        for name, section in (("prior", m.prior), ("decoder", m.decoder)):
+            _check_choice(f"model.{name}.parameterization", section.parameterization, process.PARAMETERIZATIONS)
+            _check_choice(f"model.{name}.schedule", section.schedule, schedules.SCHEDULES)
+            if not 0.0 <= section.cond_drop_prob < 1.0:
+                raise TaskError(f"model.{name}.cond_drop_prob must be in [0, 1), not {section.cond_drop_prob}.")
+        _check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
+        _check_choice("sample.method", s.method, samplers.METHODS)
+        _check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
+        for key, total in (("steps", m.decoder.timesteps), ("prior_steps", m.prior.timesteps)):
+            if not 1 <= s[key] <= total:
+                raise TaskError(f"sample.{key} must be in 1..{total} (the model's timesteps), not {s[key]}.")
+        size = d.image_size
+        if size % 2 ** (len(m.decoder.channels) - 1):
+            raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.decoder.channels)-1) = "
+                            f"{2 ** (len(m.decoder.channels) - 1)}.")
+        if not m.clip_workdir:
+            raise TaskError("model.clip_workdir must name a trained clip run (jaxgen train clip_shapes ...).")
+        self.clip, self.clip_step = _load_clip(m.clip_workdir)
+        self.embed_dim = int(self.clip.config.model.embed_dim)
+        self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
+        dtype = precision.compute_dtype(config)
+        self.prior = unclip_lib.Prior(width=m.prior.width, depth=m.prior.depth, dtype=dtype)
+        dm = m.decoder
+        self.decoder = unclip_lib.Decoder(
+            out_channels=self.image_shape[-1], channels=tuple(dm.channels), num_res_blocks=dm.num_res_blocks,
+            attention_levels=tuple(dm.attention_levels), num_heads=dm.num_heads, upsample=dm.upsample,
+            dropout=dm.dropout, norm_groups=dm.norm_groups, num_tokens=dm.num_tokens, token_dim=dm.token_dim,
+            dtype=dtype)
+        self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
+                          "decoder": schedules.make(dm.schedule, dm.timesteps)}
+        self.tx = self._optimizer()
+        self.grad_accum = accumulate.num_micro_batches(config)
+        self._embedded = None  # the training split with its CLIP embeddings, built on first use
+        self._samplers = {}
+
+    def _optimizer(self) -> optax.GradientTransformation:
+        """One optimizer per part (`optim` for the decoder, `prior_optim` for the prior); a part not
+        in train.parts gets no update at all."""
+        steps = self.config.train.steps
+        prior_optim = self.config.get("prior_optim") or self.config.optim
+        txs = {"decoder": make_optimizer(self.config.optim, steps), "prior": make_optimizer(prior_optim, steps)}
+        txs = {k: (tx if k in self.parts else optax.set_to_zero()) for k, tx in txs.items()}
+        return optax.multi_transform(txs, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
+
+    # ---- CLIP embeddings of the training data ------------------------------------------------------
+    def text_key(self, style: str) -> str:
+        return f"z_text_{style}"
+
+    def embedded_dataset(self):
+        """The training split with "z_image" [N, E] and one "z_text_<style>" [N, E] per caption style
+        added (a new Dataset: the loaded split is shared and stays read-only)."""
+        if self._embedded is None:
+            key = (os.path.abspath(self.config.model.clip_workdir), self.clip_step, self.dataset.name,
+                   self.dataset.split, self.styles)
+            if key not in _EMBEDDING_CACHE:
+                arrays = self.dataset.arrays
+                emb = {"z_image": self.clip.images(arrays["image"]).astype(np.float32)}
+                for style in self.styles:
+                    texts = arrays[shapes_lib.CAPTION_KEYS[style]]
+                    # Captions repeat a lot ("a red circle"): embed each distinct one once.
+                    distinct, inverse = np.unique(texts, return_inverse=True)
+                    emb[self.text_key(style)] = self.clip.texts(list(distinct)).astype(np.float32)[inverse]
+                for v in emb.values():
+                    v.flags.writeable = False
+                _EMBEDDING_CACHE[key] = emb
+            self._embedded = dataclasses.replace(self.dataset, arrays={**self.dataset.arrays,
+                                                                       **_EMBEDDING_CACHE[key]})
+        return self._embedded
+
+    def host_batch(self, step, process_index=0, process_count=1):
+        t = self.config.train
+        keys = [self.text_key(st) for st in self.styles]
+        rows = self.embedded_dataset().batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                             keys=("image", "z_image", *keys))
+        which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index, process_count)
+        z_text = np.stack([rows[keys[k]][i] for i, k in enumerate(which)])
+        return {"image": rows["image"], "z_image": rows["z_image"], "z_text": z_text}
+
+    def save_assets(self, workdir):
+        with open(os.path.join(workdir, CLIP_FILE), "w") as f:
+            json.dump({"clip_workdir": os.path.abspath(self.config.model.clip_workdir), "step": self.clip_step}, f)
+
+    def load_assets(self, workdir):
+        path = os.path.join(workdir, CLIP_FILE)
+        if not os.path.isfile(path):
+            return  # a run written before clip.json existed: nothing to check against
+        with open(path) as f:
+            saved = json.load(f)["step"]
+        if saved != self.clip_step:
+            raise TaskError(f"this unclip run was trained on the CLIP of {self.config.model.clip_workdir} at step "
+                            f"{saved}, which is now at step {self.clip_step}; its embeddings changed, so retrain.")
+
+    # ---- model -----------------------------------------------------------------------------------
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Integer images [B, h, w, C] -> float [B, S, S, C] in [-1, 1] at data.image_size."""
+        unit = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.image_shape[0])
+        return 2.0 * unit - 1.0
+
+    def denoise_prior(self, params, x, t, cond):
+        """The prior as the samplers see it: (prior params, x [B, E], t int [B], {"text": [B, E]}) -> [B, E]."""
+        return self.prior.apply({"params": params}, x, t, cond)
+
+    def denoise_decoder(self, params, x, t, cond):
+        """The decoder as the samplers see it: (decoder params, x [B,H,W,C], t [B], {"embedding": [B,E]})."""
+        return self.decoder.apply({"params": params}, x, t, cond)
+
+    def init(self, rng):
+        k_prior, k_decoder, state_rng = jax.random.split(rng, 3)
+        z = jnp.zeros((1, self.embed_dim), jnp.float32)
+        t = jnp.zeros((1,), jnp.int32)
+        params = {"prior": self.prior.init(k_prior, z, t, {unclip_lib.PRIOR_KEY: z})["params"],
+                  "decoder": self.decoder.init(k_decoder, jnp.zeros((1,) + self.image_shape, jnp.float32), t,
+                                               {unclip_lib.DECODER_KEY: z})["params"]}
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    # ---- update step -----------------------------------------------------------------------------
+    def loss_and_grads(self, params, inputs):
+        """Gradients of prior_loss + decoder_loss (the parts in train.parts) over `inputs` {"image",
+        "z_image", "z_text", "key": the examples' own keys [b, 2]}; see accumulate.mean_gradients."""
+        m = self.config.model
+        z_image, z_text = inputs["z_image"], inputs["z_text"]
+
+        def draws(key, shape, part):  # one example's step, noise, condition drop and dropout key
+            k_t, k_noise, k_drop, k_dropout = jax.random.split(jax.random.fold_in(key, PARTS.index(part)), 4)
+            return (jax.random.randint(k_t, (), 0, self.schedules[part].num_steps), jax.random.normal(k_noise, shape),
+                    jax.random.bernoulli(k_drop, m[part].cond_drop_prob), k_dropout)
+
+        def prior_loss(p):
+            # x0-prediction of sqrt(E) z_i given z_t (DALL-E 2 sec. 2.2), z_t dropped with prob. p.
+            sched = self.schedules["prior"]
+            x0 = unclip_lib.to_diffusion_space(z_image)
+            i, noise, drop, _ = jax.vmap(lambda k: draws(k, x0.shape[1:], "prior"))(inputs["key"])
+            x_t = process.q_sample(sched, x0, i, noise)
+            cond = {unclip_lib.PRIOR_KEY: unclip_lib.drop(z_text, drop)}
+            out = self.denoise_prior(p, x_t, sched.timesteps[i], cond)
+            return jnp.mean(unclip_lib.prior_loss(out, m.prior.parameterization, sched, x0, i, noise))
+
+        def decoder_loss(p):
+            sched, dm = self.schedules["decoder"], m.decoder
+            x0 = self.preprocess(inputs["image"])
+            i, noise, drop, dropout_keys = jax.vmap(lambda k: draws(k, x0.shape[1:], "decoder"))(inputs["key"])
+            x_t = process.q_sample(sched, x0, i, noise)
+            z = unclip_lib.drop(z_image, drop)
+
+            def one(x, t, c, k):  # one example at a time, so dropout does not depend on the device split
+                return self.decoder.apply({"params": p}, x[None], t[None], {unclip_lib.DECODER_KEY: c[None]},
+                                          train=True, rngs={"dropout": k})[0]
+            out = jax.vmap(one)(x_t, sched.timesteps[i], z, dropout_keys)
+            per_example = losses.per_example_loss(out, dm.parameterization, sched, x0, i, noise,
+                                                  dm.loss_weighting, dm.min_snr_gamma)
+            return jnp.mean(per_example)
+
+        part_losses = {"prior": prior_loss, "decoder": decoder_loss}
+
+        def loss_fn(params):
+            values = {f"{k}_loss": part_losses[k](params[k]) for k in self.parts}
+            return sum(values.values()), values
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, {"loss": loss, **metrics}, None
+
+    def train_step(self, state, batch):
+        keys = parallel.example_keys(state_lib.step_rng(state), batch["image"].shape[0])
+        inputs = {"image": batch["image"], "z_image": batch["z_image"], "z_text": batch["z_text"], "key": keys}
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
+        grads = parallel.pmean(grads)
+        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        for k in self.parts:
+            metrics[f"{k}_grad_norm"] = optax.tree.norm(grads[k])
+        return state, parallel.pmean(metrics)
+
+    # ---- sampling --------------------------------------------------------------------------------
+    def _settings(self, overrides: dict) -> dict:
+        s = dict(self.config.sample.to_dict())
+        unknown = sorted(set(overrides) - set(s))
+        if unknown:
+            raise TaskError(f"unknown sample setting {unknown[0]!r}; the settings are {', '.join(sorted(s))}.")
+        s.update({k: v for k, v in overrides.items() if v is not None})
+        return s
+
+    def _compiled(self, key, make):
+        if key not in self._samplers:  # one compiled chain per setting, reused across calls
+            self._samplers[key] = jax.jit(make())
+        return self._samplers[key]
+
+    def sample_prior(self, params, z_text: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
+        """Image embeddings [N, E] (unit norm) sampled from the prior for text embeddings z_text [N, E];
+        `params` = {"prior", ...}; overrides: prior_steps, prior_guidance, prior_method, eta."""
+        s = self._settings(overrides)
+        steps, method, eta = int(s["prior_steps"]), s["prior_method"], float(s["eta"])
+
+        def make():
+            sched = schedules.respace(self.schedules["prior"], steps)
+
+            def run(p, z_t, key, w):
+                cond = {unclip_lib.PRIOR_KEY: z_t}
+                null = {unclip_lib.PRIOR_KEY: jnp.zeros_like(z_t)}
+                x, _ = samplers.sample(self.denoise_prior, p, sched, z_t.shape, key, cond, null_cond=null,
+                                       guidance=w, method=method, eta=eta,
+                                       parameterization=self.config.model.prior.parameterization,
+                                       thresholding="none")
+                return unclip_lib.to_embedding(x)
+            return run
+
+        fn = self._compiled(("prior", steps, method, eta), make)
+        return np.asarray(fn(params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s["prior_guidance"])))
+
+    def decode(self, params, z_image: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
+        """Images float [N, H, W, C] in [0, 1] decoded from image embeddings z_image [N, E];
+        overrides: steps, guidance, method, eta, thresholding, percentile, variance."""
+        s = self._settings(overrides)
+        setting = (int(s["steps"]), s["method"], float(s["eta"]), s["thresholding"], float(s["percentile"]),
+                   s["variance"])
+
+        def make():
+            steps, method, eta, thresholding, percentile, variance = setting
+            sched = schedules.respace(self.schedules["decoder"], steps)
+
+            def run(p, z, key, w):
+                cond = {unclip_lib.DECODER_KEY: z}
+                null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z)}
+                x, _ = samplers.sample(self.denoise_decoder, p, sched, (z.shape[0],) + self.image_shape, key, cond,
+                                       null_cond=null, guidance=w, method=method, eta=eta,
+                                       parameterization=self.config.model.decoder.parameterization,
+                                       thresholding=thresholding, percentile=percentile, variance=variance)
+                return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+            return run
+
+        fn = self._compiled(("decoder",) + setting, make)
+        return np.asarray(fn(params["decoder"], jnp.asarray(z_image, jnp.float32), rng, jnp.float32(s["guidance"])))
+
+    def text_to_image(self, params, prompts: list[str], rng: jax.Array, num_per_prompt: int = 1,
+                      guidance: float | None = None, steps: int | None = None, **overrides) -> np.ndarray:
+        """Images float [len(prompts) * num_per_prompt, H, W, C] in [0, 1], prompt-major (the images
+        of prompt j are rows j * num_per_prompt ...). guidance / steps: the decoder's (None: the
+        config's); overrides: the other sample settings (prior_guidance, prior_steps, ...). Unknown
+        words are fine; an empty prompt raises the tokenizer's one-sentence error."""
+        if not prompts or num_per_prompt < 1:
+            raise TaskError(f"text_to_image needs at least one prompt and num_per_prompt >= 1, not "
+                            f"{len(prompts)} prompts x {num_per_prompt}.")
+        z_text = np.repeat(self.clip.texts(list(prompts)), num_per_prompt, axis=0)
+        k_prior, k_decoder = jax.random.split(rng)
+        z_image = self.sample_prior(params, z_text, k_prior, **overrides)
+        return self.decode(params, z_image, k_decoder, guidance=guidance, steps=steps, **overrides)
+
+    def variations(self, params, images: np.ndarray, rng: jax.Array, num: int = 1, **overrides) -> np.ndarray:
+        """`num` new images per input image, float [len(images) * num, H, W, C] in [0, 1] (image-major),
+        decoded from the CLIP image embedding of each of images [N, H, W, C] (uint8 in the dataset's
+        levels or float in [0, 1]); overrides: the decoder's sample settings."""
+        if num < 1 or len(images) == 0:
+            raise TaskError(f"variations needs at least one image and num >= 1, not {len(images)} images x {num}.")
+        z_image = np.repeat(self.clip.images(np.asarray(images)), num, axis=0)
+        return self.decode(params, z_image, rng, **overrides)
+
+    def sample(self, params, rng, num):
+        """Images for the first `num` held-out full-style captions: {"images", "texts"}."""
+        texts = self._eval_captions(num)
+        return {"images": self.text_to_image(params, texts, rng), "texts": np.asarray(texts)}
+
+    def _eval_captions(self, num: int) -> list[str]:
+        test = self.eval_dataset().arrays["caption"]
+        return [str(test[i % len(test)]) for i in range(num)]
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, state):
+        """prior_cosine_true / _other: the mean cosine between prior samples for held-out captions
+        and the CLIP embedding of the caption's own image / of another test image (the prior learns
+        when the first clearly exceeds the second); clip_score of text_to_image samples for those
+        captions next to that of the real test images (matching and mismatched); and, with
+        eval.scene_prompts > 0, the scene-parser accuracy per prompt category (`scene_accuracy`)."""
+        e = self.config.eval
+        params = self.eval_params(state)
+        test = self.eval_dataset().arrays
+        n = min(e.num_samples, len(test["image"]))
+        texts = [str(t) for t in test["caption"][:n]]
+        rng = jax.random.PRNGKey(self.config.seed + 3)
+        z_true = self.clip.images(test["image"][:n])
+        z_prior = self.sample_prior(params, self.clip.texts(texts), rng)
+        other = np.roll(np.arange(n), 1)
+        results = {"prior_cosine_true": float(np.mean(np.sum(z_prior * z_true, -1))),
+                   "prior_cosine_other": float(np.mean(np.sum(z_prior * z_true[other], -1)))}
+        scorer = _load_clip(e.clip_workdir)[0] if e.get("clip_workdir") else self.clip
+        images = self.text_to_image(params, texts, jax.random.fold_in(rng, 1))
+        results["clip_score"] = float(scorer.score(images, texts).mean())
+        real = scorer.score(test["image"][:n], texts)
+        results["clip_score_real"] = float(real.mean())
+        results["clip_score_real_mismatched"] = float(scorer.score(test["image"][:n], texts[1:] + texts[:1]).mean())
+        if e.scene_prompts:
+            results.update(self.scene_accuracy(params, e.scene_prompts, e.scene_images_per_prompt))
+        return results
+
+    def scene_accuracy(self, params, per_category: int, num_per_prompt: int, **overrides) -> dict[str, float]:
+        """The fraction of text_to_image samples that the scene parser (jaxgen.eval.scene) finds to
+        satisfy their prompt, per category of jaxgen.eval.prompts' suite (`per_category` prompts
+        each), split into seen / held-out combinations of the training captions."""
+        from jaxgen.eval import prompts as prompts_lib
+        from jaxgen.eval import scene
+
+        suite = prompts_lib.prompt_suite(per_category, seed=self.config.seed)
+        images = self.text_to_image(params, [p.text for p in suite], jax.random.PRNGKey(self.config.seed + 5),
+                                    num_per_prompt, **overrides)
+        if images.shape[1] != shapes_lib.SIZE:  # the parser's thresholds are in pixels of 32x32 scenes
+            images = np.asarray(transforms.resize(jnp.asarray(images), shapes_lib.SIZE))
+        parsed = scene.parse_scenes(images)
+        k = num_per_prompt
+        passed = [prompts_lib.score(parsed[j * k:(j + 1) * k], p) for j, p in enumerate(suite)]
+        # Held out: no training caption of any style the prior saw states the prompt's combination.
+        seen = [t for st in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[st]]]
+        mask = prompts_lib.held_out(suite, seen)
+        acc = prompts_lib.accuracy_by_category(suite, passed, mask)
+        return {f"scene_accuracy/{k}": v for k, v in acc.items()}
+
+    def figures(self, state):
+        """text_to_image for eight held-out captions (one row of eight samples each) and variations
+        of eight test images (the real image first in each row, then seven variations)."""
+        params = self.eval_params(state)
+        rng = jax.random.PRNGKey(self.config.seed + 4)
+        t2i = self.text_to_image(params, self._eval_captions(8), rng, num_per_prompt=8)
+        real = self.eval_dataset().arrays["image"][:8]
+        var = self.variations(params, real, jax.random.fold_in(rng, 1), num=7).reshape((8, 7) + self.image_shape)
+        real = np.asarray(transforms.resize(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels),
+                                            self.image_shape[0]))
+        rows = np.concatenate([real[:, None], var], axis=1).reshape((-1,) + self.image_shape)
+        return {"text_to_image": log.make_grid(t2i, columns=8), "variations": log.make_grid(rows, columns=8)}
+
+
+def _load_clip(workdir: str):
+    """(CLIPScorer, its checkpoint step) of a trained clip run, with one-sentence errors."""
+    from jaxgen.eval.contrastive import CLIPScorer
+    from jaxgen.train.checkpoint import Checkpointer
+
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise TaskError(f"{workdir} holds no trained clip run (no checkpoints/); train one there first.")
+    ckpt = Checkpointer(workdir)
+    step = ckpt.latest_step()
+    ckpt.close()
+    if step is None:
+        raise TaskError(f"{workdir} has no complete checkpoint yet; train the clip run first.")
+    return CLIPScorer(workdir), int(step)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+
