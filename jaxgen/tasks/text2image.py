@@ -1,0 +1,324 @@
+"""Imagen-style text-to-image as a task: one stage of a diffusion cascade conditioned on a frozen text
+encoder, trained on the `shapes` captions (see jaxgen.models.imagen for the cascade's pieces).
+
+model.stage = 'base': a text-conditional denoiser at data.image_size (16x16, down-sampled bilinearly
+  from the 32x32 scenes), cross-attending to the encoder's token embeddings (at model.attention_levels)
+  with the pooled embedding added to the time embedding (Imagen sec. 2.2).
+model.stage = 'sr': a super-resolution denoiser at data.image_size (32x32) that also takes the scene
+  down-sampled to model.low_res_size (16x16), up-sampled back and concatenated as input channels,
+  with noise conditioning augmentation: noised to a level drawn uniformly in [0, model.noise_aug_max]
+  (a fraction of the chain) in training, to the fixed sample.noise_aug at sampling, the level being
+  an input of the network.
+
+Both stages: classifier-free guidance (the text is dropped with probability model.cond_drop_prob in
+training, sample.guidance at sampling; the SR stage's low-res input is never dropped), dynamic
+thresholding (sample.thresholding), and the diffusion math of jaxgen.models.diffusion, through
+DiffusionTask. Captions: each example's caption style is drawn from data.caption_styles as a pure
+function of (seed, step, row), as in the clip task; the default is the full caption. The text
+features are computed on the host (cached per distinct caption) and travel in the batch as
+"context" float32 [B, L, D], "context_mask" bool [B, L] and "pooled" float32 [B, P]; the encoder's
+parameters are never part of the train state.
+
+Evaluation (`jaxgen eval`): a prompt suite of jaxgen.eval.prompts (eval.prompts_per_category prompts
+per category, eval.images_per_prompt images each) is generated and parsed by jaxgen.eval.scene; the
+fraction of images that satisfy their prompt is reported per category, "seen" and "held_out" (prompt
+combinations absent from the training captions), with the parser's own exact-scene accuracy on real
+test images at the same resolution (the ceiling the scores are read against), and the CLIP score
+when eval.clip_workdir names a trained clip run. The SR stage is scored as a cascade when
+eval.base_workdir names a base run, and always on real down-sampled test images against bilinear
+up-sampling (parse accuracy and edge sharpness).
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.data import captions, transforms
+from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import prompts as prompts_lib
+from jaxgen.eval import scene as scene_lib
+from jaxgen.models import imagen
+from jaxgen.models.diffusion import samplers, schedules
+from jaxgen.models.diffusion.network import null_condition
+from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.diffusion import DiffusionTask
+from jaxgen.train import log
+from jaxgen.train import state as state_lib
+
+STAGES = ("base", "sr")
+TEXT_KEYS = ("context", "context_mask", "pooled")
+
+
+class Text2ImageTask(DiffusionTask):
+    conditionings = ("text",)
+
+    def __init__(self, config, dataset):
+        m = config.model
+        if "caption" not in dataset.arrays:
+            raise TaskError(f"text2image needs captioned images (shapes); {dataset.name} has no captions.")
+        self.styles = tuple(config.data.get("caption_styles", ("full",)))
+        bad = [s for s in self.styles if s not in shapes_lib.CAPTION_STYLES]
+        if not self.styles or bad:
+            raise TaskError(f"data.caption_styles must be a non-empty list of {shapes_lib.CAPTION_STYLES}, "
+                            f"not {list(self.styles)}.")
+        if m.stage not in STAGES:
+            raise TaskError(f"model.stage must be one of {', '.join(STAGES)}, not {m.stage!r}.")
+        super().__init__(config, dataset)
+        self.stage = m.stage
+        if self.stage == "sr":
+            if not 0 < m.low_res_size < self.image_shape[0]:
+                raise TaskError(f"model.low_res_size must be below data.image_size={self.image_shape[0]} for a "
+                                f"super-resolution stage, not {m.low_res_size}.")
+            levels = (("model.noise_aug_max", m.noise_aug_max), ("sample.noise_aug", config.sample.noise_aug))
+            for name, value in levels:
+                if not 0.0 <= value <= 1.0:
+                    raise TaskError(f"{name} must be a fraction of the chain in [0, 1], not {value}.")
+        try:
+            self.text = imagen.TextEncoder(m.text_encoder, m.max_text_length)
+        except imagen.TextEncoderError as e:
+            raise TaskError(str(e)) from None
+        self.model = self.network(context_dim=self.text.width)
+        self.batch_keys = ("image",) + TEXT_KEYS
+
+    # ---- data and conditions ---------------------------------------------------------------------
+    def host_batch(self, step, process_index=0, process_count=1):
+        t = self.config.train
+        keys = [shapes_lib.CAPTION_KEYS[s] for s in self.styles]
+        rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                  keys=("image", *keys))
+        which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index, process_count)
+        texts = [str(rows[keys[k]][i]) for i, k in enumerate(which)]
+        return {"image": rows["image"], **self.text(texts)}
+
+    def low_res(self, images: jax.Array) -> jax.Array:
+        """Dataset images [B, H, W, C] (integer levels, or float in [0, 1]) -> the SR stage's
+        low-resolution input float [B, s, s, C] in [-1, 1], s = model.low_res_size, made as the base
+        stage makes its training images (bilinear, which at a factor 2 averages 2x2 blocks)."""
+        if jnp.issubdtype(images.dtype, jnp.integer):
+            images = transforms.to_unit(images, self.dataset.num_levels)
+        return 2.0 * transforms.resize(images.astype(jnp.float32), self.config.model.low_res_size) - 1.0
+
+    def train_condition(self, inputs):
+        cond = {k: inputs[k] for k in TEXT_KEYS}
+        if self.stage == "sr":
+            # Keys of their own (fold_in 1), apart from the four draws the diffusion loss splits off.
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(inputs["key"])
+            cond["low_res"], cond["noise_level"] = imagen.augment_low_res(
+                self.schedule, self.low_res(inputs["image"]), keys, self.config.model.noise_aug_max)
+        return cond
+
+    def _dummy_condition(self, n: int) -> dict[str, jax.Array]:
+        cond = {"context": jnp.zeros((n, self.text.max_length, self.text.width)),
+                "context_mask": jnp.ones((n, self.text.max_length), bool),
+                "pooled": jnp.zeros((n, self.text.pooled_dim))}
+        if self.stage == "sr":
+            s = self.config.model.low_res_size
+            cond["low_res"] = jnp.zeros((n, s, s, self.image_shape[-1]))
+            cond["noise_level"] = jnp.zeros((n,), jnp.int32)
+        return cond
+
+    def init(self, rng):
+        init_rng, state_rng = jax.random.split(rng)
+        x = jnp.zeros((1,) + self.image_shape, jnp.float32)
+        params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32), self._dummy_condition(1))["params"]
+        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+
+    # ---- sampling --------------------------------------------------------------------------------
+    def text_to_image(self, params, rng, prompts: list[str], low_res: np.ndarray | None = None,
+                      **overrides) -> tuple[np.ndarray, dict[str, float]]:
+        """Images float [N, H, W, C] in [0, 1] for the N `prompts`, and run statistics (see
+        DiffusionTask.generate), with the config's sample settings updated by `overrides` (method,
+        steps, eta, guidance, thresholding, percentile, variance, noise_aug). A super-resolution
+        stage needs `low_res` [N, h, w, C] in [0, 1] (any size: resized to model.low_res_size), e.g.
+        the base stage's output. Empty prompts raise the tokenizer's error; over-long ones are
+        truncated with a TruncationWarning."""
+        s = dict(self.config.sample.to_dict(), **overrides)
+        if not 1 <= int(s["steps"]) <= self.config.model.timesteps:
+            raise TaskError(f"the number of sampling steps must be in 1..{self.config.model.timesteps}, "
+                            f"not {s['steps']}.")
+        num = len(prompts)
+        if not num:
+            raise TaskError("text_to_image needs at least one prompt.")
+        cond = {k: jnp.asarray(v) for k, v in self.text(list(prompts)).items()}
+        if self.stage == "sr":
+            if low_res is None or len(low_res) != num:
+                raise TaskError(f"this super-resolution stage needs one low-resolution image per prompt "
+                                f"({num}), e.g. the base stage's output.")
+            cond["low_res"] = self.low_res(jnp.asarray(low_res, jnp.float32))
+        settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"], float(s["percentile"]),
+                    s["variance"], float(s.get("noise_aug", 0.0)))
+        args = (params, rng, cond, jnp.float32(s["guidance"]))
+        start = time.perf_counter()
+        if settings not in self._samplers:  # one compiled chain per setting, reused across calls
+            self._samplers[settings] = jax.jit(self._text_sampler(*settings)).lower(*args).compile()
+        compiled = time.perf_counter()
+        x, stats = self._samplers[settings](*args)
+        images = np.asarray(jnp.clip((x + 1.0) / 2.0, 0.0, 1.0))
+        stats = {k: float(v) for k, v in stats.items()}
+        stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)
+        return images, stats
+
+    def _text_sampler(self, num, method, steps, eta, thresholding, percentile, variance, noise_aug):
+        """The reverse chain for one setting, as a function of (params, rng, cond, guidance)."""
+        schedule = schedules.respace(self.schedule, steps)
+        kwargs = {"method": method, "eta": eta, "parameterization": self.config.model.parameterization,
+                  "thresholding": thresholding, "percentile": percentile, "variance": variance}
+
+        def run(params, rng, cond, guidance):
+            if self.stage == "sr":  # the fixed augmentation level at sampling (on the full schedule)
+                rng, aug_rng = jax.random.split(rng)
+                cond = dict(cond)
+                cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
+                                                                            aug_rng, noise_aug)
+            null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
+            return samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
+                                   null_cond=null, guidance=guidance, **kwargs)
+        return run
+
+    def test_prompts(self, num: int) -> tuple[list[str], np.ndarray]:
+        """The full captions of the first `num` test scenes (cycling) and their images uint8 [num, ...]."""
+        test = self.eval_dataset().arrays
+        rows = np.arange(num) % len(test["caption"])
+        return [str(t) for t in test["caption"][rows]], test["image"][rows]
+
+    def generate(self, params, rng, num, labels=None, **overrides):
+        """num images for the test split's captions (the SR stage up-samples the test images
+        themselves, down-sampled to its input size): (images [num, H, W, C], stats)."""
+        texts, images = self.test_prompts(num)
+        low = None if self.stage == "base" else transforms.to_unit(images, self.dataset.num_levels)
+        return self.text_to_image(params, rng, texts, low_res=low, **overrides)
+
+    def sample(self, params, rng, num):
+        images, _ = self.generate(params, rng, num)
+        return {"images": images, "captions": np.asarray(self.test_prompts(num)[0])}
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, state):
+        e = self.config.eval
+        params = self.eval_params(state)
+        results = {}
+        if self.stage == "base":
+            def make(texts, rng):
+                return self.text_to_image(params, rng, texts)[0]
+            results.update(self.prompt_scores(make))
+        else:
+            results.update(self.super_resolution_scores(params))
+            if e.get("base_workdir"):
+                from jaxgen.train import loop
+
+                _, base, base_state = loop.restore_for_eval(e.base_workdir)
+                if getattr(base, "stage", None) != "base":
+                    raise TaskError(f"eval.base_workdir {e.base_workdir} is not a text2image base-stage run.")
+                base_params = base.eval_params(base_state)
+
+                def make(texts, rng):
+                    low, _ = base.text_to_image(base_params, rng, texts)
+                    return self.text_to_image(params, jax.random.fold_in(rng, 1), texts, low_res=low)[0]
+                results.update(self.prompt_scores(make))
+        return results
+
+    def prompt_scores(self, make_images) -> dict[str, float]:
+        """Scores of `make_images(texts [n], rng) -> images [n, H, W, C] in [0, 1]` on the prompt
+        suite: per category (and seen / held out) the fraction of images that satisfy their prompt,
+        the parser's ceiling on real images, and the CLIP score with eval.clip_workdir."""
+        e = self.config.eval
+        suite = prompts_lib.prompt_suite(e.prompts_per_category, seed=e.prompt_seed)
+        texts = [p.text for p in suite for _ in range(e.images_per_prompt)]
+        images = self._batched(make_images, texts, self.config.seed + 100)
+        scenes = scene_lib.parse_scenes(_parse_ready(images))
+        passed = [prompts_lib.score(scenes[i * e.images_per_prompt:(i + 1) * e.images_per_prompt], p)
+                  for i, p in enumerate(suite)]
+        seen_texts = [t for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
+        held = prompts_lib.held_out(suite, seen_texts)
+        out = {f"t2i_{k.replace('/', '_')}": v for k, v in
+               prompts_lib.accuracy_by_category(suite, passed, held).items()}
+        out["t2i_num_images"] = len(images)
+        out["t2i_parser_exact_real"] = self.parser_ceiling(images.shape[1])
+        if e.get("clip_workdir"):
+            from jaxgen.eval.contrastive import CLIPScorer, clip_score
+
+            clip = CLIPScorer(e.clip_workdir)
+            img, txt = clip.images(images), clip.texts(texts)
+            out["clip_score"] = float(clip_score(img, txt).mean())
+            out["clip_score_mismatched"] = float(clip_score(img, np.roll(txt, e.images_per_prompt, 0)).mean())
+        return out
+
+    def _batched(self, make_images, texts: list[str], seed: int) -> np.ndarray:
+        """make_images over `texts` in batches of eval.batch_size (the last one padded: one compiled
+        shape), batch i with key PRNGKey(seed + i): images [len(texts), H, W, C]."""
+        size = self.config.eval.batch_size
+        images = []
+        for i, start in enumerate(range(0, len(texts), size)):
+            chunk = texts[start:start + size]
+            out = make_images(chunk + [chunk[-1]] * (size - len(chunk)), jax.random.PRNGKey(seed + i))
+            images.append(out[:len(chunk)])
+        return np.concatenate(images)
+
+    def parser_ceiling(self, size: int, num: int = 300) -> float:
+        """Exact-scene accuracy of the parser on real test images brought to `size` (bilinear) and
+        read as generated images are: what a perfect model would score at that resolution."""
+        test = self.eval_dataset().arrays
+        real = transforms.resize(transforms.to_unit(jnp.asarray(test["image"][:num]), self.dataset.num_levels), size)
+        parsed = scene_lib.to_records(scene_lib.parse_scenes(_parse_ready(np.asarray(real))))
+        return float(scene_lib.exact_match(parsed, {k: v[:num] for k, v in test.items()}).mean())
+
+    def super_resolution_scores(self, params) -> dict[str, float]:
+        """The SR stage on real test scenes down-sampled to its input size: exact-scene parse accuracy
+        and edge sharpness (mean absolute difference of neighbouring pixels) of its outputs, of the
+        bilinear up-sampling of its inputs, and of the real images."""
+        e = self.config.eval
+        num = min(e.sr_examples, len(self.eval_dataset().arrays["image"]))
+        texts, real = self.test_prompts(num)
+        real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
+        outs = []
+        for i, start in enumerate(range(0, num, e.batch_size)):
+            chunk = list(range(start, min(start + e.batch_size, num)))
+            rows = chunk + [chunk[-1]] * (e.batch_size - len(chunk))
+            out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 200 + i),
+                                        [texts[j] for j in rows], low_res=real[rows])
+            outs.append(out[:len(chunk)])
+        sr = np.concatenate(outs)
+        size = self.image_shape[0]
+        bilinear = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), size))
+        truth = {k: v[:num] for k, v in self.eval_dataset().arrays.items()}
+        out = {}
+        for name, images in (("sr", sr), ("bilinear", bilinear), ("real", np.asarray(transforms.resize(real, size)))):
+            parsed = scene_lib.to_records(scene_lib.parse_scenes(_parse_ready(images)))
+            out[f"{name}_exact_scene"] = float(scene_lib.exact_match(parsed, truth).mean())
+            out[f"{name}_edge_sharpness"] = edge_sharpness(images)
+        return out
+
+    def figures(self, state):
+        """Eight suite prompts (one per row, eight images each) and, for the SR stage, test scenes:
+        input (bilinear), output, truth."""
+        params = self.eval_params(state)
+        suite = prompts_lib.prompt_suite(2, seed=self.config.eval.prompt_seed)
+        if self.stage == "base":
+            texts = [p.text for p in suite for _ in range(8)]
+            images = self._batched(lambda t, rng: self.text_to_image(params, rng, t)[0], texts, self.config.seed + 4)
+            return {"prompts": log.make_grid(images, columns=8)}
+        texts, real = self.test_prompts(8)
+        real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
+        out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 4), texts, low_res=real)
+        up = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), self.image_shape[0]))
+        return {"super_resolution": log.make_grid(np.concatenate([up, out, real]), columns=8)}
+
+
+def _parse_ready(images: np.ndarray) -> np.ndarray:
+    """Images [N, H, W, 3] in [0, 1] at H <= 32 -> [N, 32, 32, 3] by pixel repetition: the parser's
+    thresholds are set for the dataset's 32x32 grid, and repetition (unlike bilinear) keeps each
+    pixel's colour, so shape reads best (on real 16x16 scenes: 83% exact against 47% bilinear)."""
+    factor = shapes_lib.SIZE // images.shape[1]
+    if factor <= 1:
+        return images
+    return np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
+
+
+def edge_sharpness(images: np.ndarray) -> float:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels of images
+    [N, H, W, C] in [0, 1] (higher: sharper edges; blur lowers it)."""
+    images = np.asarray(images, np.float32)
+    return float(0.5 * (np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()))

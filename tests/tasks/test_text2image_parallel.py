@@ -1,0 +1,37 @@
+"""The text2image train step: 8 devices give the 1-device result, and the frozen text encoder stays
+outside the train state (its features arrive as batch data, cached per caption)."""
+import jax
+import numpy as np
+
+from jaxgen import config as config_lib
+from jaxgen.train import loop
+
+
+def test_sr_train_step_on_8_devices_equals_1_device(run_steps):
+    # The SR stage draws the most per-example randomness (step, noise, text drop, augmentation level
+    # and noise): all of it must come from the examples' global keys, not from the device split.
+    # (No attention levels: the smallest program that still draws all of it, to compile fast.)
+    config = config_lib.load("text2image_shapes_sr:quick", ["--config.model.cond_drop_prob=0.5",
+                                                            "--config.model.attention_levels=()"])
+    one, m1 = run_steps(config, jax.devices()[:1])
+    eight, m8 = run_steps(config, jax.devices())
+    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_text_encoder_is_frozen_outside_the_train_state():
+    config = config_lib.load("text2image_shapes:quick")
+    task = loop.make_task(config)
+    state = jax.eval_shape(task.init, jax.random.PRNGKey(0))
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    assert count < 1_000_000 < 22_000_000 < task.text.num_params  # MiniLM's 22.7 M are not in the state
+    assert not any("word_embeddings" in jax.tree_util.keystr(p) for p, _ in
+                   jax.tree_util.tree_flatten_with_path(state)[0])
+    # The features arrive as batch data, cached once per distinct caption.
+    batch = task.host_batch(0)
+    assert batch["context"].shape == (16, 20, 384) and batch["pooled"].shape == (16, 384)
+    assert len(task.text) == len(set(task.dataset.batch(0, 0, 16, keys=("caption",))["caption"].tolist()))
+    again = task.host_batch(0)
+    np.testing.assert_array_equal(again["context"], batch["context"])
+    np.testing.assert_allclose(np.linalg.norm(batch["pooled"], axis=1), 1.0, rtol=1e-5)
