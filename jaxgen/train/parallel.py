@@ -97,8 +97,15 @@ class DataParallel:
         self._stop_arrays: dict[int, jax.Array] = {}
         donate_argnums = (0,) if donate else ()
 
+        multi_process = jax.process_count() > 1
+
         def with_stop(state, batch, stop):
             state, metrics = step(state, batch)
+            if not multi_process:
+                # One process: every device got the same code from the one host, nothing to agree
+                # on, and no extra all-reduce (XLA CPU's fake-device rendezvous is fragile with
+                # several collectives in flight; the single-process program stays the plain step's).
+                return state, metrics, jnp.max(stop)
             # Tie the stop vote to the step's results: without a data dependency XLA CPU may run
             # this all-reduce concurrently with the step's own (a pmean inside a lax.scan, as in the
             # GAN step), and its fake-device rendezvous aborts when two all-reduces interleave.
