@@ -43,7 +43,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # sr_examples: real test scenes the SR stage up-samples.
     c.eval = dict(prompts_per_category=16, images_per_prompt=4, prompt_seed=0, batch_size=64,
                   clip_workdir="", base_workdir="", sr_examples=256)
-    if arg == "quick":
+    if arg == "demo":  # a shorter run (not part of `jaxgen demo`: CPU-days of training for real images)
+        c.train.update(steps=2000, ckpt_every=1000, sample_every=1000)
+    elif arg == "quick":
         c.data.name = "shapes/tiny"
         c.model.update(channels=(16, 32), num_res_blocks=1, attention_levels=(1,), norm_groups=8,
                        timesteps=100, max_text_length=20)
@@ -52,5 +54,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.optim.warmup_steps = 2
         c.eval.update(prompts_per_category=2, images_per_prompt=2, batch_size=16, sr_examples=16)
     elif arg:
-        raise ValueError(f"text2image_shapes takes '' or 'quick', not {arg!r}.")
+        raise ValueError(f"text2image_shapes takes '', 'demo' or 'quick', not {arg!r}.")
     return c

@@ -15,13 +15,13 @@ from experiments.configs.text2image_shapes import get_config as base_config
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    if arg not in ("", "quick"):
-        raise ValueError(f"text2image_shapes_sr takes '' or 'quick', not {arg!r}.")
+    if arg not in ("", "demo", "quick"):
+        raise ValueError(f"text2image_shapes_sr takes '', 'demo' or 'quick', not {arg!r}.")
     c = base_config(arg)
     c.data.image_size = 32
     c.model.update(stage="sr", low_res_size=16, noise_aug_max=0.5)
     c.sample.noise_aug = 0.1
-    if arg == "":
+    if arg in ("", "demo"):
         # The low-res input carries the layout: a smaller, attention-light U-Net suffices (Imagen's
         # SR stages drop self-attention and keep cross-attention to the text at the low levels).
         c.model.update(channels=(32, 64, 128), attention_levels=(2,))

@@ -43,7 +43,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # run that judges (empty: the conditioning one); scene_prompts: prompts per category of the
     # scene-parser suite (0: skip), each sampled scene_images_per_prompt times.
     c.eval = dict(num_samples=200, clip_workdir="", scene_prompts=24, scene_images_per_prompt=4)
-    if arg == "quick":
+    if arg == "demo":  # a shorter run (not part of `jaxgen demo`)
+        c.train.update(steps=2000, ckpt_every=1000)
+    elif arg == "quick":
         c.data.update(name="shapes/tiny", image_size=16)
         c.model.prior.update(width=32, depth=2, timesteps=100)
         c.model.decoder.update(channels=(16, 32), attention_levels=(1,), num_tokens=2, token_dim=16, timesteps=100)
@@ -53,5 +55,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.train.update(steps=4, log_every=2, ckpt_every=4, batch_size=16, ema_decay=0.0)
         c.eval.update(num_samples=16, scene_prompts=2, scene_images_per_prompt=1)
     elif arg:
-        raise ValueError(f"unclip_shapes takes '' or 'quick', not {arg!r}.")
+        raise ValueError(f"unclip_shapes takes '', 'demo' or 'quick', not {arg!r}.")
     return c

@@ -235,13 +235,23 @@ def restore_for_eval(workdir: str, devices: list | None = None, overrides: Seque
     """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device;
     `overrides` (--config.sample.x=y, ...) change how it is sampled or evaluated, not the model."""
     from jaxgen.config import apply_override
-    from jaxgen.train.checkpoint import CheckpointError, load_run_config
+    from jaxgen.train.checkpoint import CheckpointError, incomplete_checkpoints, load_run_config
 
     config = load_run_config(workdir)
     for item in overrides:
         apply_override(config, item)
     ckpt = Checkpointer(workdir)
-    if ckpt.latest_step() is None:
+    latest = ckpt.latest_step()
+    # A damaged step folder newer than the newest complete one (not an unfinished save, whose
+    # temporary folder is not named by its step) would otherwise be passed over in silence, and the
+    # user would sample an older model than the one they trained.
+    damaged = [(int(n), why) for n, why in incomplete_checkpoints(ckpt.directory)
+               if n.isdigit() and (latest is None or int(n) > latest)]
+    if damaged:
+        step, why = max(damaged)
+        raise CheckpointError(f"checkpoint {step} in {ckpt.directory} cannot be used ({why}); `jaxgen train` "
+                              f"with the same --workdir removes it and resumes from the last complete one.")
+    if latest is None:
         raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
     task = make_task(config)
     task.load_assets(workdir)

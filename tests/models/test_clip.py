@@ -83,10 +83,11 @@ def test_logit_scale_is_clamped_at_100():
                           text_width=8, text_depth=1, num_heads=2)
     images = jax.random.normal(jax.random.PRNGKey(5), (2, 8, 8, 1))
     tokens = jnp.array([[2, 4, 3, 0], [2, 5, 6, 3]])
-    params = model.init(jax.random.PRNGKey(0), images, tokens)["params"]
-    np.testing.assert_allclose(model.apply({"params": params}, images, tokens)[2], 1 / 0.07, rtol=1e-5)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), images, tokens)["params"]  # jit: one compile, not one per op
+    apply = jax.jit(model.apply)
+    np.testing.assert_allclose(apply({"params": params}, images, tokens)[2], 1 / 0.07, rtol=1e-5)
     params = {**params, "log_scale": jnp.asarray(7.0)}  # exp(7) = 1097
-    img, txt, scale, _ = model.apply({"params": params}, images, tokens)
+    img, txt, scale, _ = apply({"params": params}, images, tokens)
     np.testing.assert_allclose(scale, 100.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(img, axis=-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=-1), 1.0, rtol=1e-5)
@@ -134,8 +135,8 @@ def test_vit_tower_gives_normalised_embeddings():
     model = clip_lib.CLIP(vocab_size=10, context_length=4, embed_dim=8, image_tower="vit", image_width=16,
                           patch_size=4, vit_depth=1, text_width=8, text_depth=1, num_heads=2)
     images, tokens = jnp.ones((3, 16, 16, 3)), jnp.array([[2, 4, 3, 0]] * 3)
-    params = model.init(jax.random.PRNGKey(0), images, tokens)["params"]
-    img, _, _, _ = model.apply({"params": params}, images, tokens)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), images, tokens)["params"]
+    img, _, _, _ = jax.jit(model.apply)({"params": params}, images, tokens)
     assert img.shape == (3, 8)
     np.testing.assert_allclose(np.linalg.norm(img, axis=-1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="patches"):
