@@ -146,11 +146,18 @@ class DiffusionTask(Task):
         args = (params, rng, labels, guidance)
         settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"],
                     float(s["percentile"]), s["variance"], guidance is not None)
+        return self.run_chain(self._sampler, settings, args)
+
+    def run_chain(self, make, settings: tuple, args: tuple):
+        """Runs the reverse chain `make(*settings)` on `args`, compiled once per (make, settings) and
+        reused across calls: (images float [N, H, W, C] in [0, 1], stats with compile_seconds and
+        sample_seconds apart)."""
+        key = (make.__name__,) + settings
         start = time.perf_counter()
-        if settings not in self._samplers:  # one compiled chain per setting, reused across calls
-            self._samplers[settings] = jax.jit(self._sampler(*settings)).lower(*args).compile()
+        if key not in self._samplers:
+            self._samplers[key] = jax.jit(make(*settings)).lower(*args).compile()
         compiled = time.perf_counter()
-        x, stats = self._samplers[settings](*args)
+        x, stats = self._samplers[key](*args)
         images = np.asarray(jnp.clip((x + 1.0) / 2.0, 0.0, 1.0))
         stats = {k: float(v) for k, v in stats.items()}
         stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)

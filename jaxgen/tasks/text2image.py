@@ -30,8 +30,6 @@ up-sampling (parse accuracy and edge sharpness).
 """
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -151,15 +149,7 @@ class Text2ImageTask(DiffusionTask):
         settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"], float(s["percentile"]),
                     s["variance"], float(s.get("noise_aug", 0.0)))
         args = (params, rng, cond, jnp.float32(s["guidance"]))
-        start = time.perf_counter()
-        if settings not in self._samplers:  # one compiled chain per setting, reused across calls
-            self._samplers[settings] = jax.jit(self._text_sampler(*settings)).lower(*args).compile()
-        compiled = time.perf_counter()
-        x, stats = self._samplers[settings](*args)
-        images = np.asarray(jnp.clip((x + 1.0) / 2.0, 0.0, 1.0))
-        stats = {k: float(v) for k, v in stats.items()}
-        stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)
-        return images, stats
+        return self.run_chain(self._text_sampler, settings, args)
 
     def _text_sampler(self, num, method, steps, eta, thresholding, percentile, variance, noise_aug):
         """The reverse chain for one setting, as a function of (params, rng, cond, guidance)."""
