@@ -215,7 +215,8 @@ class CLIPTask(Task):
         for style in shapes_lib.CAPTION_STYLES:
             texts = [str(t) for t in test.arrays[shapes_lib.CAPTION_KEYS[style]]]
             keys = captions.scene_keys(style, test.arrays)
-            scores = contrastive.retrieval_scores(self.embed_texts(params, texts), test_emb, keys, texts)
+            text_emb = self.embed_texts(params, texts)
+            scores = contrastive.retrieval_scores(text_emb, test_emb, keys, texts)
             out.update({f"test_{style}_{k}": v for k, v in scores.items()})
             if style == "full":  # scenes whose caption never occurs in training: unseen combinations
                 novel = np.array([t not in train_full for t in texts])
@@ -223,10 +224,9 @@ class CLIPTask(Task):
                 if novel.any():
                     key_id = {k: i for i, k in enumerate(dict.fromkeys(keys))}
                     ids = np.array([key_id[k] for k in keys])
-                    sim = self.embed_texts(params, [t for t, n in zip(texts, novel) if n]) @ test_emb.T
+                    sim = text_emb[novel] @ test_emb.T
                     r1 = contrastive.recall_at_k(sim, ids[novel][:, None] == ids[None, :], ks=(1,))[1]
                     out["test_full_novel_t2i_r1"] = r1
-        txt_emb = self.embed_texts(params, [str(t) for t in test.arrays["caption"]])
-        out.update(contrastive.clip_score_summary(test_emb, txt_emb))
+                out.update(contrastive.clip_score_summary(test_emb, text_emb))  # the full captions
         return out
 
