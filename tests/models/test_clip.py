@@ -104,13 +104,14 @@ def test_gathered_loss_and_gradients_on_8_devices_equal_the_global_batch(kind):
     images = jnp.asarray(rng.normal(size=(32, 8, 8, 1)).astype(np.float32))
     tokens = np.zeros((32, 6), np.int32)
     tokens[:, 0], tokens[:, 1:4], tokens[:, 4] = 2, rng.integers(4, 12, (32, 3)), 3
-    params = model.init(jax.random.PRNGKey(1), images[:1], tokens[:1])["params"]
+    # Everything jitted: op-by-op execution compiles every primitive on its own (a minute here).
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), images[:1], tokens[:1])["params"]
 
     def loss_fn(p, x, t, axis_name):
         img, txt, scale, bias = model.apply({"params": p}, x, t)
         return clip_lib.contrastive_loss(img, txt, scale, bias, kind, axis_name)[0]
 
-    global_loss, global_grads = jax.value_and_grad(loss_fn)(params, images, tokens, None)
+    global_loss, global_grads = jax.jit(jax.value_and_grad(loss_fn), static_argnums=3)(params, images, tokens, None)
     mesh = Mesh(np.asarray(jax.devices()[:8]), (parallel.AXIS,))
 
     def per_device(gather):

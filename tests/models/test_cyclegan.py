@@ -23,10 +23,10 @@ def test_networks_shapes():
     d = C.PatchDiscriminator(channels=(4, 8))
     rng = jax.random.key(0, impl="rbg")
     x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3), minval=-1, maxval=1)
-    y = g.apply(jax.jit(g.init)(rng, x), x)
+    y = jax.jit(g.apply)(jax.jit(g.init)(rng, x), x)
     assert y.shape == x.shape and float(jnp.abs(y).max()) <= 1.0
     # two stride-2 layers except the last: 16 -> 8 (first layer), then stride 1 -> 8x8 patches
-    assert d.apply(jax.jit(d.init)(rng, x), x).shape == (2, 8, 8)
+    assert jax.jit(d.apply)(jax.jit(d.init)(rng, x), x).shape == (2, 8, 8)
 
 
 def _images(n, start=0):

@@ -28,30 +28,29 @@ def clip_run(tmp_path_factory):
     return workdir
 
 
+NO_ATTENTION = "--config.model.decoder.attention_levels=()"
+
+
 def _config(clip_run, *overrides):
     return config_lib.load("unclip_shapes:quick", [f"--config.model.clip_workdir={clip_run}", *overrides])
 
 
 def test_eight_devices_equal_one_device(clip_run, run_steps):
-    """Both losses are means of per-example terms with per-example keys: 8 x 2 rows step like 1 x 16."""
-    config = _config(clip_run)
+    """Both losses are means of per-example terms with per-example keys: 8 x 2 rows step like 1 x 16.
+    (A decoder without attention levels: the image embedding still conditions it through the time
+    embedding, every random draw is still made, and the programs compile twice as fast.)"""
+    config = _config(clip_run, NO_ATTENTION)
     one, m1 = run_steps(config, jax.devices()[:1], "shard_map")
     eight, m8 = run_steps(config, jax.devices(), "shard_map")
     assert set(m1) >= {"loss", "prior_loss", "decoder_loss", "prior_grad_norm", "decoder_grad_norm"}
     for k in m1:
         np.testing.assert_allclose(m1[k], m8[k], rtol=2e-5, atol=1e-6, err_msg=k)
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(one), jax.tree.leaves(eight)):
-        if "['key']['bias']" in jax.tree_util.keystr(path):
-            # The attention key bias b_k adds q.b_k to every logit of a query: softmax cancels it,
-            # so its gradient is zero up to rounding, which Adam scales up to tiny steps that differ
-            # with the summation order of each device split. It must stay at ~0, nothing more.
-            assert np.abs(a).max() < 1e-4 and np.abs(b).max() < 1e-4
-            continue
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6, err_msg=jax.tree_util.keystr(path))
 
 
 def test_clip_is_frozen_and_feeds_the_batch(clip_run, run_steps):
-    config = _config(clip_run)
+    config = _config(clip_run, NO_ATTENTION)  # the 1-device program of the test above
     state, _ = run_steps(config, jax.devices()[:1], "shard_map", steps=2)
     # CLIP is not in the train state: only the prior and the decoder are trained...
     assert sorted(state.params) == ["decoder", "prior"]
