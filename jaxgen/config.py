@@ -22,6 +22,10 @@ TRAIN_DEFAULTS = {
     "grad_accum": 1,             # micro-batches per optimizer update (jaxgen.train.accumulate)
     "compute_dtype": "float32",  # 'float32' | 'bfloat16' activations (jaxgen.train.precision)
 }
+# Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
+EVAL_DEFAULTS = {
+    "use_ema": True,  # sample and evaluate with the EMA of the weights when the run keeps one
+}
 
 
 class ConfigError(ValueError):
@@ -51,14 +55,20 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
         module = importlib.import_module(f"experiments.configs.{name}")
     config = module.get_config(arg) if arg else module.get_config()
     config.name = os.path.basename(name)[:-3] if name.endswith(".py") else name
-    if "train" in config:
-        for key, value in TRAIN_DEFAULTS.items():
-            if key not in config.train:
-                config.train[key] = value
+    fill_defaults(config)
     for item in overrides:
         apply_override(config, item)
     validate(config)
     return config
+
+
+def fill_defaults(config: ml_collections.ConfigDict) -> None:
+    """Adds the engine fields (TRAIN_DEFAULTS, EVAL_DEFAULTS) that `config` leaves out, in place."""
+    for section, defaults in (("train", TRAIN_DEFAULTS), ("eval", EVAL_DEFAULTS)):
+        if section in config:
+            for key, value in defaults.items():
+                if key not in config[section]:
+                    config[section][key] = value
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:

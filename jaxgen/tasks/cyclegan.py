@@ -115,7 +115,7 @@ class CycleGANTask(Task):
                              ema_params=ema, pools=pools)
 
     def eval_params(self, state):
-        g = state.ema_params if state.ema_params is not None else state.params["generator"]
+        g = state.ema_params if self.uses_ema(state) else state.params["generator"]
         return {"generator": g, "discriminator": state.params["discriminator"]}
 
     def _translate(self, gen, x=None, y=None):

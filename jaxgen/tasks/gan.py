@@ -120,7 +120,7 @@ class GANTask(Task):
 
     def eval_params(self, state):
         """Both players' params, with the generator's EMA in place of the generator when kept."""
-        g = state.ema_params if state.ema_params is not None else state.params["generator"]
+        g = state.ema_params if self.uses_ema(state) else state.params["generator"]
         return {"generator": g, "discriminator": state.params["discriminator"]}
 
     # ---- the two players -------------------------------------------------------------------------

@@ -49,3 +49,25 @@ def test_config_file_path(tmp_path):
     assert config_lib.load(str(path)).name == "mine"
     with pytest.raises(ConfigError, match="does not exist"):
         config_lib.load(str(tmp_path / "missing.py"))
+
+
+def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it():
+    import numpy as np
+
+    from jaxgen.train import loop
+    from jaxgen.train.state import TrainState
+
+    config = config_lib.load("vae_digits:quick")
+    assert config.eval.use_ema is True  # filled in by the engine defaults
+    state = TrainState(step=np.int32(3), params={"w": np.zeros(2)}, opt_state=(), rng=np.zeros(2, np.uint32),
+                       ema_params={"w": np.ones(2)})
+    assert loop.make_task(config).eval_params(state)["w"][0] == 1.0  # the EMA by default
+    raw = config_lib.load("vae_digits:quick", ["--config.eval.use_ema=false"])
+    assert loop.make_task(raw).eval_params(state)["w"][0] == 0.0
+    assert loop.make_task(config).eval_params(state.replace(ema_params=None))["w"][0] == 0.0
+    # A config saved before the field existed (as a run's config.json is read back) takes it again.
+    old = config_lib.load("vae_digits:quick")
+    del old.eval["use_ema"]
+    config_lib.fill_defaults(old)
+    config_lib.apply_override(old, "--config.eval.use_ema=false")
+    assert old.eval.use_ema is False
