@@ -15,8 +15,9 @@ def test_every_shipped_config_loads_and_validates():
 
 
 def test_overrides_are_typed_like_the_field():
-    c = config_lib.load("vae_digits", ["--config.train.steps=7", "--config.optim.lr=1", "--config.model.channels=(8,16)",
-                                       "--config.model.variational=false", "--config.data.data_dir=/tmp/x"])
+    c = config_lib.load("vae_digits", ["--config.train.steps=7", "--config.optim.lr=1",
+                                       "--config.model.channels=(8,16)", "--config.model.variational=false",
+                                       "--config.data.data_dir=/tmp/x"])
     assert c.train.steps == 7 and isinstance(c.train.steps, int)
     assert c.optim.lr == 1.0 and isinstance(c.optim.lr, float)
     assert tuple(c.model.channels) == (8, 16)
