@@ -69,6 +69,7 @@ class Task:
         return state.ema_params if self.uses_ema(state) else state.params
 
     def uses_ema(self, state: TrainState) -> bool:
+        """Whether eval_params gives the EMA (a run with one, eval.use_ema not False)."""
         return state.ema_params is not None and self.config.get("eval", {}).get("use_ema", True)
 
     def host_batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:

@@ -251,11 +251,16 @@ def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyT
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run in `workdir` was started with (from config.json, else its newest checkpoint)."""
+    """The config a run in `workdir` was started with (from config.json, else its newest checkpoint),
+    with the engine fields it predates filled in (config.fill_defaults), so their overrides work."""
     path = os.path.join(workdir, "config.json")
     if os.path.isfile(path):
         with open(path) as f:
-            return config_lib.from_dict(json.load(f))
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+            saved = json.load(f)
+    elif os.path.isdir(os.path.join(workdir, "checkpoints")):
+        saved = Checkpointer(workdir).saved_config()
+    else:
         raise CheckpointError(f"{workdir} holds no jaxgen run (no config.json and no checkpoints/).")
-    return config_lib.from_dict(Checkpointer(workdir).saved_config())
+    config = config_lib.from_dict(saved)
+    config_lib.fill_defaults(config)
+    return config

@@ -234,11 +234,10 @@ def _save_samples(task, step_fn, state, rng, workdir, writer, step) -> None:
 def restore_for_eval(workdir: str, devices: list | None = None, overrides: Sequence[str] = ()):
     """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device;
     `overrides` (--config.sample.x=y, ...) change how it is sampled or evaluated, not the model."""
-    from jaxgen.config import apply_override, fill_defaults
+    from jaxgen.config import apply_override
     from jaxgen.train.checkpoint import CheckpointError, incomplete_checkpoints, load_run_config
 
     config = load_run_config(workdir)
-    fill_defaults(config)  # a run saved before an engine field existed still takes its override
     for item in overrides:
         apply_override(config, item)
     ckpt = Checkpointer(workdir)

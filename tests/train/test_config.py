@@ -52,10 +52,11 @@ def test_config_file_path(tmp_path):
         config_lib.load(str(tmp_path / "missing.py"))
 
 
-def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it():
+def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it(tmp_path):
     import numpy as np
 
     from jaxgen.train import loop
+    from jaxgen.train.checkpoint import load_run_config
     from jaxgen.train.state import TrainState
 
     config = config_lib.load("vae_digits:quick")
@@ -66,9 +67,11 @@ def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it():
     raw = config_lib.load("vae_digits:quick", ["--config.eval.use_ema=false"])
     assert loop.make_task(raw).eval_params(state)["w"][0] == 0.0
     assert loop.make_task(config).eval_params(state.replace(ema_params=None))["w"][0] == 0.0
-    # A config saved before the field existed (as a run's config.json is read back) takes it again.
-    old = config_lib.load("vae_digits:quick")
-    del old.eval["use_ema"]
-    config_lib.fill_defaults(old)
+    # A run saved before the field existed: its config.json, read back, takes the override again.
+    saved = config_lib.load("vae_digits:quick")
+    del saved.eval["use_ema"]
+    (tmp_path / "config.json").write_text(config_lib.to_json(saved))
+    old = load_run_config(str(tmp_path))
+    assert old.eval.use_ema is True
     config_lib.apply_override(old, "--config.eval.use_ema=false")
     assert old.eval.use_ema is False
