@@ -24,7 +24,7 @@ from jaxgen.train import loop, parallel
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 THRESHOLD_COMPARISON = (4.0, 8.0)  # the scales at which static / none are also run
 STEPS = (10, 20, 50, 100, 1000)
-COLUMNS = ("frechet_distance", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
+COLUMNS = ("frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
            "x0_out_of_range", "sample_seconds", "compile_seconds")
 
 
@@ -58,7 +58,8 @@ def plot(rows: list[dict], floor: float, path: str) -> None:
         axes[2].plot(w, [r["saturated_fraction"] for r in sel], style, label=kind)
     axes[0].axhline(floor, color="grey", lw=0.8, label="real test vs train")
     axes[2].axhline(rows[0]["saturated_fraction_real"], color="grey", lw=0.8, label="real images")
-    for ax, name in zip(axes, ("Frechet distance (lower is better)", "class accuracy", "saturated pixels"), strict=True):
+    titles = ("Frechet distance (lower is better)", "class accuracy", "saturated pixels")
+    for ax, name in zip(axes, titles, strict=True):
         ax.set_xlabel("guidance scale w")
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=7)

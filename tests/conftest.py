@@ -21,3 +21,17 @@ from jaxgen.train.parallel import configure_jax  # noqa: E402
 # Most of the suite's time is XLA compilation (threefry alone takes seconds per program on this CPU);
 # the persistent cache compiles each distinct program once per machine, across tests and subprocesses.
 configure_jax()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def classifier_run(tmp_path_factory):
+    """A quick classifier_digits run: the feature space that judges digit samples in tests."""
+    from jaxgen import config as config_lib
+    from jaxgen.train import loop
+
+    workdir = str(tmp_path_factory.mktemp("clf"))
+    loop.train(config_lib.load("classifier_digits:quick"), workdir, quiet=True)
+    return workdir

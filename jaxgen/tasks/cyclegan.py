@@ -189,9 +189,7 @@ class CycleGANTask(Task):
         updates, d_opt = self.d_tx.update(d_grads, state.opt_state["discriminator"], disc)
         disc = optax.apply_updates(disc, updates)
 
-        ema = state.ema_params
-        if ema is not None:
-            ema = optax.incremental_update(gen, ema, step_size=1.0 - t.ema_decay)
+        ema = state_lib.update_ema(state.ema_params, gen, t.ema_decay, state.step)
         state = state.replace(step=state.step + 1, params={"generator": gen, "discriminator": disc},
                               opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema, pools=pools)
         metrics = {"loss": g_metrics["g_loss"] + d_metrics["d_loss"], **g_metrics, **d_metrics,

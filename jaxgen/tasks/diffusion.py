@@ -252,17 +252,14 @@ class DiffusionTask(Task):
                         "decoder": float(decoder[:, parts_at].mean())}
 
     def sample_quality(self, params, judge, num: int, **overrides) -> dict[str, float]:
-        """Frechet distance etc. of `num` samples in the classifier's feature space."""
+        """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling), the sampler's
+        statistics, and the fraction of saturated pixels beside that of real images."""
         images, stats = self.generate(params, jax.random.PRNGKey(self.config.seed + 3), num, **overrides)
-        results = judge.score(images)
+        results = judge.score(images, np.arange(num) % self.num_classes if self.num_classes else None)
         results.update(stats)
         results["saturated_fraction"] = saturated_fraction(images)
         real = np.asarray(self.preprocess(self.eval_dataset().arrays["image"]) + 1.0) / 2.0
         results["saturated_fraction_real"] = saturated_fraction(real)
-        if self.num_classes:
-            logits, _ = judge(images)
-            labels = np.arange(num) % self.num_classes
-            results["class_accuracy"] = float(np.mean(logits.argmax(-1) == labels))
         return results
 
     def figures(self, state):

@@ -33,7 +33,6 @@ import numpy as np
 import optax
 
 from jaxgen.data import transforms
-from jaxgen.eval import frechet, precision_recall
 from jaxgen.models import gan as gan_lib
 from jaxgen.tasks.base import Task, TaskError
 from jaxgen.train import accumulate, log, parallel, precision
@@ -216,9 +215,7 @@ class GANTask(Task):
         y = jnp.swapaxes(batch["label"], 0, 1).astype(jnp.int32) if self.num_classes else None
         d_params, d_opt, d_metrics = self.discriminator_phase(state, x, y)
         g_params, g_opt, g_metrics = self.generator_phase(state, d_params, x.shape[1])
-        ema = state.ema_params
-        if ema is not None:
-            ema = optax.incremental_update(g_params, ema, step_size=1.0 - self.config.train.ema_decay)
+        ema = state_lib.update_ema(state.ema_params, g_params, self.config.train.ema_decay, state.step)
         state = state.replace(step=state.step + 1, params={"generator": g_params, "discriminator": d_params},
                               opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema)
         metrics = {**d_metrics, **g_metrics}
@@ -273,12 +270,9 @@ class GANTask(Task):
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(self, state):
         """Discriminator outputs on test data and samples, sample diversity, and - with
-        eval.classifier_workdir - the digits-classifier metrics: Frechet distance (all samples, and
-        the mean over chunks the size of the test split, comparable with the floor = real test vs
-        real train), improved precision / recall (k-NN radii), classes covered, KL of the class
-        histogram to uniform, and for a conditional GAN the accuracy of the requested class.
-        The Frechet distances are to the *train* split the GAN learned from, like the floor's;
-        frechet_distance_to_test is the distance to the held-out test digits."""
+        eval.classifier_workdir - the digits-classifier metrics of every family (ClassifierJudge.score:
+        Frechet distances, precision / recall, class coverage, and for a conditional GAN the accuracy
+        of the requested class)."""
         e = self.config.eval
         params = self.eval_params(state)
         images, labels = self._samples(params, jax.random.PRNGKey(self.config.seed + 3), e.num_fd_samples)
@@ -303,27 +297,4 @@ class GANTask(Task):
 
         e = self.config.eval
         judge = ClassifierJudge(e.classifier_workdir)
-        logits, feats = judge(images)
-        train_feats, _ = judge.real_features("train")
-        test_feats, _ = judge.real_features("test")
-        floor = frechet.frechet_distance(test_feats, train_feats)
-        n_test = len(test_feats)
-        chunks = [feats[i:i + n_test] for i in range(0, len(feats) - n_test + 1, n_test)]
-        matched = float(np.mean([frechet.frechet_distance(c, train_feats) for c in chunks])) if chunks else float("nan")
-        pr = precision_recall.precision_recall(train_feats, feats[:len(train_feats)], k=e.pr_k)
-        pr_floor = precision_recall.precision_recall(train_feats, test_feats, k=e.pr_k)
-        counts = np.bincount(logits.argmax(-1), minlength=logits.shape[-1]).astype(np.float64)
-        p = counts / counts.sum()
-        kl = float(np.sum(np.where(p > 0, p * np.log(np.maximum(p, 1e-12) * len(p)), 0.0)))
-        out = {"frechet_distance": frechet.frechet_distance(feats, train_feats),
-               f"frechet_distance_{n_test}": matched,
-               "frechet_floor_test_vs_train": floor,
-               # to held-out digits: a generator that copies its training set is no closer to them
-               "frechet_distance_to_test": frechet.frechet_distance(feats, test_feats),
-               "fd_over_floor": matched / floor,
-               "precision": pr["precision"], "recall": pr["recall"],
-               "precision_test_vs_train": pr_floor["precision"], "recall_test_vs_train": pr_floor["recall"],
-               "classes_covered": int((counts > 0).sum()), "class_kl_to_uniform": kl}
-        if self.num_classes:
-            out["class_accuracy"] = float(np.mean(logits.argmax(-1) == labels))
-        return out
+        return judge.score(images, labels if self.num_classes else None, pr_k=e.pr_k)

@@ -123,13 +123,6 @@ def test_short_run_trains_the_discriminator_and_gives_varied_samples(tmp_path):
     assert np.abs(images - untrained).mean() > 0.05
 
 
-@pytest.fixture(scope="module")
-def classifier_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("clf"))
-    loop.train(_config("classifier_digits"), workdir, quiet=True)
-    return workdir
-
-
 # The same overrides as the data-parallel test where the config is shared: the compiled step is reused.
 @pytest.mark.parametrize("name, overrides", [("gan_digits", ()), ("cgan_digits", CGAN_OVERRIDES),
                                              ("cyclegan_shapes", CYCLEGAN_OVERRIDES)])
