@@ -3,12 +3,15 @@
     python -m experiments.diffusion_sweeps --workdir runs/diffusion_digits_class \
         --classifier runs/classifier_digits [--num 500] [--out experiments/results]
 
-Guidance sweep (Ho & Salimans 2022, fig. 4): for w in 0, 0.5, 1, 2, 4, 8 with dynamic thresholding,
-the Frechet distance of `num` samples to the real train split in the digits classifier's feature
-space, the fraction classified as the requested digit, the class-histogram KL to uniform, and the
-saturation of the images; at the high scales also with static clipping and with no thresholding, to
-show what dynamic thresholding fixes (Saharia et al. 2022, sec. 2.3). Steps sweep: DDIM with 10, 20,
-50, 100 and 1000 steps at the config's guidance scale, quality against sampling time.
+Guidance sweep (Ho & Salimans 2022, fig. 4): for w in 0, 0.5, 1, 2, 4, 8 with the config's sampler
+(method, steps) and dynamic thresholding, the Frechet distance of `num` samples to the real train
+split in the digits classifier's feature space (of all samples, and the mean over chunks of 360, the
+test split's size, which compares with the floor and across sample counts), the fraction classified
+as the requested digit, the class-histogram KL to uniform, and the saturation of the images; at the
+high scales also with static clipping and with no thresholding, to show what dynamic thresholding
+fixes (Saharia et al. 2022, sec. 2.3); and the ancestral sampler (DDPM respaced to 100 steps) at
+w = 0, 1 and 2. Steps sweep: DDIM with 10, 20, 50, 100 and 1000 steps at the config's guidance scale,
+quality against sampling time.
 
 Writes diffusion_guidance.{json,md,png} and diffusion_steps.{json,md} into --out.
 """
@@ -24,6 +27,7 @@ from jaxgen.train import loop, parallel
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 THRESHOLD_COMPARISON = (4.0, 8.0)  # the scales at which static / none are also run
 STEPS = (10, 20, 50, 100, 1000)
+ANCESTRAL_STEPS, ANCESTRAL_GUIDANCE = 100, (0.0, 1.0, 2.0)
 COLUMNS = ("frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
            "x0_out_of_range", "sample_seconds", "compile_seconds")
 
@@ -85,26 +89,32 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num,
             "sampler": config.sample.to_dict()}
 
-    rows = [run_setting(task, params, judge, args.num, guidance=w, thresholding="dynamic") for w in GUIDANCE]
-    rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind)
+    method, steps = config.sample.method, int(config.sample.steps)
+    rows = [run_setting(task, params, judge, args.num, guidance=w, thresholding="dynamic", method=method, steps=steps)
+            for w in GUIDANCE]
+    rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind, method=method, steps=steps)
              for kind in ("static", "none") for w in THRESHOLD_COMPARISON]
+    # The ancestral sampler (DDPM, respaced to ANCESTRAL_STEPS) at low guidance, where it is best.
+    rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind, method="ddpm",
+                         steps=ANCESTRAL_STEPS) for kind in ("dynamic", "static") for w in ANCESTRAL_GUIDANCE]
     floor = rows[0]["frechet_floor_test_vs_train"]
-    note = (f"{args.num} DDIM-{config.sample.steps} samples per row from {args.workdir} (step {int(state.step)}), "
+    note = (f"{args.num} samples per row from {args.workdir} (step {int(state.step)}), "
             f"judged by {args.classifier}; Frechet floor (real test vs train) {floor:.1f}; saturated pixels "
             f"of real images {rows[0]['saturated_fraction_real']:.3f}. Command: python -m "
             f"experiments.diffusion_sweeps --workdir {args.workdir} --classifier {args.classifier} --num {args.num}")
     with open(os.path.join(args.out, "diffusion_guidance.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     with open(os.path.join(args.out, "diffusion_guidance.md"), "w") as f:
-        f.write(markdown(rows, ("guidance", "thresholding"), "Classifier-free guidance sweep", note))
-    plot(rows, floor, os.path.join(args.out, "diffusion_guidance.png"))
+        f.write(markdown(rows, ("method", "steps", "guidance", "thresholding"), "Classifier-free guidance sweep",
+                         note))
+    plot([r for r in rows if r["method"] == method], floor, os.path.join(args.out, "diffusion_guidance.png"))
     if args.skip_steps:
         return
 
     w = float(config.sample.guidance)
-    steps_rows = [run_setting(task, params, judge, args.steps_num, guidance=w, steps=n)
+    steps_rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method="ddim", steps=n)
                   for n in STEPS if n <= config.model.timesteps]
-    note = note.replace(f"{args.num} DDIM-{config.sample.steps} samples", f"{args.steps_num} DDIM samples at w = {w}")
+    note = note.replace(f"{args.num} samples per row", f"{args.steps_num} DDIM samples per row at w = {w}")
     note += f" --steps_num {args.steps_num}"
     with open(os.path.join(args.out, "diffusion_steps.json"), "w") as f:
         json.dump({"meta": meta, "rows": steps_rows}, f, indent=2)

@@ -4,8 +4,9 @@
         --config.eval.classifier_workdir=runs/classifier_digits
     jaxgen eval --workdir runs/diffusion_digits
 
-`get_config("8x8")` trains at the digits' native 8x8 with 17 levels, where `jaxgen eval` reports the
-variational bound in bits/dim on the same discrete data as the VAE. `"demo"` is the small run of
+`get_config("8x8")` trains at the digits' native 8x8 with 17 levels for 12,000 steps, where `jaxgen
+eval` reports the variational bound in bits/dim on the same discrete data as the VAE (and the
+samples compare with the GAN's, also 8x8). `"demo"` is the small run of
 `jaxgen demo` (8x8, 3,000 steps: class accuracy ~85% at w = 2 for the class-conditional variant),
 `"quick"` a smoke run of a few steps. The class-conditional model with classifier-free guidance is
 diffusion_digits_class.
@@ -43,7 +44,10 @@ def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
     # vlb_select_examples: training images on which the likelihood bound's t0 is chosen.
     c.eval = dict(vlb=True, vlb_select_examples=360, batch_size=120, classifier_workdir="", num_fd_samples=1000)
     if arg == "8x8":
+        # 12,000 steps (17 min on 2 cores): the class-conditional model then meets the issue's goals
+        # (99.95 % classified as requested at w = 2; README results).
         c.data.image_size = 8
+        c.train.update(steps=12000, ckpt_every=3000)
     elif arg == "demo":
         # Under two minutes on 2 cores at the native 8x8 (4x fewer pixels than 16x16 buys 2.5x the
         # steps; 1,200 steps at 16x16 still drew noise). EMA 0.995: a 0.999 average spans ~1,000

@@ -125,17 +125,23 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
 
 
 def test_stop_flag_codes_and_a_second_ctrl_c_interrupts_at_once():
-    with loop._StopFlag() as stop:
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGTERM)  # repeated notices keep waiting for the save
-        assert loop._STOP_CODES[stop.code] == "SIGTERM"
-    with loop._StopFlag() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert loop._STOP_CODES[stop.code] == "SIGINT"
-        with pytest.raises(KeyboardInterrupt):
+    # Start from Python's own SIGINT handler, as a CLI process does: a pytest worker's handler may
+    # have been replaced by whatever ran in it before (this test failed once that way in a full run).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with loop._StopFlag() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # repeated notices keep waiting for the save
+            assert loop._STOP_CODES[stop.code] == "SIGTERM"
+        with loop._StopFlag() as stop:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1.0)  # the handler runs between bytecodes; never reached
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert loop._STOP_CODES[stop.code] == "SIGINT"
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)  # the handler runs between bytecodes; never reached
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 @pytest.mark.parametrize("mode", ["shard_map", "pmap"])
