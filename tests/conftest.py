@@ -23,15 +23,51 @@ from jaxgen.train.parallel import configure_jax  # noqa: E402
 configure_jax()
 
 
+import fcntl  # noqa: E402
+
 import pytest  # noqa: E402
 
 
+def _shared_dir(tmp_path_factory, name: str, build) -> str:
+    """A folder that `build(path)` fills once per test run, however many xdist workers ask for it.
+
+    pytest-xdist gives every worker its own session, so a module- or session-scoped fixture that
+    trains a run would train it once per worker that runs one of its tests (`--dist worksteal`
+    splits modules). The workers share the parent of their base temp folder: the first to get here
+    builds under a file lock, the others wait for it and reuse the result (the waiting costs no CPU).
+    Tests must treat the folder as read-only, except for files no other test reads.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (path / ".complete").exists():  # a worker that failed mid-build leaves no marker
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+                path.mkdir()
+                build(path)
+                (path / ".complete").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
-def classifier_run(tmp_path_factory):
+def shared_dir(tmp_path_factory):
+    """`shared_dir(name, build)` -> a folder built once per test run (see _shared_dir)."""
+    return lambda name, build: _shared_dir(tmp_path_factory, name, build)
+
+
+@pytest.fixture(scope="session")
+def classifier_run(shared_dir):
     """A quick classifier_digits run: the feature space that judges digit samples in tests."""
     from jaxgen import config as config_lib
     from jaxgen.train import loop
 
-    workdir = str(tmp_path_factory.mktemp("clf"))
-    loop.train(config_lib.load("classifier_digits:quick"), workdir, quiet=True)
-    return workdir
+    def build(path):
+        loop.train(config_lib.load("classifier_digits:quick"), str(path / "run"), quiet=True)
+    return os.path.join(shared_dir("classifier_digits", build), "run")

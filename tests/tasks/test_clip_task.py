@@ -74,12 +74,13 @@ def test_bad_caption_styles_and_unlabelled_data_are_errors():
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run(shared_dir):
     """A tiny CLIP trained 150 steps on templated digit captions."""
-    workdir = str(tmp_path_factory.mktemp("clip") / "run")
-    assert cli.main(["train", "clip_digits:quick", "--workdir", workdir, "--quiet", "--config.train.steps=150",
-                     "--config.train.log_every=50", "--config.train.ckpt_every=150", "--config.optim.lr=0.003"]) == 0
-    return workdir
+    def build(path):
+        assert cli.main(["train", "clip_digits:quick", "--workdir", str(path / "run"), "--quiet",
+                         "--config.train.steps=150", "--config.train.log_every=50", "--config.train.ckpt_every=150",
+                         "--config.optim.lr=0.003"]) == 0
+    return os.path.join(shared_dir("clip_digits", build), "run")
 
 
 def test_tiny_model_classifies_digits_zero_shot_far_above_chance(digits_run, capsys):

@@ -18,13 +18,13 @@ from jaxgen.train import loop
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(shared_dir):
     """A 4-step base run and a 4-step SR run, trained through the CLI."""
-    root = tmp_path_factory.mktemp("t2i")
-    base, sr = str(root / "base"), str(root / "sr")
-    assert main(["train", "text2image_shapes:quick", "--workdir", base, "--quiet"]) == 0
-    assert main(["train", "text2image_shapes_sr:quick", "--workdir", sr, "--quiet"]) == 0
-    return base, sr
+    def build(path):
+        assert main(["train", "text2image_shapes:quick", "--workdir", str(path / "base"), "--quiet"]) == 0
+        assert main(["train", "text2image_shapes_sr:quick", "--workdir", str(path / "sr"), "--quiet"]) == 0
+    root = shared_dir("text2image", build)
+    return os.path.join(root, "base"), os.path.join(root, "sr")
 
 
 def test_noise_augmentation_in_training_and_fixed_at_sampling():

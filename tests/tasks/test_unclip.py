@@ -17,15 +17,14 @@ from jaxgen.train import loop
 
 
 @pytest.fixture(scope="module")
-def clip_run(tmp_path_factory):
+def clip_run(shared_dir):
     """A tiny CLIP trained 40 steps on shapes/tiny (about 10 s once compiled): enough for its image
     embeddings to tell scenes apart (the mean cosine of two different scenes' embeddings is ~0.6,
     against ~0.93 after the quick config's 10 steps), which the prior test needs."""
-    workdir = str(tmp_path_factory.mktemp("clip") / "run")
     config = config_lib.load("clip_shapes:quick", ["--config.train.steps=40", "--config.train.ckpt_every=40",
                                                    "--config.train.log_every=20", "--config.optim.lr=0.003"])
-    loop.train(config, workdir, quiet=True)
-    return workdir
+    workdir = shared_dir("unclip_clip_shapes", lambda path: loop.train(config, str(path / "run"), quiet=True))
+    return os.path.join(workdir, "run")
 
 
 NO_ATTENTION = "--config.model.decoder.attention_levels=()"
