@@ -24,6 +24,7 @@ configure_jax()
 
 
 import fcntl  # noqa: E402
+import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -45,8 +46,6 @@ def _shared_dir(tmp_path_factory, name: str, build) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (path / ".complete").exists():  # a worker that failed mid-build leaves no marker
-                import shutil
-
                 shutil.rmtree(path, ignore_errors=True)
                 path.mkdir()
                 build(path)

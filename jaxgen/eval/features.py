@@ -17,18 +17,21 @@ class ClassifierJudge:
 
         self.config, self.task, state = loop.restore_for_eval(workdir)
         self.params = self.task.eval_params(state)
+        self._real = {}  # split -> (features, labels): `score` needs train and test on every call
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Float images [N, H, W, C] in [0, 1] -> (logits [N, 10], features [N, F])."""
         return self.task.logits_and_features(self.params, np.asarray(images, np.float32))
 
     def real_features(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features [N, F], labels [N]) of a real split of the classifier's dataset."""
-        from jaxgen import data
+        """(features [N, F], labels [N]) of a real split of the classifier's dataset, computed once."""
+        if split not in self._real:
+            from jaxgen import data
 
-        d = data.load(self.config.data.name, split, self.config.data.get("data_dir"))
-        _, feats = self(np.asarray(transforms.to_unit(d.arrays["image"], d.num_levels)))
-        return feats, d.arrays["label"]
+            d = data.load(self.config.data.name, split, self.config.data.get("data_dir"))
+            _, feats = self(np.asarray(transforms.to_unit(d.arrays["image"], d.num_levels)))
+            self._real[split] = (feats, d.arrays["label"])
+        return self._real[split]
 
     def score(self, images: np.ndarray, labels: np.ndarray | None = None, pr_k: int = 3) -> dict[str, float]:
         """Every family's sample metrics in this feature space, so that their numbers compare.
