@@ -15,7 +15,14 @@ import ml_collections
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    return base(arg, conditioning="none")
+    c = base(arg, conditioning="none")
+    if arg == "8x8":
+        # Ancestral DDPM respaced to 100 steps with static clipping: Frechet distance 21.0 over chunks
+        # of 360 against 52.4 for DDIM-50 with dynamic thresholding on the 12,000-step model (README
+        # results). The cosine schedule ends at alpha_bar ~ 0, where DDIM's first x0 estimate
+        # amplifies the eps error; ancestral noise corrects it, at twice the network calls.
+        c.sample.update(method="ddpm", steps=100, thresholding="static")
+    return c
 
 
 def base(arg: str, conditioning: str) -> ml_collections.ConfigDict:
