@@ -410,9 +410,12 @@ def markdown(payload: dict) -> str:
               "'k' = steps actually timed (rows with k < steps are extrapolated from k steps of the "
               "same program); compile = lower + compile of the fused program / the loop step, "
               "torch: first call of one step."), "",
+              (f"% ceiling = GFLOP/s sustained (each network's own FLOPs per forward) over the run's "
+              f"fp32 matmul ceiling, {payload['ceiling']['ceiling_gflops']:.0f} GFLOP/s."), "",
               ("| model | batch | guidance | sampler | k | jaxgen fused | jaxgen loop | diffusers | "
-              "fused / diffusers | fused / loop | compile s (fused / loop / torch) |"),
-              "|---|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
+              "fused / diffusers | fused / loop | % ceiling (fused / diffusers) | "
+              "compile s (fused / loop / torch) |"),
+              "|---|---:|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in payload["rows"]:
         k = f"{r['measured_steps']}" + (" (extrapolated)" if r["extrapolated"] else "")
         lines.append(
@@ -420,6 +423,7 @@ def markdown(payload: dict) -> str:
             f"| {r['sampler']} | {k} | {_fmt(r['fused_images_per_s'], '.3g')} | "
             f"{_fmt(r['loop_images_per_s'], '.3g')} | {_fmt(r['torch_images_per_s'], '.3g')} | "
             f"{_fmt(r['fused_vs_torch'])}x | {_fmt(r['fused_vs_loop'])}x | "
+            f"{_fmt(r.get('fused_pct_ceiling'), '.0f')} / {_fmt(r.get('torch_pct_ceiling'), '.0f')} | "
             f"{_fmt(r.get('fused_compile_s'), '.1f')} / {_fmt(r.get('loop_compile_s'), '.1f')} / "
             f"{_fmt(r.get('torch_compile_s'), '.1f')} |")
     mem = payload["memory"]
@@ -449,12 +453,33 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_throughput(rows: list[dict], models: dict, ceiling_gflops: float) -> None:
+    """GFLOP/s each implementation sustains (its own network's FLOPs per forward x forwards per
+    step / s per step) and the percent of the run's matmul ceiling that is: a step of the larger
+    U-Net is compute-bound, so these say how far any sampler could still go on this machine."""
+    for r in rows:
+        forwards = r["batch"] * (2 if r["guidance"] else 1)  # guidance: conditional + null halves
+        m = models[r["model"]]
+        for impl, key in (("fused", "jax_gflops_per_forward"), ("loop", "jax_gflops_per_forward"),
+                          ("torch", "torch_gflops_per_forward")):
+            sps = r.get(f"{impl}_s_per_step")
+            if sps and m.get(key):
+                r[f"{impl}_gflops"] = forwards * m[key] / sps
+                r[f"{impl}_pct_ceiling"] = 100.0 * r[f"{impl}_gflops"] / ceiling_gflops
+
+
 def summarize(rows: list[dict], memory: dict, models: dict) -> dict:
     out: dict[str, Any] = {}
     for r in rows:
         if r["sampler"] == "DDIM-50" and r["batch"] == 16 and r["fused_vs_torch"]:
             g = "guided" if r["guidance"] else "unguided"
             out[f"ddim50_b16_{r['model']}_{g}_fused_vs_diffusers"] = round(r["fused_vs_torch"], 3)
+            if r.get("torch_pct_ceiling"):
+                # 1.5x diffusers' images/s means jaxgen's own FLOPs at 1.5 x diffusers' rate scaled
+                # by the FLOP ratio of the two networks: above 100 % the goal exceeds the machine.
+                need = 1.5 * r["fused_pct_ceiling"] / r["fused_vs_torch"]
+                out[f"ddim50_b16_{r['model']}_{g}_pct_ceiling_fused_diffusers_needed_for_1.5x"] = (
+                    f"{r['fused_pct_ceiling']:.0f} / {r['torch_pct_ceiling']:.0f} / {need:.0f}")
     ratios = [r["fused_vs_torch"] for r in rows if r["fused_vs_torch"]]
     if ratios:
         out["fused_vs_diffusers_geomean_all_rows"] = round(
@@ -541,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads {threads}; torch {'on' if use_torch else 'off'}; XLA_FLAGS="
           f"'{os.environ['XLA_FLAGS']}'", flush=True)
 
+    # The machine's fp32 ceiling, measured in this run (a large matmul, both frameworks).
+    ceiling = common.measure_ceiling(n=512 if args.quick else 2048)
+    print(f"fp32 ceiling {ceiling['ceiling_gflops']:.0f} GFLOP/s (matmul {ceiling['matmul_n']})", flush=True)
     model_info, rows, jms = {}, [], {}
     for name in models:
         mc = MODELS[name]
@@ -611,9 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     env["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     env["wall_s"] = time.perf_counter() - t_start
     cmd = "python -m benchmarks.sampling " + " ".join(argv if argv is not None else sys.argv[1:])
+    add_throughput(rows, model_info, ceiling["ceiling_gflops"])
     payload = {"command": cmd.strip(), "environment": env, "options": opts, "models": model_info,
-                   "rows": rows, "memory": memory, "xla_flags_comparison": flags_cmp,
-                   "summary": summarize(rows, memory, model_info)}
+               "ceiling": ceiling, "rows": rows, "memory": memory, "xla_flags_comparison": flags_cmp,
+               "summary": summarize(rows, memory, model_info)}
+    # The ceiling is the faster framework's matmul; XLA's own matmul rate bounds what XLA's kernels reach.
+    payload["summary"]["matmul_2048_gflops_jax_torch"] = " / ".join(
+        f"{ceiling[k]:.0f}" if k in ceiling else "-" for k in ("jax_gflops", "torch_gflops"))
     out = Path(args.out)
     common.write_json(out / "sampling.json", payload)
     (out / "sampling.md").write_text(markdown(payload))

@@ -26,6 +26,12 @@ def test_sampling_quick_writes_json_and_markdown(tmp_path):
     assert {r["guidance"] is None for r in rows} == {True, False}  # with and without guidance
     for r in rows:
         assert r["fused_images_per_s"] > 0 and r["fused_compile_s"] > 0
+        # GFLOP/s sustained = forwards per step x GFLOP per forward / s per step, and its share of
+        # the ceiling measured in the same run.
+        forwards = r["batch"] * (2 if r["guidance"] else 1)
+        gflops = forwards * data["models"]["tiny"]["jax_gflops_per_forward"] / r["fused_s_per_step"]
+        assert abs(r["fused_gflops"] - gflops) < 1e-9 * gflops
+        assert abs(r["fused_pct_ceiling"] - 100 * gflops / data["ceiling"]["ceiling_gflops"]) < 1e-6
         assert 1 <= r["measured_steps"] <= r["steps"]
         assert r["extrapolated"] == (r["measured_steps"] < r["steps"])
         if r["method"] == "ddim":  # the Python loop of jitted steps, beside the fused chain
@@ -40,4 +46,4 @@ def test_sampling_quick_writes_json_and_markdown(tmp_path):
         assert all(r["torch_images_per_s"] > 0 and r["fused_vs_torch"] > 0 for r in rows)
     md = (tmp_path / "sampling.md").read_text()
     assert "| model | batch | guidance | sampler |" in md and "DDIM-50" in md
-    assert "memory_analysis" in md and "extrapolated" in md
+    assert "memory_analysis" in md and "extrapolated" in md and "% ceiling" in md
