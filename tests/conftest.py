@@ -8,7 +8,14 @@ import os
 os.environ["JAX_PLATFORMS"] = "cpu"
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+    _flags = (_flags + " --xla_force_host_platform_device_count=8").strip()
+# Most of the suite's time is compiling programs that then run a handful of steps: without LLVM's
+# optimisation passes XLA CPU compiles ~30 % faster, and the whole suite ran in 14 min instead of
+# 18 (2 cores). A loop that runs hundreds of steps in-process can ask for XLA's default level
+# back: `jax.jit(step, compiler_options={"xla_backend_optimization_level": 2})`.
+if "xla_backend_optimization_level" not in _flags:
+    _flags += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = _flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Tests build the embedded datasets into the repository's own .cache (shared by xdist workers through
 # the pipeline's file lock), never into the user's cache.

@@ -1,4 +1,5 @@
 """Tests of jaxgen.models.vae: the likelihoods, the KL, the ELBO / IWAE bounds and the samplers."""
+import functools
 import math
 
 import jax
@@ -117,7 +118,8 @@ def trained():
     opt = optax.adam(2e-3)
     opt_state = opt.init(params)
 
-    @jax.jit
+    # 400 steps repay XLA's optimisation passes, which tests/conftest.py turns off by default.
+    @functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 2})
     def step(params, opt_state, i):
         r = jax.random.fold_in(rng, i)
         idx = jax.random.choice(r, train.shape[0], (64,), replace=False)
