@@ -13,7 +13,8 @@ fixes (Saharia et al. 2022, sec. 2.3); and the ancestral sampler (DDPM respaced 
 w = 0, 1 and 2. Steps sweep: DDIM with 10, 20, 50, 100 and 1000 steps at the config's guidance scale,
 quality against sampling time.
 
-Writes diffusion_guidance.{json,md,png} and diffusion_steps.{json,md} into --out.
+Writes diffusion_guidance.{json,md,png} and diffusion_steps.{json,md} into --out (--skip_steps or
+--skip_guidance runs one of the two sweeps).
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--steps_num", type=int, default=200, help="samples per setting of the steps sweep")
     parser.add_argument("--skip_steps", action="store_true", help="only the guidance sweep")
+    parser.add_argument("--skip_guidance", action="store_true", help="only the steps sweep")
     args = parser.parse_args(argv)
     parallel.configure_jax()
     config, task, state = loop.restore_for_eval(args.workdir)
@@ -89,6 +91,28 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num,
             "sampler": config.sample.to_dict()}
 
+    def source(num: int, result: dict) -> str:
+        return (f"{num} samples per row from {args.workdir} (step {int(state.step)}), judged by "
+                f"{args.classifier}; Frechet floor (real test vs train) {result['frechet_floor_test_vs_train']:.1f}; "
+                f"saturated pixels of real images {result['saturated_fraction_real']:.3f}. Command: python -m "
+                f"experiments.diffusion_sweeps --workdir {args.workdir} --classifier {args.classifier}")
+
+    if not args.skip_guidance:
+        guidance_sweep(task, params, judge, config, args, meta, source)
+    if not args.skip_steps:
+        w = float(config.sample.guidance)
+        rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method="ddim", steps=n)
+                for n in STEPS if n <= config.model.timesteps]
+        note = source(args.steps_num, rows[0]).replace("samples per row", f"DDIM samples per row at w = {w}")
+        note += f" --steps_num {args.steps_num}" + (" --skip_guidance" if args.skip_guidance else "")
+        with open(os.path.join(args.out, "diffusion_steps.json"), "w") as f:
+            json.dump({"meta": {**meta, "num_samples": args.steps_num}, "rows": rows}, f, indent=2)
+        with open(os.path.join(args.out, "diffusion_steps.md"), "w") as f:
+            f.write(markdown(rows, ("steps",), "DDIM steps sweep: quality against time", note))
+
+
+def guidance_sweep(task, params, judge, config, args, meta: dict, source) -> None:
+    """The guidance rows (config's sampler, then static / none clipping, then ancestral DDPM)."""
     method, steps = config.sample.method, int(config.sample.steps)
     rows = [run_setting(task, params, judge, args.num, guidance=w, thresholding="dynamic", method=method, steps=steps)
             for w in GUIDANCE]
@@ -97,29 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     # The ancestral sampler (DDPM, respaced to ANCESTRAL_STEPS) at low guidance, where it is best.
     rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind, method="ddpm",
                          steps=ANCESTRAL_STEPS) for kind in ("dynamic", "static") for w in ANCESTRAL_GUIDANCE]
-    floor = rows[0]["frechet_floor_test_vs_train"]
-    note = (f"{args.num} samples per row from {args.workdir} (step {int(state.step)}), "
-            f"judged by {args.classifier}; Frechet floor (real test vs train) {floor:.1f}; saturated pixels "
-            f"of real images {rows[0]['saturated_fraction_real']:.3f}. Command: python -m "
-            f"experiments.diffusion_sweeps --workdir {args.workdir} --classifier {args.classifier} --num {args.num}")
+    note = source(args.num, rows[0]) + f" --num {args.num}"
     with open(os.path.join(args.out, "diffusion_guidance.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     with open(os.path.join(args.out, "diffusion_guidance.md"), "w") as f:
         f.write(markdown(rows, ("method", "steps", "guidance", "thresholding"), "Classifier-free guidance sweep",
                          note))
-    plot([r for r in rows if r["method"] == method], floor, os.path.join(args.out, "diffusion_guidance.png"))
-    if args.skip_steps:
-        return
-
-    w = float(config.sample.guidance)
-    steps_rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method="ddim", steps=n)
-                  for n in STEPS if n <= config.model.timesteps]
-    note = note.replace(f"{args.num} samples per row", f"{args.steps_num} DDIM samples per row at w = {w}")
-    note += f" --steps_num {args.steps_num}"
-    with open(os.path.join(args.out, "diffusion_steps.json"), "w") as f:
-        json.dump({"meta": meta, "rows": steps_rows}, f, indent=2)
-    with open(os.path.join(args.out, "diffusion_steps.md"), "w") as f:
-        f.write(markdown(steps_rows, ("steps",), "DDIM steps sweep: quality against time", note))
+    plot([r for r in rows if r["method"] == method], rows[0]["frechet_floor_test_vs_train"],
+         os.path.join(args.out, "diffusion_guidance.png"))
 
 
 if __name__ == "__main__":
