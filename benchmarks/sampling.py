@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
                "ceiling": ceiling, "rows": rows, "memory": memory, "xla_flags_comparison": flags_cmp,
                "summary": summarize(rows, memory, model_info)}
     # The ceiling is the faster framework's matmul; XLA's own matmul rate bounds what XLA's kernels reach.
-    payload["summary"]["matmul_2048_gflops_jax_torch"] = " / ".join(
+    payload["summary"][f"matmul_{ceiling['matmul_n']}_gflops_jax_torch"] = " / ".join(
         f"{ceiling[k]:.0f}" if k in ceiling else "-" for k in ("jax_gflops", "torch_gflops"))
     out = Path(args.out)
     common.write_json(out / "sampling.json", payload)
