@@ -91,11 +91,15 @@ class TextEncoder:
 
     def __call__(self, texts) -> dict[str, np.ndarray]:
         texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        self.fill_cache(texts)
+        tokens, mask, pooled = (np.stack(x) for x in zip(*(self._cache[t] for t in texts)))
+        return {"context": tokens, "context_mask": mask, "pooled": pooled}
+
+    def fill_cache(self, texts: list[str]) -> None:
+        """Encodes the texts not cached yet, in chunks of _CHUNK, without returning features."""
         new = list(dict.fromkeys(t for t in texts if t not in self._cache))
         for start in range(0, len(new), _CHUNK):
             self._encode(new[start:start + _CHUNK])
-        tokens, mask, pooled = (np.stack(x) for x in zip(*(self._cache[t] for t in texts)))
-        return {"context": tokens, "context_mask": mask, "pooled": pooled}
 
     def _encode(self, texts: list[str]) -> None:
         """Encodes up to _CHUNK new texts (padded to _CHUNK rows with the first: one program)."""

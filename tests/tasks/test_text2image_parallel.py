@@ -4,6 +4,7 @@ import jax
 import numpy as np
 
 from jaxgen import config as config_lib
+from jaxgen.models import imagen
 from jaxgen.train import loop
 
 
@@ -30,10 +31,16 @@ def test_text_encoder_is_frozen_outside_the_train_state():
     assert count < 1_000_000 < 22_000_000 < task.text.num_params  # MiniLM's 22.7 M are not in the state
     assert not any("word_embeddings" in jax.tree_util.keystr(p) for p, _ in
                    jax.tree_util.tree_flatten_with_path(state)[0])
-    # The features arrive as batch data, cached once per distinct caption.
+    # The features arrive as batch data, cached once per distinct caption: every training caption
+    # is encoded before the first step...
     batch = task.host_batch(0)
     assert batch["context"].shape == (16, 20, 384) and batch["pooled"].shape == (16, 384)
-    assert len(task.text) == len(set(task.dataset.batch(0, 0, 16, keys=("caption",))["caption"].tolist()))
+    assert len(task.text) == len(set(task.dataset.arrays["caption"].tolist()))
+    # ...and gives the features the batch's captions get when encoded on their own.
+    texts = [str(t) for t in task.dataset.batch(0, 0, 16, keys=("caption",))["caption"]]
+    alone = imagen.TextEncoder(config.model.text_encoder, config.model.max_text_length)(texts)
+    for k in ("context", "context_mask", "pooled"):
+        np.testing.assert_array_equal(alone[k], batch[k], err_msg=k)
     again = task.host_batch(0)
     np.testing.assert_array_equal(again["context"], batch["context"])
     np.testing.assert_allclose(np.linalg.norm(batch["pooled"], axis=1), 1.0, rtol=1e-5)
