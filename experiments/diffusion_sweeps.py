@@ -88,47 +88,48 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.workdir} is not a class-conditional diffusion run; the sweeps need guidance.")
     params, judge = task.eval_params(state), ClassifierJudge(args.classifier)
     os.makedirs(args.out, exist_ok=True)
-    meta = {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num,
-            "sampler": config.sample.to_dict()}
+    meta = {"workdir": args.workdir, "step": int(state.step), "sampler": config.sample.to_dict()}
 
-    def source(num: int, result: dict) -> str:
-        return (f"{num} samples per row from {args.workdir} (step {int(state.step)}), judged by "
-                f"{args.classifier}; Frechet floor (real test vs train) {result['frechet_floor_test_vs_train']:.1f}; "
-                f"saturated pixels of real images {result['saturated_fraction_real']:.3f}. Command: python -m "
-                f"experiments.diffusion_sweeps --workdir {args.workdir} --classifier {args.classifier}")
+    def write(stem: str, rows: list[dict], keys: tuple[str, ...], title: str, num: int, what: str,
+              flags: str) -> None:
+        """{stem}.json (meta + rows) and {stem}.md (the table under a note saying how it was made);
+        `what` says what the `num` samples of each row are."""
+        r = rows[0]
+        note = (f"{num} {what} from {args.workdir} (step {int(state.step)}), judged by {args.classifier}; "
+                f"Frechet floor (real test vs train) {r['frechet_floor_test_vs_train']:.1f}; saturated pixels "
+                f"of real images {r['saturated_fraction_real']:.3f}. Command: python -m experiments.diffusion_sweeps "
+                f"--workdir {args.workdir} --classifier {args.classifier} {flags}")
+        with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
+            json.dump({"meta": {**meta, "num_samples": num}, "rows": rows}, f, indent=2)
+        with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
+            f.write(markdown(rows, keys, title, note))
 
     if not args.skip_guidance:
-        guidance_sweep(task, params, judge, config, args, meta, source)
+        method, steps = config.sample.method, int(config.sample.steps)
+        rows = guidance_rows(task, params, judge, args.num, method, steps)
+        write("diffusion_guidance", rows, ("method", "steps", "guidance", "thresholding"),
+              "Classifier-free guidance sweep", args.num, "samples per row", f"--num {args.num}")
+        plot([r for r in rows if r["method"] == method], rows[0]["frechet_floor_test_vs_train"],
+             os.path.join(args.out, "diffusion_guidance.png"))
     if not args.skip_steps:
         w = float(config.sample.guidance)
         rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method="ddim", steps=n)
                 for n in STEPS if n <= config.model.timesteps]
-        note = source(args.steps_num, rows[0]).replace("samples per row", f"DDIM samples per row at w = {w}")
-        note += f" --steps_num {args.steps_num}" + (" --skip_guidance" if args.skip_guidance else "")
-        with open(os.path.join(args.out, "diffusion_steps.json"), "w") as f:
-            json.dump({"meta": {**meta, "num_samples": args.steps_num}, "rows": rows}, f, indent=2)
-        with open(os.path.join(args.out, "diffusion_steps.md"), "w") as f:
-            f.write(markdown(rows, ("steps",), "DDIM steps sweep: quality against time", note))
+        write("diffusion_steps", rows, ("steps",), "DDIM steps sweep: quality against time", args.steps_num,
+              f"DDIM samples per row at w = {w}",
+              f"--steps_num {args.steps_num}" + (" --skip_guidance" if args.skip_guidance else ""))
 
 
-def guidance_sweep(task, params, judge, config, args, meta: dict, source) -> None:
-    """The guidance rows (config's sampler, then static / none clipping, then ancestral DDPM)."""
-    method, steps = config.sample.method, int(config.sample.steps)
-    rows = [run_setting(task, params, judge, args.num, guidance=w, thresholding="dynamic", method=method, steps=steps)
+def guidance_rows(task, params, judge, num: int, method: str, steps: int) -> list[dict]:
+    """The guidance rows: the config's sampler with dynamic thresholding at every w, then static and
+    no clipping at the high scales, then the ancestral sampler at low guidance, where it is best."""
+    rows = [run_setting(task, params, judge, num, guidance=w, thresholding="dynamic", method=method, steps=steps)
             for w in GUIDANCE]
-    rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind, method=method, steps=steps)
+    rows += [run_setting(task, params, judge, num, guidance=w, thresholding=kind, method=method, steps=steps)
              for kind in ("static", "none") for w in THRESHOLD_COMPARISON]
-    # The ancestral sampler (DDPM, respaced to ANCESTRAL_STEPS) at low guidance, where it is best.
-    rows += [run_setting(task, params, judge, args.num, guidance=w, thresholding=kind, method="ddpm",
+    rows += [run_setting(task, params, judge, num, guidance=w, thresholding=kind, method="ddpm",
                          steps=ANCESTRAL_STEPS) for kind in ("dynamic", "static") for w in ANCESTRAL_GUIDANCE]
-    note = source(args.num, rows[0]) + f" --num {args.num}"
-    with open(os.path.join(args.out, "diffusion_guidance.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    with open(os.path.join(args.out, "diffusion_guidance.md"), "w") as f:
-        f.write(markdown(rows, ("method", "steps", "guidance", "thresholding"), "Classifier-free guidance sweep",
-                         note))
-    plot([r for r in rows if r["method"] == method], rows[0]["frechet_floor_test_vs_train"],
-         os.path.join(args.out, "diffusion_guidance.png"))
+    return rows
 
 
 if __name__ == "__main__":
