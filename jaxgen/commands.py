@@ -107,8 +107,12 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
     start = time.time()
     results = {"step": int(state.step), **task.evaluate(state)}
     results["eval_seconds"] = round(time.time() - start, 1)
+    captions = task.figure_captions()
     for name, image in task.figures(state).items():
         log.save_png(image, os.path.join(workdir, "figures", f"{name}.png"))
+        if name in captions:
+            with open(os.path.join(workdir, "figures", f"{name}.txt"), "w", encoding="utf-8") as f:
+                f.write(captions[name])
     loop.save_json(os.path.join(workdir, "eval.json"), results)
     print(f"evaluation of {config.name} at step {results['step']} ({workdir}):")
     for k, v in results.items():

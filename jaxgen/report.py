@@ -55,6 +55,14 @@ def _fmt(v) -> str:
     return f"{v:.5g}" if isinstance(v, float) else html.escape(str(v))
 
 
+def _figure_caption(png_path: str) -> str:
+    """The text saved beside a figure (<name>.txt, e.g. its prompt), else the figure's name."""
+    text_path = png_path[:-4] + ".txt"
+    if os.path.exists(text_path):
+        return open(text_path, encoding="utf-8").read()
+    return os.path.basename(png_path)[:-4]
+
+
 def run_section(workdir: str) -> str:
     """The HTML body for one run directory."""
     config_path = os.path.join(workdir, "config.json")
@@ -69,7 +77,7 @@ def run_section(workdir: str) -> str:
         parts += ["<h3>Training curves</h3>", f"<img src='{_png_data(curves)}'>"]
     figures = sorted(glob.glob(os.path.join(workdir, "figures", "*.png")))
     if figures:
-        cells = "".join(f"<figure><img src='{_png_data(f)}'><figcaption>{html.escape(os.path.basename(f)[:-4])}"
+        cells = "".join(f"<figure><img src='{_png_data(f)}'><figcaption>{html.escape(_figure_caption(f))}"
                         f"</figcaption></figure>" for f in figures)
         parts += ["<h3>Figures</h3>", f"<div class=grids>{cells}</div>"]
     grids = sorted(glob.glob(os.path.join(workdir, "samples", "step_*.png")))

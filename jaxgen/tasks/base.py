@@ -50,6 +50,12 @@ class Task:
         the report shows, e.g. reconstructions; none by default."""
         return {}
 
+    def figure_captions(self) -> dict[str, str]:
+        """Text shown under some of `figures`' images in the report (e.g. the prompt a row of images
+        was generated from), by figure name; `jaxgen eval` saves each beside its image as
+        <name>.txt. None by default: a figure is captioned with its name."""
+        return {}
+
     def save_assets(self, workdir: str) -> None:
         """Writes what the run needs beside its checkpoints besides params (e.g. a tokenizer's
         vocabulary) into `workdir`; called once by process 0 when a run starts. Nothing by default."""

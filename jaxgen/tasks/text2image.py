@@ -295,15 +295,25 @@ class Text2ImageTask(DiffusionTask):
             out[f"{name}_edge_sharpness"] = edge_sharpness(images)
         return out
 
+    def _figure_prompts(self) -> list[prompts_lib.Prompt]:
+        """The base stage's figure prompts: two per category of the suite."""
+        return prompts_lib.prompt_suite(2, seed=self.config.eval.prompt_seed)
+
+    def figure_captions(self):
+        if self.stage != "base":
+            return {}
+        return {f"prompt_{i}": f"{p.category}: {p.text}" for i, p in enumerate(self._figure_prompts())}
+
     def figures(self, state):
-        """Eight suite prompts (one per row, eight images each) and, for the SR stage, test scenes:
+        """Base stage: eight images of each of eight suite prompts, one figure per prompt
+        ("prompt_<i>", captioned with the prompt by figure_captions). SR stage: test scenes, rows of
         input (bilinear), output, truth."""
         params = self.eval_params(state)
-        suite = prompts_lib.prompt_suite(2, seed=self.config.eval.prompt_seed)
         if self.stage == "base":
+            suite = self._figure_prompts()
             texts = [p.text for p in suite for _ in range(8)]
             images = self._batched(lambda t, rng: self.text_to_image(params, rng, t)[0], texts, self.config.seed + 4)
-            return {"prompts": log.make_grid(images, columns=8)}
+            return {f"prompt_{i}": log.make_grid(images[8 * i:8 * (i + 1)], columns=8) for i in range(len(suite))}
         texts, real = self.test_prompts(8)
         real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
         out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 4), texts, low_res=real)

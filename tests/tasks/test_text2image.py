@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxgen.cli import main
+from jaxgen.eval.prompts import prompt_suite
 from jaxgen.models import imagen
 from jaxgen.models.diffusion import schedules
 from jaxgen.models.diffusion.network import drop_condition
@@ -111,4 +112,13 @@ def test_eval_scores_the_prompt_suite_by_category(runs):
     assert results["t2i_num_images"] == 16  # 4 categories x 2 prompts x 2 images
     assert any(k.endswith("_held_out") or k.endswith("_seen") for k in results)
     assert results["t2i_parser_exact_real"] > 0.7  # the ceiling at 16x16
-    assert os.path.isfile(os.path.join(base, "figures", "prompts.png"))
+    # One figure per prompt, saved with its prompt, which the report prints under the images.
+    figure_prompts = prompt_suite(2, seed=0)
+    for i, prompt in enumerate(figure_prompts):
+        assert os.path.isfile(os.path.join(base, "figures", f"prompt_{i}.png"))
+        with open(os.path.join(base, "figures", f"prompt_{i}.txt"), encoding="utf-8") as f:
+            assert f.read() == f"{prompt.category}: {prompt.text}"
+    assert main(["report", "--workdir", base]) == 0
+    with open(os.path.join(base, "report.html"), encoding="utf-8") as f:
+        page = f.read()
+    assert all(f"<figcaption>{p.category}: {p.text}</figcaption>" in page for p in figure_prompts)
