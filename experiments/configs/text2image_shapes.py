@@ -11,7 +11,8 @@ classifier-free guidance and dynamic thresholding.
 model.text_encoder: 'minilm' (the installed all-MiniLM-L6-v2), 'bert:<checkpoint dir>' (any
 BERT-layout safetensors checkpoint) or 'clip:<workdir>' (the text tower of a trained clip run).
 data.caption_styles: the caption styles drawn per example (default the full caption; add 'position'
-to teach places). `"quick"` is a smoke run of a few steps on shapes/tiny (tests).
+to teach places). `"demo"` is the run of `jaxgen demo`, `"quick"` a smoke run of a few steps on
+shapes/tiny (tests).
 """
 import ml_collections
 
