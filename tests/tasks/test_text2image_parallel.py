@@ -4,6 +4,8 @@ import jax
 import numpy as np
 
 from jaxgen import config as config_lib
+from jaxgen.data import captions as captions_lib
+from jaxgen.data import shapes
 from jaxgen.models import imagen
 from jaxgen.train import loop
 
@@ -32,12 +34,19 @@ def test_text_encoder_is_frozen_outside_the_train_state():
     assert not any("word_embeddings" in jax.tree_util.keystr(p) for p, _ in
                    jax.tree_util.tree_flatten_with_path(state)[0])
     # The features arrive as batch data, cached once per distinct caption: every training caption
-    # is encoded before the first step...
+    # of every configured style (full and position) is encoded before the first step...
     batch = task.host_batch(0)
     assert batch["context"].shape == (16, 20, 384) and batch["pooled"].shape == (16, 384)
-    assert len(task.text) == len(set(task.dataset.arrays["caption"].tolist()))
-    # ...and gives the features the batch's captions get when encoded on their own.
-    texts = [str(t) for t in task.dataset.batch(0, 0, 16, keys=("caption",))["caption"]]
+    assert task.styles == ("full", "position")
+    captions = {t for style in task.styles for t in task.dataset.arrays[shapes.CAPTION_KEYS[style]].tolist()}
+    assert len(task.text) == len(captions)
+    # ...and gives the features the batch's captions (one style drawn per example) get when encoded
+    # on their own.
+    keys = [shapes.CAPTION_KEYS[style] for style in task.styles]
+    rows = task.dataset.batch(config.seed, 0, 16, keys=keys)
+    which = captions_lib.caption_rows(config.seed, 0, 16, len(keys))
+    assert set(which.tolist()) == {0, 1}  # both styles occur in the batch
+    texts = [str(rows[keys[k]][i]) for i, k in enumerate(which)]
     alone = imagen.TextEncoder(config.model.text_encoder, config.model.max_text_length)(texts)
     for k in ("context", "context_mask", "pooled"):
         np.testing.assert_array_equal(alone[k], batch[k], err_msg=k)
