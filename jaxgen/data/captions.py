@@ -53,6 +53,14 @@ def caption_rows(seed: int, step: int, global_batch_size: int, num_choices: int,
     return draws[process_index * b:(process_index + 1) * b]
 
 
+def drawn_captions(rows: dict[str, np.ndarray], keys: Sequence[str], seed: int, step: int, global_batch_size: int,
+                   process_index: int = 0, process_count: int = 1) -> list:
+    """Each of this process's batch rows' entry under the key `caption_rows` draws for it among
+    `keys` (caption styles, or their embeddings): a list of rows[keys[k]][i], one per row i."""
+    which = caption_rows(seed, step, global_batch_size, len(keys), process_index, process_count)
+    return [rows[keys[k]][i] for i, k in enumerate(which)]
+
+
 def scene_key(style: str, shapes: Sequence[int], colours: Sequence[int], positions: Sequence[int]) -> tuple:
     """What a `shapes` caption of `style` says about a scene (object records padded with -1)."""
     objs = [(int(s), int(c), int(p)) for s, c, p in zip(shapes, colours, positions) if s >= 0]

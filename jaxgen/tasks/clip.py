@@ -106,9 +106,8 @@ class CLIPTask(Task):
             keys = [shapes_lib.CAPTION_KEYS[s] for s in self.styles]
             rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
                                       keys=("image", *keys))
-            which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index,
-                                          process_count)
-            texts = [str(rows[keys[k]][i]) for i, k in enumerate(which)]
+            texts = [str(x) for x in captions.drawn_captions(rows, keys, self.config.seed, step, t.batch_size,
+                                                              process_index, process_count)]
         return {"image": rows["image"], "tokens": self.tokenizer.encode(texts)}
 
     # ---- model ------------------------------------------------------------------------------------

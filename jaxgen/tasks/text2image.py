@@ -90,8 +90,8 @@ class Text2ImageTask(DiffusionTask):
             self._encode_train_captions(keys)
         rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
                                   keys=("image", *keys))
-        which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index, process_count)
-        texts = [str(rows[keys[k]][i]) for i, k in enumerate(which)]
+        texts = [str(x) for x in captions.drawn_captions(rows, keys, self.config.seed, step, t.batch_size,
+                                                          process_index, process_count)]
         return {"image": rows["image"], **self.text(texts)}
 
     def _encode_train_captions(self, keys: list[str]) -> None:

@@ -142,8 +142,8 @@ class UnCLIPTask(Task):
         keys = [self.text_key(st) for st in self.styles]
         rows = self.embedded_dataset().batch(self.config.seed, step, t.batch_size, process_index, process_count,
                                              keys=("image", "z_image", *keys))
-        which = captions.caption_rows(self.config.seed, step, t.batch_size, len(keys), process_index, process_count)
-        z_text = np.stack([rows[keys[k]][i] for i, k in enumerate(which)])
+        z_text = np.stack(captions.drawn_captions(rows, keys, self.config.seed, step, t.batch_size,
+                                                  process_index, process_count))
         return {"image": rows["image"], "z_image": rows["z_image"], "z_text": z_text}
 
     def save_assets(self, workdir):
