@@ -59,7 +59,8 @@ def _figure_caption(png_path: str) -> str:
     """The text saved beside a figure (<name>.txt, e.g. its prompt), else the figure's name."""
     text_path = png_path[:-4] + ".txt"
     if os.path.exists(text_path):
-        return open(text_path, encoding="utf-8").read()
+        with open(text_path, encoding="utf-8") as f:
+            return f.read()
     return os.path.basename(png_path)[:-4]
 
 
