@@ -131,14 +131,74 @@ def caption(shapes: Sequence[int], colours: Sequence[int], positions: Sequence[i
 # its own (seed, index) stream), everything else is elementwise numpy over [B, ...] arrays, so a
 # scene's bytes do not depend on which batch it was rendered in.
 
-def _layout(seed: int, index: int) -> dict[str, np.ndarray]:
-    """The random draws of one scene, objects padded to MAX_OBJECTS (shape -1 = padding). The
-    flat scene's draws come first, so the painted style's draws never change it."""
-    rng = np.random.default_rng([seed, index])
+def _mixed_objects(rng: np.random.Generator) -> np.ndarray:
+    """The default scene's objects: 1-4 objects in distinct cells, each of a random kind and size.
+    Records int64 [4, MAX_OBJECTS] (shape, colour, position, size; -1 = padding)."""
     n = int(rng.integers(1, MAX_OBJECTS + 1))
-    records = np.full((4, MAX_OBJECTS), -1, np.int64)  # shape, colour, position, size
+    records = np.full((4, MAX_OBJECTS), -1, np.int64)
     records[2, :n] = np.sort(rng.permutation(len(POSITIONS))[:n])  # distinct cells, reading order
     records[[0, 1, 3], :n] = rng.integers(0, [[len(SHAPES)], [len(COLOURS)], [len(SIZES)]], (3, n))
+    return records
+
+
+# Group sizes of a two-group scene (n1 + n2 <= MAX_OBJECTS), drawn uniformly.
+_TWO_GROUPS = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1), (2, 2))
+
+
+def _grouped_objects(rng: np.random.Generator) -> np.ndarray:
+    """A grouped scene's objects (text-to-image configs): with probability 1/2 one group of n in
+    1..4 objects of one (colour, shape) kind, else two groups of two distinct kinds (sizes from
+    _TWO_GROUPS), in random distinct cells, each object of a random size. Counting is learnable from
+    such scenes: "four X Ys" occurs, which a scene of four independent objects almost never says."""
+    kinds = len(COLOURS) * len(SHAPES)
+    if rng.integers(0, 2) == 0:
+        groups = [(int(rng.integers(0, kinds)), int(rng.integers(1, MAX_OBJECTS + 1)))]
+    else:
+        a, b = rng.choice(kinds, 2, replace=False)
+        sizes = _TWO_GROUPS[int(rng.integers(0, len(_TWO_GROUPS)))]
+        groups = [(int(a), sizes[0]), (int(b), sizes[1])]
+    objs = rng.permutation([kind for kind, count in groups for _ in range(count)])
+    n = len(objs)
+    records = np.full((4, MAX_OBJECTS), -1, np.int64)
+    records[2, :n] = np.sort(rng.permutation(len(POSITIONS))[:n])
+    records[0, :n], records[1, :n] = objs % len(SHAPES), objs // len(SHAPES)
+    records[3, :n] = rng.integers(0, len(SIZES), n)
+    return records
+
+
+def is_held_out(colour: int, shape: int, count: int) -> bool:
+    """The (colour, shape, count) triples that a `hold_out` config never renders in its train split
+    (the CLEVR-CoGenT idea): counts >= 3 of the kinds with (colour + shape + count) % 4 == 0, i.e.
+    5 kinds at three and 4 kinds at four of the 18, so every number is still seen on other kinds
+    and a held-out prompt tests composition, not an unseen word."""
+    return count >= 3 and (colour + shape + count) % 4 == 0
+
+
+HELD_OUT_TRIPLES = frozenset((c, s, n) for c in range(len(COLOURS)) for s in range(len(SHAPES))
+                             for n in range(1, MAX_OBJECTS + 1) if is_held_out(c, s, n))
+
+
+def scene_triples(obj_shape: Sequence[int], obj_colour: Sequence[int]) -> frozenset[tuple[int, int, int]]:
+    """The (colour, shape, count) triples a scene renders: each kind present with its exact count."""
+    kinds = [(int(c), int(s)) for s, c in zip(obj_shape, obj_colour) if s >= 0]
+    return frozenset((c, s, n) for (c, s), n in _grouped(kinds))
+
+
+def _layout(seed: int, index: int, grouped_every: int = 0, hold_out: bool = False) -> dict[str, np.ndarray]:
+    """The random draws of one scene, objects padded to MAX_OBJECTS (shape -1 = padding). The
+    flat scene's draws come first, so the painted style's draws never change it.
+
+    grouped_every = k > 0: every k-th scene (index % k == k - 1) has grouped objects
+    (_grouped_objects). hold_out: a scene that would render a held-out triple (is_held_out) is
+    redrawn from the stream [seed, index, attempt], attempt = 1, 2, ... With the defaults the
+    draws are exactly the original ones (the default configs' bytes never change)."""
+    for attempt in range(1000):
+        rng = np.random.default_rng([seed, index] if attempt == 0 else [seed, index, attempt])
+        grouped = grouped_every > 0 and index % grouped_every == grouped_every - 1
+        records = _grouped_objects(rng) if grouped else _mixed_objects(rng)
+        if not hold_out or not (scene_triples(records[0], records[1]) & HELD_OUT_TRIPLES):
+            break
+    n = int((records[0] >= 0).sum())
     jitter = np.zeros((MAX_OBJECTS, 2))
     jitter[:n] = rng.uniform(-_JITTER, _JITTER, (n, 2))
     # The painted style: canvas grain, brush-stroke noise and direction, pigment shifts.
@@ -218,11 +278,39 @@ def _paint(owner: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def render_scenes(seed: int, indices: Sequence[int]) -> dict[str, np.ndarray]:
+def render_scenes(seed: int, indices: Sequence[int], grouped_every: int = 0, hold_out: bool = False
+                  ) -> dict[str, np.ndarray]:
     """Scenes `indices` of seed stream `seed`, batched: arrays with a leading axis B = len(indices)
     in the record layout of the module docstring; captions are str arrays [B]. Scene i's bytes
-    equal `render_scene(seed, i)`'s, whatever batch it is rendered in."""
-    draws = [_layout(seed, int(i)) for i in indices]
+    equal `render_scene(seed, i)`'s, whatever batch it is rendered in. grouped_every / hold_out:
+    the text-to-image configs' scene mix (see _layout; the defaults give the default scenes)."""
+    return _render([_layout(seed, int(i), grouped_every, hold_out) for i in indices])
+
+
+def render_layouts(layouts: Sequence[dict], rng: np.random.Generator) -> np.ndarray:
+    """Flat renderings uint8 [B, SIZE, SIZE, 3] of given object layouts (dicts with obj_shape,
+    obj_colour, obj_position int [MAX_OBJECTS], -1 = padding, e.g. from
+    jaxgen.eval.prompts.satisfying_layout), drawn as the dataset draws its scenes: each object's
+    size (unless the layout has obj_size) and centre jitter come from `rng`. Reference images for
+    prompts, e.g. what a perfect text-to-image model would draw."""
+    draws = []
+    for lay in layouts:
+        shape = np.asarray(lay["obj_shape"], np.int64)
+        n = int((shape >= 0).sum())
+        size = np.asarray(lay["obj_size"], np.int64) if "obj_size" in lay else \
+            np.where(shape >= 0, rng.integers(0, len(SIZES), MAX_OBJECTS), -1)
+        jitter = np.zeros((MAX_OBJECTS, 2))
+        jitter[:n] = rng.uniform(-_JITTER, _JITTER, (n, 2))
+        draws.append({"num_objects": np.int64(n), "obj_shape": shape,
+                      "obj_colour": np.asarray(lay["obj_colour"], np.int64),
+                      "obj_position": np.asarray(lay["obj_position"], np.int64), "obj_size": size,
+                      "jitter": jitter, "grain": np.zeros((SIZE, SIZE)), "noise": np.zeros((SIZE, SIZE)),
+                      "direction": 0, "pigment_shift": np.zeros((MAX_OBJECTS, 3))})
+    return _render(draws)["image"]
+
+
+def _render(draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Scenes from their random draws (_layout's dicts), batched (see render_scenes)."""
     d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
     shape, position, size = d["obj_shape"], d["obj_position"], d["obj_size"]
     valid = shape >= 0
@@ -264,9 +352,13 @@ _ZLIB = tfds.features.Encoding.ZLIB
 
 @dataclasses.dataclass(eq=False)
 class ShapesConfig(tfds.core.BuilderConfig):
-    """How many scenes each split holds (the first ones of the split's seed stream)."""
+    """How many scenes each split holds (the first ones of the split's seed stream), and the scene
+    mix: every `grouped_every`-th scene grouped (0: none), and with `hold_out` no train scene renders
+    a triple of HELD_OUT_TRIPLES (the test split keeps them: it is what the held-out prompts ask for)."""
     num_train: int = 10_000
     num_test: int = 1_000
+    grouped_every: int = 0
+    hold_out: bool = False
 
 
 class Shapes(tfds.core.GeneratorBasedBuilder):
@@ -282,6 +374,13 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         ShapesConfig(name="default", description="10,000 train and 1,000 test scenes."),
         ShapesConfig(name="tiny", description="256 train and 64 test scenes, for tests.",
                      num_train=256, num_test=64),
+        # Text-to-image: half the scenes as the default ones, half grouped (so counts up to four are
+        # said on most kinds), and the held-out triples never rendered in train.
+        ShapesConfig(name="t2i", description="Text-to-image: 10,000 train and 1,000 test scenes, every second "
+                     "one grouped; train renders no held-out (colour, shape, count) triple.",
+                     grouped_every=2, hold_out=True),
+        ShapesConfig(name="t2i_tiny", description="The first 256 train and 64 test scenes of t2i, for tests.",
+                     num_train=256, num_test=64, grouped_every=2, hold_out=True),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -309,13 +408,16 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
-        sizes = {"train": self.builder_config.num_train, "test": self.builder_config.num_test}
-        return {split: self._generate_examples(SPLIT_SEEDS[split], n) for split, n in sizes.items()}
+        c = self.builder_config
+        sizes = {"train": c.num_train, "test": c.num_test}
+        return {split: self._generate_examples(SPLIT_SEEDS[split], n, c.grouped_every,
+                                               c.hold_out and split == "train")
+                for split, n in sizes.items()}
 
-    def _generate_examples(self, seed: int, num: int):
+    def _generate_examples(self, seed: int, num: int, grouped_every: int, hold_out: bool):
         chunk = 500  # render in vectorised batches, yield one record at a time
         for start in range(0, num, chunk):
-            batch = render_scenes(seed, range(start, min(start + chunk, num)))
+            batch = render_scenes(seed, range(start, min(start + chunk, num)), grouped_every, hold_out)
             for j in range(len(batch["image"])):
                 record = {k: v[j] for k, v in batch.items()}
                 for key in CAPTION_KEYS.values():

@@ -7,8 +7,10 @@
     out [B,H,W,out] <--conv-- level 0 <---up--- level 1 <--------------- ...
 
 Each level i runs `num_res_blocks` residual blocks at `channels[i]` (GroupNorm, SiLU, 3x3 conv,
-as in Ho et al. 2020), with self-attention and, when a `context` is given, cross-attention after
-each block if i is in `attention_levels`. The encoder keeps each level's output as a skip; the
+as in Ho et al. 2020), with self-attention after each block if i is in `attention_levels` and, when
+a `context` is given, cross-attention after each block if i is in `cross_attention_levels` (default:
+the same levels; text must reach the high-resolution levels that draw the objects, where
+self-attention over every pixel would cost too much). The encoder keeps each level's output as a skip; the
 decoder up-samples (transposed conv, nearest + conv or bilinear + conv), concatenates the skip and
 runs the same blocks. The optional embedding (sinusoidal time + MLP, plus a projected condition
 vector) is added inside every residual block (DDPM / improved-DDPM style).
@@ -69,7 +71,7 @@ class UNet(nn.Module):
     Optional inputs (initialise with the same kinds of inputs you will apply with, since each one
     adds parameters): t [B] time steps (sinusoidal + MLP embedding), cond [B,D] a condition vector
     (class one-hot, CLIP embedding, ...) projected and added to the embedding, context [B,L,D] text
-    tokens for cross-attention at `attention_levels` with context_mask [B,L] (True = real token).
+    tokens for cross-attention at `cross_attention_levels` with context_mask [B,L] (True = real token).
     `train` enables dropout (needs a 'dropout' rng).
     """
 
@@ -77,6 +79,7 @@ class UNet(nn.Module):
     channels: Sequence[int] = (32, 64, 128)
     num_res_blocks: int = 2
     attention_levels: Sequence[int] = ()
+    cross_attention_levels: Sequence[int] | None = None  # None: attention_levels
     num_heads: int = 4
     head_dim: int | None = None
     upsample: str = "nearest"
@@ -87,12 +90,13 @@ class UNet(nn.Module):
 
     def _attend(self, h: jax.Array, level: int, tag: str, context: jax.Array | None,
                 context_mask: jax.Array | None) -> jax.Array:
-        if level not in self.attention_levels:
-            return h
+        cross_levels = self.attention_levels if self.cross_attention_levels is None \
+            else self.cross_attention_levels
         kw = dict(num_heads=self.num_heads, head_dim=self.head_dim, norm_groups=self.norm_groups,
                   dtype=self.dtype)
-        h = SpatialAttention(**kw, name=f"{tag}_attn")(h)
-        if context is not None:
+        if level in self.attention_levels:
+            h = SpatialAttention(**kw, name=f"{tag}_attn")(h)
+        if context is not None and level in cross_levels:
             h = SpatialAttention(**kw, name=f"{tag}_xattn")(h, context, context_mask)
         return h
 

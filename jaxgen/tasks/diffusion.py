@@ -46,6 +46,11 @@ class DiffusionTask(Task):
         if size % 2 ** (len(m.channels) - 1):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.channels)-1) = "
                             f"{2 ** (len(m.channels) - 1)}.")
+        for key in ("attention_levels", "cross_attention_levels"):
+            bad = [lv for lv in (m.get(key) or ()) if not 0 <= lv < len(m.channels)]
+            if bad:
+                raise TaskError(f"model.{key} must be level indices in 0..{len(m.channels) - 1} "
+                                f"(one per model.channels entry), not {list(m.get(key))}.")
         self.num_classes = dataset.num_classes if m.conditioning == "class" else 0
         self.batch_keys = ("image", "label") if self.num_classes else ("image",)
         self.native = dataset.arrays["image"].shape[1] == size
@@ -65,8 +70,10 @@ class DiffusionTask(Task):
     def network(self, **extra) -> Denoiser:
         """The config's denoiser; `extra` sets further Denoiser fields (e.g. context_dim)."""
         m = self.config.model
+        cross = m.get("cross_attention_levels")
         return Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
                         num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
+                        cross_attention_levels=None if cross is None else tuple(cross),
                         num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
                         norm_groups=m.norm_groups, num_classes=self.num_classes,
                         dtype=precision.compute_dtype(self.config), **extra)

@@ -178,3 +178,88 @@ def test_features_encode_and_decode_without_tensorflow():
     assert decoded["caption"] == scene["caption"].encode()
     assert np.array_equal(decoded["painted"], scene["painted"])
     assert np.array_equal(decoded["obj_shape"], scene["obj_shape"])
+
+
+# ------------------------------------------------------------------------------------ t2i configs
+DEFAULT_DIGESTS = ("287c3041873a3ea5678e030c3b04514e62394a67e47c84a9017c24bb07b10320"
+                   "d099b79121a25ba71ac328122701077b41aa868696290d0be2a8998e21f92101")
+
+def _digest(batch: dict[str, np.ndarray]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(batch):
+        v = batch[k]
+        h.update("|".join(v).encode() if v.dtype.kind == "U" else np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def test_default_scenes_are_unchanged_by_the_text_to_image_options():
+    """The digest of the first train and test scenes as rendered before the t2i configs existed
+    (2026-12-06): the default and tiny datasets, and every task trained on them, are unaffected."""
+    assert _digest(S.render_scenes(0, range(40))) + _digest(S.render_scenes(1, range(10))) == (
+        DEFAULT_DIGESTS)
+    # grouped_every=0, hold_out=False are the defaults, spelled out.
+    assert _digest(S.render_scenes(0, range(40), 0, False)) == DEFAULT_DIGESTS[:64]
+
+
+def test_held_out_triples_follow_the_declared_rule():
+    assert len(S.HELD_OUT_TRIPLES) == 9
+    assert all(n >= 3 and (c + s + n) % 4 == 0 for c, s, n in S.HELD_OUT_TRIPLES)
+    for n in (3, 4):  # every number stays seen on most kinds
+        kinds = len(S.COLOURS) * len(S.SHAPES)
+        assert 0 < sum(t[2] == n for t in S.HELD_OUT_TRIPLES) <= kinds // 3
+    assert S.scene_triples([0, 0, 1, -1], [2, 2, 2, -1]) == {(2, 0, 2), (2, 1, 1)}
+
+
+@pytest.fixture(scope="module")
+def t2i_train() -> dict[str, np.ndarray]:
+    return S.render_scenes(S.SPLIT_SEEDS["train"], range(2000), grouped_every=2, hold_out=True)
+
+
+def test_t2i_train_split_never_renders_a_held_out_triple_and_says_every_number(t2i_train):
+    triples = [S.scene_triples(s, c) for s, c in zip(t2i_train["obj_shape"], t2i_train["obj_colour"])]
+    assert not any(t & S.HELD_OUT_TRIPLES for t in triples)
+    # Grouped scenes (odd indices) hold one or two kinds; "four X Ys" is said on several kinds.
+    odd = triples[1::2]
+    assert all(1 <= len(t) <= 2 for t in odd)
+    fours = {(c, s) for t in triples for c, s, n in t if n == 4}
+    assert len(fours) >= 10 and sum("four" in str(c) for c in t2i_train["caption"]) >= 50
+    # Captions still agree with records (the caption function is shared), and even scenes that hold
+    # no held-out triple are the default scenes themselves (first draw kept).
+    default = S.render_scenes(0, range(0, 40, 2))
+    kept = [j for j, i in enumerate(range(0, 40, 2)) if not (triples[i] & S.HELD_OUT_TRIPLES)]
+    assert len(kept) >= 15
+    for j in kept:
+        assert np.array_equal(default["image"][j], t2i_train["image"][2 * j])
+
+
+def test_t2i_test_split_keeps_held_out_triples():
+    test = S.render_scenes(S.SPLIT_SEEDS["test"], range(1000), grouped_every=2, hold_out=False)
+    triples = [S.scene_triples(s, c) for s, c in zip(test["obj_shape"], test["obj_colour"])]
+    assert sum(bool(t & S.HELD_OUT_TRIPLES) for t in triples) >= 10
+
+
+def test_builder_t2i_tiny_holds_out_in_train_only(tmp_path):
+    builder = S.Shapes(data_dir=str(tmp_path), config="t2i_tiny", file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    train = builder.as_data_source(split="train")
+    record = train[7]
+    expected = S.render_scenes(0, [7], grouped_every=2, hold_out=True)
+    assert np.array_equal(record["image"], expected["image"][0])
+    assert record["caption"].decode() == expected["caption"][0]
+    for i in range(len(train)):
+        assert not S.scene_triples(train[i]["obj_shape"], train[i]["obj_colour"]) & S.HELD_OUT_TRIPLES
+
+
+def test_render_layouts_draws_the_records():
+    rng = np.random.default_rng(0)
+    layout = {"obj_shape": np.array([0, 1, -1, -1]), "obj_colour": np.array([0, 2, -1, -1]),
+              "obj_position": np.array([0, 8, -1, -1])}
+    images = S.render_layouts([layout, layout], rng)
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    red, blue = (np.all(images == np.asarray(S.COLOURS[c], np.uint8), axis=-1) for c in ("red", "blue"))
+    assert red[:, :11, :11].sum() >= 12 and red[:, 11:, :].sum() == 0
+    assert blue[:, 21:, 21:].sum() >= 12 and blue[:, :21, :].sum() == 0
+    background = np.all(images == np.asarray(S.BACKGROUND, np.uint8), axis=-1)
+    assert np.all(red | blue | background)

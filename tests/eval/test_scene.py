@@ -67,30 +67,12 @@ def test_parser_outputs_and_edge_cases():
         scene.parse_scenes(np.zeros((32, 32)))
 
 
-def _render(layouts: list[dict], rng: np.random.Generator) -> np.ndarray:
-    """Flat renderings uint8 [B, 32, 32, 3] of layouts (satisfying_layout), drawn like shapes draws
-    its scenes (its object geometry, random sizes and jitter), via shapes' own mask function: the
-    module renders scenes only from its seed streams."""
-    shape = np.stack([lay["obj_shape"] for lay in layouts])
-    colour = np.stack([lay["obj_colour"] for lay in layouts])
-    position = np.stack([lay["obj_position"] for lay in layouts])
-    jitter = rng.uniform(-shapes._JITTER, shapes._JITTER, position.shape + (2,))
-    centre = np.stack([position // 3, position % 3], -1) * shapes._CELL + shapes._CELL / 2 + jitter
-    half = np.asarray(shapes._HALF)[rng.integers(0, 2, shape.shape)]
-    masks = shapes._object_masks(shape, centre, half)  # [B, MAX_OBJECTS, H, W]
-    image = np.broadcast_to(np.asarray(shapes.BACKGROUND, np.uint8), masks.shape[:1] + masks.shape[2:] + (3,)).copy()
-    palette = np.asarray([shapes.COLOURS[c] for c in shapes.COLOUR_NAMES], np.uint8)
-    for k in range(shapes.MAX_OBJECTS):
-        image[masks[:, k]] = palette[np.maximum(colour, 0)[:, k]].repeat(masks[:, k].sum((1, 2)), axis=0)
-    return image
-
-
 def test_prompt_requirements_hold_on_scenes_rendered_to_satisfy_them():
     suite = P.prompt_suite(per_category=24, seed=0)
     assert [p.category for p in suite] == [c for c in P.CATEGORIES for _ in range(24)]
     rng = np.random.default_rng(0)
     layouts = [P.satisfying_layout(p, rng) for p in suite]
-    parses = scene.parse_scenes(_render(layouts, rng))
+    parses = scene.parse_scenes(shapes.render_layouts(layouts, rng))
     passed = [P.score([s], p) for s, p in zip(parses, suite)]
     assert all(ok[0] for ok in passed), [p.text for p, ok in zip(suite, passed) if not ok[0]]
     acc = P.accuracy_by_category(suite, passed)
@@ -160,3 +142,14 @@ def test_held_out_combinations():
     assert not mask[ones].any() and mask[fours].mean() > 0.5
     acc = P.accuracy_by_category(counting, [np.ones(2, bool)] * len(counting), mask)
     assert acc["counting/seen"] == acc["counting/held_out"] == 1.0
+
+
+def test_parse_ready_repeats_pixels_up_to_32():
+    small = np.random.default_rng(0).uniform(0.0, 1.0, (2, 16, 16, 3)).astype(np.float32)
+    big = scene.parse_ready(small)
+    assert big.shape == (2, 32, 32, 3)
+    for dy in (0, 1):  # every pixel becomes a 2x2 block of its own colour
+        for dx in (0, 1):
+            np.testing.assert_array_equal(big[:, dy::2, dx::2], small)
+    full = np.zeros((1, 32, 32, 3), np.float32)
+    assert scene.parse_ready(full) is full  # already the parser's size: untouched

@@ -96,3 +96,25 @@ def test_sinusoidal_embedding():
     assert e.shape == (2, 7)
     np.testing.assert_allclose(e[0, :3], 0.0)  # sin(0)
     np.testing.assert_allclose(e[0, 3:6], 1.0)  # cos(0)
+
+
+def test_cross_attention_levels_put_text_attention_where_they_say():
+    x, t, ctx = _rand(0, 2, 8, 8, 3), jnp.array([1, 2]), _rand(1, 2, 5, 6)
+    mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+
+    def names(**kw):
+        model = UNet(out_channels=3, **SMALL, **kw)
+        params = jax.jit(model.init)(jax.random.PRNGKey(0), x, t, None, ctx, mask)["params"]
+        return model, params, {k for k in params if k.endswith("attn")}
+
+    # Default (None): cross-attention wherever self-attention is, as before the option existed.
+    _, _, default = names(attention_levels=(1,))
+    assert default == {"enc1_0_attn", "enc1_0_xattn"}
+    # Text at both levels, in encoder and decoder; self-attention only at the bottleneck.
+    _, _, both = names(attention_levels=(1,), cross_attention_levels=(0, 1))
+    assert both == {"enc0_0_xattn", "dec0_0_xattn", "enc1_0_attn", "enc1_0_xattn"}
+    # Cross-attention only at the full-resolution level: the output depends on the text there.
+    model, params, only = names(attention_levels=(), cross_attention_levels=(0,))
+    assert only == {"enc0_0_xattn", "dec0_0_xattn"}
+    apply = jax.jit(lambda c: model.apply({"params": params}, x, t, None, c, mask))
+    assert float(jnp.abs(apply(ctx) - apply(ctx * -1.0)).max()) > 1e-4

@@ -59,6 +59,7 @@ class Denoiser(nn.Module):
     channels: Sequence[int] = (32, 64)
     num_res_blocks: int = 2
     attention_levels: Sequence[int] = ()
+    cross_attention_levels: Sequence[int] | None = None  # None: attention_levels
     num_heads: int = 4
     upsample: str = "nearest"
     dropout: float = 0.0
@@ -99,6 +100,8 @@ class Denoiser(nn.Module):
             vec = e if vec is None else vec + e
         unet = UNet(out_channels=self.out_channels, channels=tuple(self.channels),
                     num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
+                    cross_attention_levels=(None if self.cross_attention_levels is None
+                                            else tuple(self.cross_attention_levels)),
                     num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
                     norm_groups=self.norm_groups, emb_dim=emb_dim, dtype=self.dtype, name="unet")
         return unet(x, t, vec, context, mask, train).astype(jnp.float32)
