@@ -1,4 +1,4 @@
-"""The `jaxgen` command: train, sample, generate, eval, report, demo, embed, zeroshot, configs.
+"""The `jaxgen` command: train, sample, generate, export, eval, report, demo, embed, zeroshot, configs.
 
 Every expected failure (bad config value, unknown dataset, incompatible or corrupt checkpoint,
 non-finite loss) ends with one `jaxgen: error: ...` sentence on stderr and exit status 2, before
@@ -13,6 +13,9 @@ USAGE_EXAMPLES = """examples:
   jaxgen sample --workdir runs/vae --num 64 --seed 0 --out samples.png
   jaxgen sample --workdir runs/diff --num 64 --out g4.png --config.sample.guidance=4 --config.sample.steps=20
   jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --prompt "two red circles and a blue square" --out g.png
+  jaxgen generate --workdir runs/unclip --prompt "a red circle at the top left" --num 8 --out u.png
+  jaxgen generate --pretrained t2i_base_shapes16 --prompt "three green squares" --out g.png
+  jaxgen export --workdir runs/t2i --out experiments/pretrained/my_model
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
   jaxgen embed --workdir runs/clip --text "two red circles and a blue square" --image scene.png
@@ -44,15 +47,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1] and conditions")
 
-    g = sub.add_parser("generate", help="images from a text prompt with a text-to-image run (and its SR stage)")
-    g.add_argument("--workdir", required=True, help="the base stage's run")
-    g.add_argument("--sr_workdir", help="a super-resolution stage's run, applied to the base stage's images")
+    g = sub.add_parser("generate", help="images from a text prompt with a text-to-image run (and an SR stage)")
+    base = g.add_mutually_exclusive_group(required=True)
+    base.add_argument("--workdir", help="the base stage's run (text2image base stage or unclip)")
+    base.add_argument("--pretrained", help="a pretrained base stage: a name that ships with jaxgen "
+                                           "(experiments/pretrained) or an exported folder")
+    sr = g.add_mutually_exclusive_group()
+    sr.add_argument("--sr_workdir", help="a super-resolution stage's run, applied to the base stage's images")
+    sr.add_argument("--sr_pretrained", help="a pretrained super-resolution stage (name or exported folder)")
     g.add_argument("--prompt", required=True, help='e.g. "two red circles and a blue square"')
     g.add_argument("--num", type=int, default=8)
     g.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1]")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sample.guidance)")
     g.add_argument("--steps", type=int, help="sampling steps (default: the run's sample.steps)")
     g.add_argument("--seed", type=int, default=0)
+
+    x = sub.add_parser("export", help="freeze a trained run's sampling params (EMA) and config into a folder "
+                                      "that generate --pretrained reads")
+    x.add_argument("--workdir", required=True)
+    x.add_argument("--out", required=True, help="the folder to write (replaced whole if it exists)")
+    x.add_argument("--note", default="", help="free text stored in meta.json, e.g. the command that trained it")
 
     e = sub.add_parser("eval", help="evaluate a trained run; writes <workdir>/eval.json")
     e.add_argument("--workdir", required=True)
@@ -116,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
         if args.command == "generate":
             return commands.generate(args.workdir, args.prompt, args.num, args.out, args.guidance, args.steps,
-                                     args.seed, args.sr_workdir)
+                                     args.seed, args.sr_workdir, args.pretrained, args.sr_pretrained)
+        if args.command == "export":
+            return commands.export(args.workdir, args.out, args.note)
         if args.command == "eval":
             return commands.evaluate(args.workdir, overrides)
         if args.command == "report":

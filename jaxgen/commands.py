@@ -45,14 +45,17 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
     return 0
 
 
-def generate(workdir: str, prompt: str, num: int, out: str, guidance: float | None = None, steps: int | None = None,
-             seed: int = 0, sr_workdir: str | None = None) -> int:
-    """Images of `prompt` from a text-to-image run (a task with `text_to_image`), then up-sampled by
-    the super-resolution stage in `sr_workdir` when given; a grid (.png) or raw arrays (.npz)."""
+def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: float | None = None,
+             steps: int | None = None, seed: int = 0, sr_workdir: str | None = None, pretrained: str | None = None,
+             sr_pretrained: str | None = None) -> int:
+    """Images of `prompt` from a text-to-image run (text2image base stage or unclip; or a `pretrained`
+    one), then up-sampled by the super-resolution stage in `sr_workdir` / `sr_pretrained` when given
+    (jaxgen.tasks.cascade.run_cascade with PRNGKey(seed)); a grid (.png) or raw arrays (.npz)."""
     import warnings
 
     import jax
 
+    from jaxgen.tasks import cascade
     from jaxgen.train import log
 
     if not prompt.strip():
@@ -62,19 +65,16 @@ def generate(workdir: str, prompt: str, num: int, out: str, guidance: float | No
     kind = os.path.splitext(out)[1].lower()
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
-    overrides = {k: v for k, v in (("guidance", guidance), ("steps", steps)) if v is not None}
-    stages = [_text_to_image_run(workdir, "base")]
-    if sr_workdir:
-        stages.append(_text_to_image_run(sr_workdir, "sr"))
-    prompts = [prompt] * num
-    images = None
+    stages = [_text_to_image_run(workdir, pretrained, "base")]
+    if sr_workdir or sr_pretrained:
+        stages.append(_text_to_image_run(sr_workdir, sr_pretrained, "sr"))
     with warnings.catch_warnings(record=True) as caught:  # the tokenizer's truncation warning, said once
         warnings.simplefilter("always")
-        for i, (task, params) in enumerate(stages):
-            rng = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-            images, _ = task.text_to_image(params, rng, prompts, low_res=images, **overrides)
+        images, _ = cascade.run_cascade(stages, [prompt] * num, jax.random.PRNGKey(seed), guidance=guidance,
+                                        steps=steps)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"jaxgen: warning: {message}", file=sys.stderr)
+    images = images[-1]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if kind == ".png":
         log.save_png(log.make_grid(images), out)
@@ -86,18 +86,44 @@ def generate(workdir: str, prompt: str, num: int, out: str, guidance: float | No
     return 0
 
 
-def _text_to_image_run(workdir: str, stage: str):
-    """(task, params) of a trained text-to-image run of the given cascade stage ('base' or 'sr')."""
-    from jaxgen.train import loop
+def _text_to_image_run(workdir: str | None, pretrained_name: str | None, stage: str):
+    """(task, params) of a trained text-to-image run (text2image, unclip) in `workdir`, or of a
+    pretrained one, of the given cascade stage ('base' or 'sr')."""
+    from jaxgen.train import loop, pretrained
 
-    _, task, state = loop.restore_for_eval(workdir)
+    if workdir is not None:
+        _, task, state = loop.restore_for_eval(workdir)
+        source, params = workdir, None
+    else:
+        _, task, params = pretrained.load(pretrained_name)
+        source = f"pretrained model {pretrained_name!r}"
     if not hasattr(task, "text_to_image"):
-        raise UsageError(f"{workdir} holds a {task.config.task} run, which does not generate images from text.")
-    have = getattr(task, "stage", "base")
-    if have != stage:
-        where = "--sr_workdir" if have == "sr" else "--workdir"
-        raise UsageError(f"{workdir} is a {'super-resolution' if have == 'sr' else 'base'} stage; pass it as {where}.")
-    return task, task.eval_params(state)
+        raise UsageError(f"{source} holds a {task.config.task} run, which does not generate images from text.")
+    if task.stage != stage:
+        flag = ("--sr_" if task.stage == "sr" else "--") + ("workdir" if workdir is not None else "pretrained")
+        raise UsageError(f"{source} is a {'super-resolution' if task.stage == 'sr' else 'base'} stage; "
+                         f"pass it as {flag}.")
+    return task, (task.eval_params(state) if params is None else params)
+
+
+def export(workdir: str, out: str, note: str = "") -> int:
+    """Writes the run's sampling params, config and provenance (with its eval.json scores when it
+    has been evaluated) to the folder `out` (jaxgen.train.pretrained)."""
+    import json
+
+    from jaxgen.train import pretrained
+
+    meta = {"note": note} if note else {}
+    scores = os.path.join(workdir, "eval.json")
+    if os.path.isfile(scores):
+        try:
+            with open(scores) as f:
+                meta["eval"] = json.load(f)
+        except ValueError as e:
+            raise UsageError(f"{scores} is not valid JSON ({e}); run `jaxgen eval --workdir {workdir}` again.") from None
+    path = pretrained.export(workdir, out, meta)
+    print(f"wrote the sampling params of {workdir} to {path}")
+    return 0
 
 
 def evaluate(workdir: str, overrides: list[str] = ()) -> int:

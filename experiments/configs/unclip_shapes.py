@@ -40,9 +40,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                    sample_every=0, keep=2, ema_decay=0.999, grad_accum=1, compute_dtype="float32",
                    parts=("prior", "decoder"))
     # num_samples: held-out captions for the prior cosine and the CLIP score; clip_workdir: the CLIP
-    # run that judges (empty: the conditioning one); scene_prompts: prompts per category of the
-    # scene-parser suite (0: skip), each sampled scene_images_per_prompt times.
-    c.eval = dict(num_samples=200, clip_workdir="", scene_prompts=24, scene_images_per_prompt=4)
+    # run that judges (empty: the conditioning one; the prompt suite's CLIP score needs it). The
+    # prompt suite, as text2image_shapes reads it: prompts_per_category prompts per category (0:
+    # skip), drawn by prompt_seed, each generated images_per_prompt times in batches of batch_size.
+    c.eval = dict(num_samples=200, clip_workdir="", prompts_per_category=24, images_per_prompt=4, prompt_seed=0,
+                  batch_size=64)
     if arg == "demo":  # a shorter run (not part of `jaxgen demo`)
         c.train.update(steps=2000, ckpt_every=1000)
     elif arg == "quick":
@@ -53,7 +55,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.optim.warmup_steps = 2
         c.prior_optim.warmup_steps = 2
         c.train.update(steps=4, log_every=2, ckpt_every=4, batch_size=16, ema_decay=0.0)
-        c.eval.update(num_samples=16, scene_prompts=2, scene_images_per_prompt=1)
+        # batch_size = num_samples: the suite reuses the compiled chains of the CLIP-score samples.
+        c.eval.update(num_samples=16, prompts_per_category=2, images_per_prompt=1, batch_size=16)
     elif arg:
         raise ValueError(f"unclip_shapes takes '', 'demo' or 'quick', not {arg!r}.")
     return c

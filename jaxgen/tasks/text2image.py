@@ -19,14 +19,13 @@ features are computed on the host (cached per distinct caption) and travel in th
 "context" float32 [B, L, D], "context_mask" bool [B, L] and "pooled" float32 [B, P]; the encoder's
 parameters are never part of the train state.
 
-Evaluation (`jaxgen eval`): a prompt suite of jaxgen.eval.prompts (eval.prompts_per_category prompts
-per category, eval.images_per_prompt images each) is generated and parsed by jaxgen.eval.scene; the
-fraction of images that satisfy their prompt is reported per category, "seen" and "held_out" (prompt
-combinations absent from the training captions), with the parser's own exact-scene accuracy on real
-test images at the same resolution (the ceiling the scores are read against), and the CLIP score
-when eval.clip_workdir names a trained clip run. The SR stage is scored as a cascade when
-eval.base_workdir names a base run, and always on real down-sampled test images against bilinear
-up-sampling (parse accuracy and edge sharpness).
+Evaluation (`jaxgen eval`): the prompt suite of jaxgen.eval.prompt_suite, shared with the unclip
+task (the fraction of generated images that satisfy their prompt per category, seen and held out,
+the parser's ceiling on real images at the same size, the CLIP score with eval.clip_workdir). The SR
+stage is scored on real test images down-sampled to its input size against bilinear up-sampling
+(parse accuracy and edge sharpness), and, when eval.base_workdir names a base run (this task's base
+stage or an unclip run), as a cascade: the base's own images and this stage's output from those very
+images on the same suite, beside non-learned up-samplings of them (`cascade_scores`).
 """
 from __future__ import annotations
 
@@ -36,11 +35,13 @@ import numpy as np
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import prompt_suite
 from jaxgen.eval import prompts as prompts_lib
 from jaxgen.eval import scene as scene_lib
 from jaxgen.models import imagen
 from jaxgen.models.diffusion import samplers, schedules
 from jaxgen.models.diffusion.network import null_condition
+from jaxgen.tasks import cascade
 from jaxgen.tasks.base import TaskError
 from jaxgen.tasks.diffusion import DiffusionTask
 from jaxgen.train import log
@@ -81,6 +82,15 @@ class Text2ImageTask(DiffusionTask):
         self.model = self.network(context_dim=self.text.width)
         self.batch_keys = ("image",) + TEXT_KEYS
         self._train_captions_encoded = False
+
+    @property
+    def low_res_shape(self) -> tuple[int, int, int] | None:
+        """(h, w, C) of the images this stage takes as text_to_image's low_res (the SR stage's
+        model.low_res_size); None for the base stage, which takes none."""
+        if self.stage != "sr":
+            return None
+        s = self.config.model.low_res_size
+        return (s, s, self.image_shape[-1])
 
     # ---- data and conditions ---------------------------------------------------------------------
     def host_batch(self, step, process_index=0, process_count=1):
@@ -141,13 +151,14 @@ class Text2ImageTask(DiffusionTask):
     # ---- sampling --------------------------------------------------------------------------------
     def text_to_image(self, params, rng, prompts: list[str], low_res: np.ndarray | None = None,
                       **overrides) -> tuple[np.ndarray, dict[str, float]]:
-        """Images float [N, H, W, C] in [0, 1] for the N `prompts`, and run statistics (see
-        DiffusionTask.generate), with the config's sample settings updated by `overrides` (method,
+        """The text-to-image contract (see jaxgen.tasks.cascade): images float [N, H, W, C] in [0, 1],
+        one per prompt, and run statistics (x0_out_of_range, compile_seconds, sample_seconds: see
+        DiffusionTask.run_chain), with the config's sample settings updated by `overrides` (method,
         steps, eta, guidance, thresholding, percentile, variance, noise_aug). A super-resolution
         stage needs `low_res` [N, h, w, C] in [0, 1] (any size: resized to model.low_res_size), e.g.
-        the base stage's output. Empty prompts raise the tokenizer's error; over-long ones are
-        truncated with a TruncationWarning."""
-        s = dict(self.config.sample.to_dict(), **overrides)
+        the base stage's output; the base stage takes none. Empty prompts raise the tokenizer's error;
+        over-long ones are truncated with a TruncationWarning."""
+        s = cascade.sample_settings(self.config.sample.to_dict(), overrides)
         if not 1 <= int(s["steps"]) <= self.config.model.timesteps:
             raise TaskError(f"the number of sampling steps must be in 1..{self.config.model.timesteps}, "
                             f"not {s['steps']}.")
@@ -160,6 +171,8 @@ class Text2ImageTask(DiffusionTask):
                 raise TaskError(f"this super-resolution stage needs one low-resolution image per prompt "
                                 f"({num}), e.g. the base stage's output.")
             cond["low_res"] = self.low_res(jnp.asarray(low_res, jnp.float32))
+        elif low_res is not None:
+            raise TaskError("a base stage makes images from text alone; it takes no low-resolution input.")
         settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"], float(s["percentile"]),
                     s["variance"], float(s.get("noise_aug", 0.0)))
         args = (params, rng, cond, jnp.float32(s["guidance"]))
@@ -201,73 +214,60 @@ class Text2ImageTask(DiffusionTask):
 
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(self, state):
+        """Base stage: the prompt suite's scores. SR stage: super_resolution_scores, and with
+        eval.base_workdir the paired cascade_scores of that base run followed by this stage."""
         e = self.config.eval
         params = self.eval_params(state)
-        results = {}
         if self.stage == "base":
-            def make(texts, rng):
-                return self.text_to_image(params, rng, texts)[0]
-            results.update(self.prompt_scores(make))
-        else:
-            results.update(self.super_resolution_scores(params))
-            if e.get("base_workdir"):
-                from jaxgen.train import loop
+            return self.prompt_scores(lambda texts, rng: self.text_to_image(params, rng, texts)[0])
+        results = self.super_resolution_scores(params)
+        if e.get("base_workdir"):
+            from jaxgen.train import loop
 
-                _, base, base_state = loop.restore_for_eval(e.base_workdir)
-                if getattr(base, "stage", None) != "base":
-                    raise TaskError(f"eval.base_workdir {e.base_workdir} is not a text2image base-stage run.")
-                base_params = base.eval_params(base_state)
-
-                def make(texts, rng):
-                    low, _ = base.text_to_image(base_params, rng, texts)
-                    return self.text_to_image(params, jax.random.fold_in(rng, 1), texts, low_res=low)[0]
-                results.update(self.prompt_scores(make))
+            _, base, base_state = loop.restore_for_eval(e.base_workdir)
+            if getattr(base, "stage", None) != "base":
+                raise TaskError(f"eval.base_workdir {e.base_workdir} is not a base-stage text-to-image run.")
+            results.update(self.cascade_scores([(base, base.eval_params(base_state)), (self, params)]))
         return results
 
     def prompt_scores(self, make_images) -> dict[str, float]:
-        """Scores of `make_images(texts [n], rng) -> images [n, H, W, C] in [0, 1]` on the prompt
-        suite: per category (and seen / held out) the fraction of images that satisfy their prompt,
-        the parser's ceiling on real images, and the CLIP score with eval.clip_workdir."""
-        e = self.config.eval
-        suite = prompts_lib.prompt_suite(e.prompts_per_category, seed=e.prompt_seed)
-        texts = [p.text for p in suite for _ in range(e.images_per_prompt)]
-        images = self._batched(make_images, texts, self.config.seed + 100)
-        scenes = scene_lib.parse_scenes(_parse_ready(images))
-        passed = [prompts_lib.score(scenes[i * e.images_per_prompt:(i + 1) * e.images_per_prompt], p)
-                  for i, p in enumerate(suite)]
-        seen_texts = [t for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
-        held = prompts_lib.held_out(suite, seen_texts)
-        out = {f"t2i_{k.replace('/', '_')}": v for k, v in
-               prompts_lib.accuracy_by_category(suite, passed, held).items()}
-        out["t2i_num_images"] = len(images)
-        out["t2i_parser_exact_real"] = self.parser_ceiling(images.shape[1])
-        if e.get("clip_workdir"):
-            from jaxgen.eval.contrastive import CLIPScorer, clip_score
+        """jaxgen.eval.prompt_suite's scores of `make_images(texts [n], rng) -> images [n, H, W, C]`
+        in [0, 1] (or named image sets of those texts), over the config's eval settings, against the
+        captions of every drawn training style."""
+        seen = [t for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
+        return prompt_suite.prompt_suite_scores(make_images, self.config.eval, seen, self.eval_dataset(),
+                                                self.config.seed + 100)
 
-            clip = CLIPScorer(e.clip_workdir)
-            img, txt = clip.images(images), clip.texts(texts)
-            out["clip_score"] = float(clip_score(img, txt).mean())
-            out["clip_score_mismatched"] = float(clip_score(img, np.roll(txt, e.images_per_prompt, 0)).mean())
-        return out
+    def cascade_scores(self, stages: list) -> dict[str, float]:
+        """The paired evaluation of the cascade `stages` (a base, ..., this SR stage last) on the
+        prompt suite: for each batch of prompts and key, the base's own images and this stage's
+        output from those very images (one run_cascade call), beside two non-learned up-samplings
+        of the same base images, pixel repetition ("nearest") and bilinear. Metrics
+        t2i_{base,cascade,nearest,bilinear}_<metric> (see prompt_suite) and, per accuracy (and CLIP
+        score), t2i_cascade_minus_base_<metric> = cascade - base. The parser reads base images by pixel
+        repetition, so "nearest" scores as "base" does: it is the anchor, bilinear the baseline."""
+        scores = self.prompt_scores(self.cascade_maker(stages))
+        paired = [k.removeprefix("t2i_base_") for k in scores if k.startswith("t2i_base_")]
+        # Deltas of the accuracies (and CLIP score) only: the counts, confusions and ceilings describe
+        # the images' size and number, not how well the stage did.
+        deltas = {f"t2i_cascade_minus_base_{m}": scores[f"t2i_cascade_{m}"] - scores[f"t2i_base_{m}"]
+                  for m in paired if not m.startswith(("num_images", "parser_exact_real", "ceiling_",
+                                                       "counting_confusion_"))}
+        return {**scores, **deltas}
 
-    def _batched(self, make_images, texts: list[str], seed: int) -> np.ndarray:
-        """make_images over `texts` in batches of eval.batch_size (the last one padded: one compiled
-        shape), batch i with key PRNGKey(seed + i): images [len(texts), H, W, C]."""
-        size = self.config.eval.batch_size
-        images = []
-        for i, start in enumerate(range(0, len(texts), size)):
-            chunk = texts[start:start + size]
-            out = make_images(chunk + [chunk[-1]] * (size - len(chunk)), jax.random.PRNGKey(seed + i))
-            images.append(out[:len(chunk)])
-        return np.concatenate(images)
+    def cascade_maker(self, stages: list):
+        """make_images for cascade_scores: (texts [n], rng) -> {"base": the first stage's images,
+        "cascade": the last stage's, "nearest" / "bilinear": the base images up-sampled to this
+        stage's size}, all from one cascade.run_cascade(stages, texts, rng)."""
+        size = self.image_shape[0]
 
-    def parser_ceiling(self, size: int, num: int = 300) -> float:
-        """Exact-scene accuracy of the parser on real test images brought to `size` (bilinear) and
-        read as generated images are: what a perfect model would score at that resolution."""
-        test = self.eval_dataset().arrays
-        real = transforms.resize(transforms.to_unit(jnp.asarray(test["image"][:num]), self.dataset.num_levels), size)
-        parsed = scene_lib.to_records(scene_lib.parse_scenes(_parse_ready(np.asarray(real))))
-        return float(scene_lib.exact_match(parsed, {k: v[:num] for k, v in test.items()}).mean())
+        def make(texts: list[str], rng: jax.Array) -> dict[str, np.ndarray]:
+            images, _ = cascade.run_cascade(stages, texts, rng)
+            base = jnp.asarray(images[0])
+            return {"base": images[0], "cascade": images[-1],
+                    "nearest": np.asarray(transforms.resize(base, size, method="nearest")),  # pixel repetition
+                    "bilinear": np.asarray(transforms.resize(base, size))}
+        return make
 
     def super_resolution_scores(self, params) -> dict[str, float]:
         """The SR stage on real test scenes down-sampled to its input size: exact-scene parse accuracy
@@ -290,7 +290,7 @@ class Text2ImageTask(DiffusionTask):
         truth = {k: v[:num] for k, v in self.eval_dataset().arrays.items()}
         out = {}
         for name, images in (("sr", sr), ("bilinear", bilinear), ("real", np.asarray(transforms.resize(real, size)))):
-            parsed = scene_lib.to_records(scene_lib.parse_scenes(_parse_ready(images)))
+            parsed = scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(images)))
             out[f"{name}_exact_scene"] = float(scene_lib.exact_match(parsed, truth).mean())
             out[f"{name}_edge_sharpness"] = edge_sharpness(images)
         return out
@@ -312,23 +312,14 @@ class Text2ImageTask(DiffusionTask):
         if self.stage == "base":
             suite = self._figure_prompts()
             texts = [p.text for p in suite for _ in range(8)]
-            images = self._batched(lambda t, rng: self.text_to_image(params, rng, t)[0], texts, self.config.seed + 4)
+            images = prompt_suite.generate_in_batches(lambda t, rng: self.text_to_image(params, rng, t)[0], texts,
+                                                      self.config.eval.batch_size, self.config.seed + 4)
             return {f"prompt_{i}": log.make_grid(images[8 * i:8 * (i + 1)], columns=8) for i in range(len(suite))}
         texts, real = self.test_prompts(8)
         real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
         out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 4), texts, low_res=real)
         up = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), self.image_shape[0]))
         return {"super_resolution": log.make_grid(np.concatenate([up, out, real]), columns=8)}
-
-
-def _parse_ready(images: np.ndarray) -> np.ndarray:
-    """Images [N, H, W, 3] in [0, 1] at H <= 32 -> [N, 32, 32, 3] by pixel repetition: the parser's
-    thresholds are set for the dataset's 32x32 grid, and repetition (unlike bilinear) keeps each
-    pixel's colour, so shape reads best (on real 16x16 scenes: 83% exact against 47% bilinear)."""
-    factor = shapes_lib.SIZE // images.shape[1]
-    if factor <= 1:
-        return images
-    return np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
 
 
 def edge_sharpness(images: np.ndarray) -> float:

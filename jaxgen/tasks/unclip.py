@@ -23,13 +23,15 @@ embedding -> decoder), classifier-free guidance in both models (the prior's scal
 `sample.prior_guidance`, the decoder's `sample.guidance`). Evaluation: the prior's cosine to the
 true image embedding of held-out captions, the CLIP score of generated images (by `eval.clip_workdir`,
 default the conditioning CLIP, which the decoder was trained to please, so an independent CLIP run is
-the fairer judge) and, with `eval.scene_prompts` > 0, the scene-parser accuracy per prompt category.
+the fairer judge) and the prompt suite's scene-parser accuracy per category (jaxgen.eval.prompt_suite,
+the same suite, settings and metric names as the text2image task's).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +40,10 @@ import optax
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import prompt_suite
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, schedules
+from jaxgen.tasks import cascade
 from jaxgen.tasks.base import Task, TaskError
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
@@ -54,6 +58,9 @@ _EMBEDDING_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 class UnCLIPTask(Task):
     batch_keys = ("image", "z_image", "z_text")
+    #: the text-to-image contract (jaxgen.tasks.cascade): a first stage, which takes no low-res input
+    stage = "base"
+    low_res_shape = None
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -240,23 +247,29 @@ class UnCLIPTask(Task):
         return state, parallel.pmean(metrics)
 
     # ---- sampling --------------------------------------------------------------------------------
-    def _settings(self, overrides: dict) -> dict:
-        s = dict(self.config.sample.to_dict())
-        unknown = sorted(set(overrides) - set(s))
-        if unknown:
-            raise TaskError(f"unknown sample setting {unknown[0]!r}; the settings are {', '.join(sorted(s))}.")
-        s.update({k: v for k, v in overrides.items() if v is not None})
-        return s
+    def _run(self, key: tuple, make, args: tuple) -> tuple[np.ndarray, dict[str, float]]:
+        """Runs the chain `make()` on `args`, compiled once per `key` (a setting and a row count) and
+        reused across calls: (its output, its statistics with compile_seconds (0 when compiled
+        before) and sample_seconds apart), as DiffusionTask.run_chain reports them."""
+        start = time.perf_counter()
+        if key not in self._samplers:
+            self._samplers[key] = jax.jit(make()).lower(*args).compile()
+        compiled = time.perf_counter()
+        out, stats = self._samplers[key](*args)
+        out = np.asarray(out)  # waits for the chain, so that sample_seconds is its time
+        stats = {k: float(v) for k, v in stats.items()}
+        stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)
+        return out, stats
 
-    def _compiled(self, key, make):
-        if key not in self._samplers:  # one compiled chain per setting, reused across calls
-            self._samplers[key] = jax.jit(make())
-        return self._samplers[key]
+    def _settings(self, overrides: dict) -> dict:
+        return cascade.sample_settings(self.config.sample.to_dict(), overrides)
 
     def sample_prior(self, params, z_text: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
         """Image embeddings [N, E] (unit norm) sampled from the prior for text embeddings z_text [N, E];
         `params` = {"prior", ...}; overrides: prior_steps, prior_guidance, prior_method, eta."""
-        s = self._settings(overrides)
+        return self._prior_chain(params, z_text, rng, self._settings(overrides))[0]
+
+    def _prior_chain(self, params, z_text, rng, s: dict) -> tuple[np.ndarray, dict[str, float]]:
         steps, method, eta = int(s["prior_steps"]), s["prior_method"], float(s["eta"])
 
         def make():
@@ -265,20 +278,22 @@ class UnCLIPTask(Task):
             def run(p, z_t, key, w):
                 cond = {unclip_lib.PRIOR_KEY: z_t}
                 null = {unclip_lib.PRIOR_KEY: jnp.zeros_like(z_t)}
-                x, _ = samplers.sample(self.denoise_prior, p, sched, z_t.shape, key, cond, null_cond=null,
-                                       guidance=w, method=method, eta=eta,
-                                       parameterization=self.config.model.prior.parameterization,
-                                       thresholding="none")
-                return unclip_lib.to_embedding(x)
+                x, stats = samplers.sample(self.denoise_prior, p, sched, z_t.shape, key, cond, null_cond=null,
+                                           guidance=w, method=method, eta=eta,
+                                           parameterization=self.config.model.prior.parameterization,
+                                           thresholding="none")
+                return unclip_lib.to_embedding(x), stats
             return run
 
-        fn = self._compiled(("prior", steps, method, eta), make)
-        return np.asarray(fn(params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s["prior_guidance"])))
+        args = (params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s["prior_guidance"]))
+        return self._run(("prior", len(z_text), steps, method, eta), make, args)
 
     def decode(self, params, z_image: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
         """Images float [N, H, W, C] in [0, 1] decoded from image embeddings z_image [N, E];
         overrides: steps, guidance, method, eta, thresholding, percentile, variance."""
-        s = self._settings(overrides)
+        return self._decoder_chain(params, z_image, rng, self._settings(overrides))[0]
+
+    def _decoder_chain(self, params, z_image, rng, s: dict) -> tuple[np.ndarray, dict[str, float]]:
         setting = (int(s["steps"]), s["method"], float(s["eta"]), s["thresholding"], float(s["percentile"]),
                    s["variance"])
 
@@ -289,29 +304,36 @@ class UnCLIPTask(Task):
             def run(p, z, key, w):
                 cond = {unclip_lib.DECODER_KEY: z}
                 null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z)}
-                x, _ = samplers.sample(self.denoise_decoder, p, sched, (z.shape[0],) + self.image_shape, key, cond,
-                                       null_cond=null, guidance=w, method=method, eta=eta,
-                                       parameterization=self.config.model.decoder.parameterization,
-                                       thresholding=thresholding, percentile=percentile, variance=variance)
-                return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+                x, stats = samplers.sample(self.denoise_decoder, p, sched, (z.shape[0],) + self.image_shape, key,
+                                           cond, null_cond=null, guidance=w, method=method, eta=eta,
+                                           parameterization=self.config.model.decoder.parameterization,
+                                           thresholding=thresholding, percentile=percentile, variance=variance)
+                return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0), stats
             return run
 
-        fn = self._compiled(("decoder",) + setting, make)
-        return np.asarray(fn(params["decoder"], jnp.asarray(z_image, jnp.float32), rng, jnp.float32(s["guidance"])))
+        args = (params["decoder"], jnp.asarray(z_image, jnp.float32), rng, jnp.float32(s["guidance"]))
+        return self._run(("decoder", len(z_image)) + setting, make, args)
 
-    def text_to_image(self, params, prompts: list[str], rng: jax.Array, num_per_prompt: int = 1,
-                      guidance: float | None = None, steps: int | None = None, **overrides) -> np.ndarray:
-        """Images float [len(prompts) * num_per_prompt, H, W, C] in [0, 1], prompt-major (the images
-        of prompt j are rows j * num_per_prompt ...). guidance / steps: the decoder's (None: the
-        config's); overrides: the other sample settings (prior_guidance, prior_steps, ...). Unknown
-        words are fine; an empty prompt raises the tokenizer's one-sentence error."""
-        if not prompts or num_per_prompt < 1:
-            raise TaskError(f"text_to_image needs at least one prompt and num_per_prompt >= 1, not "
-                            f"{len(prompts)} prompts x {num_per_prompt}.")
-        z_text = np.repeat(self.clip.texts(list(prompts)), num_per_prompt, axis=0)
+    def text_to_image(self, params, rng: jax.Array, prompts: list[str], low_res: np.ndarray | None = None,
+                      **overrides) -> tuple[np.ndarray, dict[str, float]]:
+        """The text-to-image contract (see jaxgen.tasks.cascade): images float [N, H, W, C] in [0, 1],
+        one per prompt (CLIP text embedding -> prior -> decoder), and run statistics: the decoder's
+        x0_out_of_range, and compile_seconds / sample_seconds of the two chains together. overrides:
+        the sample settings (guidance, steps, prior_guidance, prior_steps, ...; a None value keeps the
+        config's). unCLIP is a first stage: `low_res` must be None. Unknown words are fine; an empty
+        prompt raises the tokenizer's one-sentence error."""
+        if low_res is not None:
+            raise TaskError("an unclip run is a base stage that makes images from text alone; it takes no "
+                            "low-resolution input.")
+        if not prompts:
+            raise TaskError("text_to_image needs at least one prompt.")
+        s = self._settings(overrides)
         k_prior, k_decoder = jax.random.split(rng)
-        z_image = self.sample_prior(params, z_text, k_prior, **overrides)
-        return self.decode(params, z_image, k_decoder, guidance=guidance, steps=steps, **overrides)
+        z_image, prior_stats = self._prior_chain(params, self.clip.texts(list(prompts)), k_prior, s)
+        images, stats = self._decoder_chain(params, z_image, k_decoder, s)
+        for k in ("compile_seconds", "sample_seconds"):
+            stats[k] += prior_stats[k]
+        return images, stats
 
     def variations(self, params, images: np.ndarray, rng: jax.Array, num: int = 1, **overrides) -> np.ndarray:
         """`num` new images per input image, float [len(images) * num, H, W, C] in [0, 1] (image-major),
@@ -325,7 +347,7 @@ class UnCLIPTask(Task):
     def sample(self, params, rng, num):
         """Images for the first `num` held-out full-style captions: {"images", "texts"}."""
         texts = self._eval_captions(num)
-        return {"images": self.text_to_image(params, texts, rng), "texts": np.asarray(texts)}
+        return {"images": self.text_to_image(params, rng, texts)[0], "texts": np.asarray(texts)}
 
     def _eval_captions(self, num: int) -> list[str]:
         test = self.eval_dataset().arrays["caption"]
@@ -336,8 +358,9 @@ class UnCLIPTask(Task):
         """prior_cosine_true / _other: the mean cosine between prior samples for held-out captions
         and the CLIP embedding of the caption's own image / of another test image (the prior learns
         when the first clearly exceeds the second); clip_score of text_to_image samples for those
-        captions next to that of the real test images (matching and mismatched); and, with
-        eval.scene_prompts > 0, the scene-parser accuracy per prompt category (`scene_accuracy`)."""
+        captions next to that of the real test images (matching and mismatched); and the prompt
+        suite's scores (jaxgen.eval.prompt_suite, as for text2image: t2i_<category>, ...; none with
+        eval.prompts_per_category = 0)."""
         e = self.config.eval
         params = self.eval_params(state)
         test = self.eval_dataset().arrays
@@ -350,42 +373,27 @@ class UnCLIPTask(Task):
         results = {"prior_cosine_true": float(np.mean(np.sum(z_prior * z_true, -1))),
                    "prior_cosine_other": float(np.mean(np.sum(z_prior * z_true[other], -1)))}
         scorer = _load_clip(e.clip_workdir)[0] if e.get("clip_workdir") else self.clip
-        images = self.text_to_image(params, texts, jax.random.fold_in(rng, 1))
+        images, _ = self.text_to_image(params, jax.random.fold_in(rng, 1), texts)
         results["clip_score"] = float(scorer.score(images, texts).mean())
         real = scorer.score(test["image"][:n], texts)
         results["clip_score_real"] = float(real.mean())
         results["clip_score_real_mismatched"] = float(scorer.score(test["image"][:n], texts[1:] + texts[:1]).mean())
-        if e.scene_prompts:
-            results.update(self.scene_accuracy(params, e.scene_prompts, e.scene_images_per_prompt))
-        return results
-
-    def scene_accuracy(self, params, per_category: int, num_per_prompt: int, **overrides) -> dict[str, float]:
-        """The fraction of text_to_image samples that the scene parser (jaxgen.eval.scene) finds to
-        satisfy their prompt, per category of jaxgen.eval.prompts' suite (`per_category` prompts
-        each), split into seen / held-out combinations of the training captions."""
-        from jaxgen.eval import prompts as prompts_lib
-        from jaxgen.eval import scene
-
-        suite = prompts_lib.prompt_suite(per_category, seed=self.config.seed)
-        images = self.text_to_image(params, [p.text for p in suite], jax.random.PRNGKey(self.config.seed + 5),
-                                    num_per_prompt, **overrides)
-        if images.shape[1] != shapes_lib.SIZE:  # the parser's thresholds are in pixels of 32x32 scenes
-            images = np.asarray(transforms.resize(jnp.asarray(images), shapes_lib.SIZE))
-        parsed = scene.parse_scenes(images)
-        k = num_per_prompt
-        passed = [prompts_lib.score(parsed[j * k:(j + 1) * k], p) for j, p in enumerate(suite)]
+        settings = e.to_dict()
+        if "scene_prompts" in settings:  # a run saved before the shared suite: its fields, renamed
+            settings.update(prompts_per_category=settings.pop("scene_prompts"), prompt_seed=self.config.seed,
+                            images_per_prompt=settings.pop("scene_images_per_prompt"), batch_size=n)
         # Held out: no training caption of any style the prior saw states the prompt's combination.
         seen = [t for st in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[st]]]
-        mask = prompts_lib.held_out(suite, seen)
-        acc = prompts_lib.accuracy_by_category(suite, passed, mask)
-        return {f"scene_accuracy/{k}": v for k, v in acc.items()}
+        results.update(prompt_suite.prompt_suite_scores(lambda t, key: self.text_to_image(params, key, t)[0],
+                                                        settings, seen, self.eval_dataset(), self.config.seed + 100))
+        return results
 
     def figures(self, state):
         """text_to_image for eight held-out captions (one row of eight samples each) and variations
         of eight test images (the real image first in each row, then seven variations)."""
         params = self.eval_params(state)
         rng = jax.random.PRNGKey(self.config.seed + 4)
-        t2i = self.text_to_image(params, self._eval_captions(8), rng, num_per_prompt=8)
+        t2i, _ = self.text_to_image(params, rng, [t for t in self._eval_captions(8) for _ in range(8)])
         real = self.eval_dataset().arrays["image"][:8]
         var = self.variations(params, real, jax.random.fold_in(rng, 1), num=7).reshape((8, 7) + self.image_shape)
         real = np.asarray(transforms.resize(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels),

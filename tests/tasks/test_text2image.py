@@ -1,7 +1,9 @@
 """The Imagen-style text2image task on tiny configs: noise conditioning augmentation is applied in
 training and fixed at sampling, the SR stage reads its low-res input and its level, `jaxgen generate`
-runs the cascade from a prompt to a file, and `jaxgen eval` scores the prompt suite by category.
-(The data-parallel step and the frozen encoder: test_text2image_parallel.py.)"""
+runs the cascade (jaxgen.tasks.cascade.run_cascade) from a prompt to a file, `jaxgen eval` scores the
+prompt suite by category, and the SR stage's eval scores the base's own images beside their
+super-resolution by the same function. (The data-parallel step and the frozen encoder:
+test_text2image_parallel.py.)"""
 import json
 import os
 
@@ -11,10 +13,15 @@ import numpy as np
 import pytest
 
 from jaxgen.cli import main
-from jaxgen.eval.prompts import prompt_suite
+from jaxgen.data import shapes, transforms
+from jaxgen.eval import prompt_suite as prompt_suite_lib
+from jaxgen.eval import scene
+from jaxgen.eval.prompts import CATEGORIES, prompt_suite, prompt_support
 from jaxgen.models import imagen
 from jaxgen.models.diffusion import schedules
 from jaxgen.models.diffusion.network import drop_condition
+from jaxgen.tasks import cascade
+from jaxgen.tasks.base import TaskError
 from jaxgen.train import loop
 
 
@@ -26,6 +33,15 @@ def runs(shared_dir):
         assert main(["train", "text2image_shapes_sr:quick", "--workdir", str(path / "sr"), "--quiet"]) == 0
     root = shared_dir("text2image", build)
     return os.path.join(root, "base"), os.path.join(root, "sr")
+
+
+def _stages(*workdirs):
+    """[(task, params)] of trained runs, as `jaxgen generate` loads them."""
+    out = []
+    for workdir in workdirs:
+        _, task, state = loop.restore_for_eval(workdir)
+        out.append((task, task.eval_params(state)))
+    return out
 
 
 def test_noise_augmentation_in_training_and_fixed_at_sampling():
@@ -64,6 +80,10 @@ def test_sr_stage_reads_its_low_res_input_and_level(runs):
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).mean() > 1e-3  # another low-res image, another output
     assert np.abs(a - d).mean() > 1e-3  # the fixed sampling level reaches the network
+    with pytest.raises(TaskError, match="needs one low-resolution image per prompt"):
+        task.text_to_image(params, rng, texts, steps=3)
+    with pytest.raises(TaskError, match="unknown sample setting 'prior_steps'"):
+        task.text_to_image(params, rng, texts, low_res=real, prior_steps=3)
     # The network itself: the same noisy input at two augmentation levels gives two outputs.
     cond = task._dummy_condition(2)
     x = jnp.ones((2,) + task.image_shape)
@@ -102,6 +122,86 @@ def test_generate_command_runs_the_cascade(runs, tmp_path, capsys):
     assert "pass it as --sr_workdir" in capsys.readouterr().err
 
 
+def test_generate_writes_the_cascade_functions_images(runs, tmp_path):
+    """`jaxgen generate --seed S` writes run_cascade's images for PRNGKey(S): the function the SR
+    stage's eval makes its images with (test below), so a prompt and a seed give the same images."""
+    base, sr = runs
+    prompt, out = "two red circles and a blue square", str(tmp_path / "x.npz")
+    assert main(["generate", "--workdir", base, "--sr_workdir", sr, "--prompt", prompt, "--num", "2", "--out", out,
+                 "--guidance", "3", "--steps", "3", "--seed", "4"]) == 0
+    images, stats = cascade.run_cascade(_stages(base, sr), [prompt] * 2, jax.random.PRNGKey(4), guidance=3.0, steps=3)
+    np.testing.assert_array_equal(np.load(out)["images"], images[1])
+    assert [x.shape for x in images] == [(2, 16, 16, 3), (2, 32, 32, 3)]
+    assert all({"x0_out_of_range", "compile_seconds", "sample_seconds"} <= set(s) for s in stats)
+    # The base stage alone gives the cascade's base images (stage 0 has the same key either way).
+    alone = str(tmp_path / "base.npz")
+    assert main(["generate", "--workdir", base, "--prompt", prompt, "--num", "2", "--out", alone,
+                 "--guidance", "3", "--steps", "3", "--seed", "4"]) == 0
+    np.testing.assert_array_equal(np.load(alone)["images"], images[0])
+    # Exported (jaxgen export) and read back with --pretrained / --sr_pretrained: the same images.
+    for run, name in ((base, "base_model"), (sr, "sr_model")):
+        assert main(["export", "--workdir", run, "--out", str(tmp_path / name), "--note", "test"]) == 0
+    frozen = str(tmp_path / "frozen.npz")
+    assert main(["generate", "--pretrained", str(tmp_path / "base_model"), "--sr_pretrained",
+                 str(tmp_path / "sr_model"), "--prompt", prompt, "--num", "2", "--out", frozen,
+                 "--guidance", "3", "--steps", "3", "--seed", "4"]) == 0
+    np.testing.assert_array_equal(np.load(frozen)["images"], images[1])
+    assert main(["generate", "--pretrained", str(tmp_path / "sr_model"), "--prompt", prompt,
+                 "--out", str(tmp_path / "no.png")]) == 2
+    assert not os.path.exists(tmp_path / "no.png")
+    # Stages in the wrong order are one sentence.
+    with pytest.raises(TaskError, match="^a cascade is a base stage followed by super-resolution stages, not sr\\.$"):
+        cascade.run_cascade(_stages(sr), [prompt], jax.random.PRNGKey(0))
+
+
+def test_sr_eval_scores_the_base_images_and_their_super_resolution(runs, monkeypatch):
+    """`jaxgen eval` of the SR stage with eval.base_workdir: one run_cascade call per batch makes the
+    base's images and this stage's output of those very images; both are scored on the same suite,
+    beside pixel repetition and bilinear up-sampling of the same base images."""
+    base, sr = runs
+    calls = []  # (texts, rng, images) of every batch the scorer asked for
+    scorer = prompt_suite_lib.prompt_suite_scores
+
+    def spy(make_images, *args, **kwargs):
+        def recorded(texts, rng):
+            out = make_images(texts, rng)
+            calls.append((list(texts), rng, out))
+            return out
+        return scorer(recorded, *args, **kwargs)
+    monkeypatch.setattr(prompt_suite_lib, "prompt_suite_scores", spy)
+    assert main(["eval", "--workdir", sr, f"--config.eval.base_workdir={base}"]) == 0
+    with open(os.path.join(sr, "eval.json")) as f:
+        results = json.load(f)
+    # 16 images, one batch of eval.batch_size = 16, keyed PRNGKey(seed + 100).
+    (texts, rng, made), = calls
+    np.testing.assert_array_equal(rng, jax.random.PRNGKey(100))
+    (base_task, base_params), (sr_task, sr_params) = stages = _stages(base, sr)
+    images, _ = cascade.run_cascade(stages, texts, rng)
+    np.testing.assert_array_equal(made["base"], images[0])
+    np.testing.assert_array_equal(made["cascade"], images[1])
+    # The base images scored are the ones the SR stage up-sampled.
+    fed, _ = sr_task.text_to_image(sr_params, jax.random.fold_in(rng, 1), texts, low_res=made["base"])
+    np.testing.assert_array_equal(made["cascade"], fed)
+    np.testing.assert_array_equal(made["nearest"], scene.parse_ready(made["base"]))
+    np.testing.assert_allclose(made["bilinear"], transforms.resize(jnp.asarray(made["base"]), 32), atol=1e-6)
+    # The scores are those of these images.
+    suite = prompt_suite(2, seed=0)
+    captions = [t for style in sr_task.styles for t in sr_task.dataset.arrays[shapes.CAPTION_KEYS[style]]]
+    expected = prompt_suite_lib.suite_accuracy(made["cascade"], suite, 2, prompt_support(suite, captions))
+    assert {k: results[f"t2i_cascade_{k}"] for k in expected} == expected
+    for category in CATEGORIES + ("all",):
+        for name in ("base", "cascade", "nearest", "bilinear"):
+            assert 0.0 <= results[f"t2i_{name}_{category}"] <= 1.0
+        assert results[f"t2i_cascade_minus_base_{category}"] == (results[f"t2i_cascade_{category}"]
+                                                                  - results[f"t2i_base_{category}"])
+        # The parser reads the base images by pixel repetition: "nearest" is the base's score.
+        assert results[f"t2i_nearest_{category}"] == results[f"t2i_base_{category}"]
+    assert results["t2i_base_num_images"] == results["t2i_cascade_num_images"] == 16
+    assert results["t2i_cascade_parser_exact_real"] == results["t2i_bilinear_parser_exact_real"]
+    assert not any(k in results for k in ("t2i_all", "t2i_counting"))  # only the paired names
+    assert {"sr_exact_scene", "bilinear_exact_scene", "real_exact_scene"} <= set(results)
+
+
 def test_eval_scores_the_prompt_suite_by_category(runs):
     base, _ = runs
     assert main(["eval", "--workdir", base]) == 0
@@ -110,7 +210,8 @@ def test_eval_scores_the_prompt_suite_by_category(runs):
     for category in ("counting", "colour_binding", "position", "combination", "all"):
         assert 0.0 <= results[f"t2i_{category}"] <= 1.0
     assert results["t2i_num_images"] == 16  # 4 categories x 2 prompts x 2 images
-    assert any(k.endswith("_held_out") or k.endswith("_seen") for k in results)
+    assert any(k.endswith(("_held_out", "_rare", "_seen")) for k in results)
+    assert 0.5 < results["t2i_ceiling_counting"] < 1.0  # real scenes of the suite's prompts at 16x16
     assert results["t2i_parser_exact_real"] > 0.7  # the ceiling at 16x16
     # One figure per prompt, saved with its prompt, which the report prints under the images.
     figure_prompts = prompt_suite(2, seed=0)

@@ -1,6 +1,8 @@
 """The unclip task over a tiny clip run trained here: the joint prior + decoder step on 8 devices
-equals 1 device, CLIP stays frozen, prior samples are unit vectors, text_to_image and variations
-give images in [0, 1], and a tiny prior learns to point at the caption's own image embedding."""
+equals 1 device, CLIP stays frozen, prior samples are unit vectors, text_to_image (the contract of
+jaxgen.tasks.cascade) and variations give images in [0, 1], a tiny prior learns to point at the
+caption's own image embedding, `jaxgen generate` runs an unclip run alone and as the base of a
+cascade with a text2image super-resolution stage, and `jaxgen eval` scores the shared prompt suite."""
 import json
 import os
 import re
@@ -10,9 +12,13 @@ import numpy as np
 import pytest
 
 from jaxgen import config as config_lib
+from jaxgen.cli import main
 from jaxgen.eval.contrastive import CLIPScorer
+from jaxgen.eval.prompts import CATEGORIES
 from jaxgen.nn.text import TokenizerError
+from jaxgen.tasks import cascade
 from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.text2image import Text2ImageTask
 from jaxgen.train import loop
 
 
@@ -28,6 +34,23 @@ def clip_run(shared_dir):
 
 
 NO_ATTENTION = "--config.model.decoder.attention_levels=()"
+
+
+@pytest.fixture(scope="module")
+def unclip_run(clip_run, shared_dir):
+    """A 4-step unclip run (quick config, 16x16, decoder without attention), trained through the CLI."""
+    def build(path):
+        assert main(["train", "unclip_shapes:quick", "--workdir", str(path / "run"), "--quiet",
+                     f"--config.model.clip_workdir={clip_run}", NO_ATTENTION]) == 0
+    return os.path.join(shared_dir("unclip_run", build), "run")
+
+
+@pytest.fixture(scope="module")
+def sr_run(shared_dir):
+    """A 4-step text2image super-resolution stage (16 -> 32), the stage an unclip base can feed."""
+    def build(path):
+        assert main(["train", "text2image_shapes_sr:quick", "--workdir", str(path / "run"), "--quiet"]) == 0
+    return os.path.join(shared_dir("unclip_sr_stage", build), "run")
 
 
 def _config(clip_run, *overrides):
@@ -78,17 +101,23 @@ def test_samples_are_unit_embeddings_and_images_in_range(clip_run):
     z = task.sample_prior(params, z_text, jax.random.PRNGKey(0), prior_guidance=2.0)
     assert z.shape == (4, 32)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
-    images = task.text_to_image(params, ["two red circles", "ünknown wörds ☃"], jax.random.PRNGKey(1), 2,
-                                guidance=2.0, steps=5)
+    prompts = ["two red circles", "two red circles", "ünknown wörds ☃", "ünknown wörds ☃"]
+    images, stats = task.text_to_image(params, jax.random.PRNGKey(1), prompts, guidance=2.0, steps=5)
     assert images.shape == (4, 16, 16, 3) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
-    again = task.text_to_image(params, ["two red circles", "ünknown wörds ☃"], jax.random.PRNGKey(1), 2,
-                               guidance=2.0, steps=5)
-    np.testing.assert_array_equal(images, again)  # a seed gives the same images
+    assert set(stats) == {"x0_out_of_range", "compile_seconds", "sample_seconds"}
+    assert 0.0 <= stats["x0_out_of_range"] <= 1.0 and stats["sample_seconds"] > 0.0
+    again, stats = task.text_to_image(params, jax.random.PRNGKey(1), prompts, guidance=2.0, steps=5)
+    np.testing.assert_array_equal(images, again)  # a seed gives the same images...
+    assert stats["compile_seconds"] < 0.01  # ...from the chains compiled by the first call
     variations = task.variations(params, task.dataset.arrays["image"][:2], jax.random.PRNGKey(2), num=2)
     assert variations.shape == (4, 16, 16, 3) and 0.0 <= variations.min() and variations.max() <= 1.0
     with pytest.raises(TokenizerError, match="empty text"):
-        task.text_to_image(params, ["  "], jax.random.PRNGKey(0))
+        task.text_to_image(params, jax.random.PRNGKey(0), ["  "])
+    with pytest.raises(TaskError, match="^an unclip run is a base stage .* no low-resolution input.$"):
+        task.text_to_image(params, jax.random.PRNGKey(0), prompts, low_res=images)
+    with pytest.raises(TaskError, match="unknown sample setting 'noise_aug'"):
+        task.text_to_image(params, jax.random.PRNGKey(0), prompts, noise_aug=0.1)
 
 
 def test_prior_points_at_the_captions_own_image_embedding(clip_run, tmp_path):
@@ -136,3 +165,58 @@ def test_bad_config_values_are_one_sentence(clip_run, tmp_path):
     (tmp_path / "clip.json").write_text(json.dumps({**saved, "step": 10}))
     with pytest.raises(TaskError, match="retrain"):
         task.load_assets(str(tmp_path))
+
+
+def test_generate_with_an_unclip_run_alone_and_before_a_super_resolution_stage(unclip_run, sr_run, tmp_path,
+                                                                                capsys, monkeypatch):
+    prompt = "two red circles and a blue square"
+    args = ["--prompt", prompt, "--num", "2", "--steps", "3", "--guidance", "2", "--seed", "5"]
+    assert main(["generate", "--workdir", unclip_run, "--out", str(tmp_path / "u.npz"), *args]) == 0
+    assert main(["generate", "--workdir", unclip_run, "--out", str(tmp_path / "u.png"), *args]) == 0
+    assert os.path.getsize(tmp_path / "u.png") > 0
+    # The images written are run_cascade's for the same stage, prompts and PRNGKey(seed).
+    _, task, state = loop.restore_for_eval(unclip_run)
+    stages = [(task, task.eval_params(state))]
+    images, _ = cascade.run_cascade(stages, [prompt] * 2, jax.random.PRNGKey(5), steps=3, guidance=2.0)
+    written = np.load(tmp_path / "u.npz")["images"]
+    assert written.shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(written, images[0])
+    # DALL-E 2 is itself a cascade: a text2image SR stage (16 -> 32) takes the unclip run's 16x16 images,
+    # and the base images of the cascade are the unclip run's own.
+    assert main(["generate", "--workdir", unclip_run, "--sr_workdir", sr_run, "--out", str(tmp_path / "c.npz"),
+                 *args]) == 0
+    _, sr, sr_state = loop.restore_for_eval(sr_run)
+    stages.append((sr, sr.eval_params(sr_state)))
+    both, _ = cascade.run_cascade(stages, [prompt] * 2, jax.random.PRNGKey(5), steps=3, guidance=2.0)
+    np.testing.assert_array_equal(both[0], written)
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npz")["images"], both[1])
+    assert both[1].shape == (2, 32, 32, 3)
+    capsys.readouterr()
+    # The wrong flag, and a stage that cannot take the base's images: one sentence, exit 2, no file.
+    assert main(["generate", "--workdir", sr_run, "--sr_workdir", unclip_run, "--prompt", prompt,
+                 "--out", str(tmp_path / "w.png")]) == 2
+    assert "pass it as --sr_workdir" in capsys.readouterr().err
+    monkeypatch.setattr(Text2ImageTask, "low_res_shape", (8, 8, 3))
+    assert main(["generate", "--workdir", unclip_run, "--sr_workdir", sr_run, "--out", str(tmp_path / "m.png"),
+                 *args]) == 2
+    err = capsys.readouterr().err
+    assert err == ("jaxgen: error: a super-resolution stage that takes 8x8x3 images cannot follow a stage that "
+                   "makes 16x16x3 ones.\n")
+    assert not (tmp_path / "w.png").exists() and not (tmp_path / "m.png").exists()
+
+
+def test_eval_scores_the_shared_prompt_suite(unclip_run, clip_run):
+    """The same suite, settings and metric names as text2image's eval (jaxgen.eval.prompt_suite)."""
+    assert main(["eval", "--workdir", unclip_run, f"--config.eval.clip_workdir={clip_run}"]) == 0
+    with open(os.path.join(unclip_run, "eval.json")) as f:
+        results = json.load(f)
+    for category in CATEGORIES + ("all",):
+        assert 0.0 <= results[f"t2i_{category}"] <= 1.0
+    assert any(k.endswith(("_held_out", "_rare", "_seen")) for k in results)
+    assert 0.5 < results["t2i_ceiling_counting"] < 1.0  # real scenes of the suite's prompts at 16x16
+    assert results["t2i_num_images"] == 8  # 4 categories x 2 prompts x 1 image
+    assert 0.7 < results["t2i_parser_exact_real"] < 1.0  # the ceiling at 16x16
+    assert not any(k.startswith("scene_accuracy") for k in results)
+    for key in ("t2i_clip_score", "t2i_clip_score_mismatched"):  # the suite's, by eval.clip_workdir
+        assert 0.0 <= results[key] <= 100.0
+    assert {"prior_cosine_true", "clip_score", "clip_score_real"} <= set(results)
