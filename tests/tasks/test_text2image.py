@@ -223,3 +223,28 @@ def test_eval_scores_the_prompt_suite_by_category(runs):
     with open(os.path.join(base, "report.html"), encoding="utf-8") as f:
         page = f.read()
     assert all(f"<figcaption>{p.category}: {p.text}</figcaption>" in page for p in figure_prompts)
+
+
+def test_sweeps_tune_on_one_prompt_seed_and_report_on_another(runs, tmp_path):
+    """experiments/text2image_sweeps on the tiny cascade: the tuning table holds one base row per
+    guidance and one cascade row per noise level, and the final table's settings are the best ones."""
+    from experiments import text2image_sweeps
+
+    base, sr = runs
+    text2image_sweeps.main(["--base", base, "--sr", sr, "--out", str(tmp_path), "--guidances", "1", "3",
+                            "--noise_levels", "0", "0.2", "--tune_prompts", "1", "--tune_images", "2",
+                            "--final_prompts", "1", "--final_images", "2"])
+    with open(tmp_path / "text2image_tuning.json") as f:
+        tuning = json.load(f)["rows"]
+    assert [(r["stage"], r["guidance"], r["noise_aug"]) for r in tuning][:2] == [("base", 1.0, "-"), ("base", 3.0, "-")]
+    cascade_rows = [r for r in tuning if r["stage"] == "cascade"]
+    assert [r["noise_aug"] for r in cascade_rows] == [0.0, 0.2]
+    best_w = max(tuning[:2], key=lambda r: r["all"])["guidance"]
+    assert all(r["guidance"] == best_w for r in cascade_rows)
+    with open(tmp_path / "text2image_final.json") as f:
+        final = json.load(f)
+    assert final["meta"]["settings"] == {"guidance": best_w,
+                                         "noise_aug": max(cascade_rows, key=lambda r: r["all"])["noise_aug"]}
+    assert [r["images"] for r in final["rows"]] == ["base", "cascade", "nearest", "bilinear"]
+    assert final["rows"][1]["ceiling_all"] == 1.0  # real scenes at 32x32 parse exactly
+    assert "| base |" in (tmp_path / "text2image_final.md").read_text()
