@@ -4,6 +4,7 @@ styles, one drawn per example and step); evaluated by retrieval on the held-out 
     jaxgen train clip_shapes --workdir runs/clip_shapes
     jaxgen eval --workdir runs/clip_shapes
     jaxgen embed --workdir runs/clip_shapes --text "two red circles and a blue square"
+    jaxgen train clip_shapes:t2i --workdir runs/clip_shapes_t2i   # the CLIP under unclip_shapes
 
 The digits config at 32x32 RGB, with a longer text context for the position captions. The CNN image
 tower is flattened rather than pooled, so where an object is survives into the embedding (the
@@ -22,11 +23,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.update(steps=3000, augment_shift=0)
     if arg == "demo":  # not part of `jaxgen demo` (too slow for its budget); a shorter run
         c.train.update(steps=1000, ckpt_every=1000)
+    elif arg == "t2i":  # on the text-to-image split (shapes/t2i), as unclip_shapes needs it
+        c.data.name = "shapes/t2i"
     elif arg == "quick":
         c.data.name = "shapes/tiny"
         c.model.update(image_channels=(8, 16), image_width=32, text_width=32, text_depth=1, embed_dim=32)
         c.train.update(steps=10, log_every=5, ckpt_every=10, batch_size=32)
         c.optim.warmup_steps = 2
     elif arg:
-        raise ValueError(f"clip_shapes takes '', 'demo' or 'quick', not {arg!r}.")
+        raise ValueError(f"clip_shapes takes '', 'demo', 't2i' or 'quick', not {arg!r}.")
     return c

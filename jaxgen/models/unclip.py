@@ -113,6 +113,7 @@ class Decoder(nn.Module):
     channels: Sequence[int] = (32, 64)
     num_res_blocks: int = 2
     attention_levels: Sequence[int] = (1,)
+    cross_attention_levels: Sequence[int] | None = None  # None: attention_levels
     num_heads: int = 4
     upsample: str = "nearest"
     dropout: float = 0.0
@@ -130,7 +131,7 @@ class Decoder(nn.Module):
         mask = jnp.broadcast_to(present[:, None], (z.shape[0], self.num_tokens))
         denoiser = Denoiser(out_channels=self.out_channels, channels=tuple(self.channels),
                             num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
-                            num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
-                            norm_groups=self.norm_groups, context_dim=self.token_dim, dtype=self.dtype,
-                            name="denoiser")
+                            cross_attention_levels=self.cross_attention_levels, num_heads=self.num_heads,
+                            upsample=self.upsample, dropout=self.dropout, norm_groups=self.norm_groups,
+                            context_dim=self.token_dim, dtype=self.dtype, name="denoiser")
         return denoiser(x, t, {"context": tokens, "context_mask": mask, "pooled": z}, train)

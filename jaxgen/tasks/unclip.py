@@ -98,9 +98,11 @@ class UnCLIPTask(Task):
         dtype = precision.compute_dtype(config)
         self.prior = unclip_lib.Prior(width=m.prior.width, depth=m.prior.depth, dtype=dtype)
         dm = m.decoder
+        cross = dm.get("cross_attention_levels")  # absent in runs saved before the option: attention_levels
         self.decoder = unclip_lib.Decoder(
             out_channels=self.image_shape[-1], channels=tuple(dm.channels), num_res_blocks=dm.num_res_blocks,
             attention_levels=tuple(dm.attention_levels), num_heads=dm.num_heads, upsample=dm.upsample,
+            cross_attention_levels=None if cross is None else tuple(cross),
             dropout=dm.dropout, norm_groups=dm.norm_groups, num_tokens=dm.num_tokens, token_dim=dm.token_dim,
             dtype=dtype)
         self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
