@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                          f"(the model is fixed by the run), not {bad[0].partition('=')[0]}.")
     elif overrides and args.command != "train":
         return _fail(f"--config.* overrides only apply to `jaxgen train`, `sample` and `eval`, not `{args.command}`.")
+    if args.command == "configs":
+        # Answered without importing JAX (which takes seconds): the names are the files of
+        # experiments/configs, and jaxgen.config reads them with os.listdir.
+        from jaxgen import config as config_lib
+
+        print("\n".join(config_lib.available()))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from jaxgen import commands
     from jaxgen.errors import EXPECTED
@@ -143,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
             return commands.embed(args.workdir, args.text, args.image, args.out)
         if args.command == "zeroshot":
             return commands.zeroshot(args.workdir, args.labels, args.template, args.images, args.split)
-        if args.command == "configs":
-            return commands.list_configs()
     except EXPECTED as e:
         return _fail(str(e))
     return 0

@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,3 +82,32 @@ def test_corrupt_checkpoint_is_a_clear_error(capsys, tmp_path, vae_run):
     err = _error(capsys, ["sample", "--workdir", str(broken), "--out", str(tmp_path / "s.png")])
     assert "checkpoint 20" in err and "cannot be" in err
     assert not (tmp_path / "s.png").exists()
+
+
+def _run_without_jax(code: str) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter (this one has JAX loaded by conftest) and returns it;
+    the code ends by asserting that JAX was never imported."""
+    check = "\nimport sys\nassert 'jax' not in sys.modules, sorted(m for m in sys.modules if m.startswith('jax.'))[:5]\n"
+    return subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_configs_lists_every_config_without_importing_jax():
+    from jaxgen import config as config_lib
+
+    done = _run_without_jax("from jaxgen.cli import main\nassert main(['configs']) == 0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == config_lib.available() and "vae_digits" in done.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["demo", "--help"], ["generate", "--help"]])
+def test_help_answers_without_importing_jax(argv):
+    done = _run_without_jax("from jaxgen.cli import main\n"
+                            "try:\n"
+                            f"    main({argv!r})\n"
+                            "except SystemExit as e:\n"
+                            "    assert e.code == 0, e.code\n"
+                            "else:\n"
+                            "    raise AssertionError('--help did not exit')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: jaxgen") and "--help" in done.stdout
