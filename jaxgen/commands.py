@@ -2,11 +2,15 @@
 import os
 import sys
 import time
+import unicodedata
 
 import numpy as np
 
 from jaxgen.errors import UsageError
 
+# A prompt or text longer than this is a mistake (a pasted file?): the text encoders read a few
+# dozen tokens and would silently drop the rest.
+MAX_TEXT_CHARS = 1000
 # The demo runs these configs in order; a later family adds its name. The classifier comes
 # first because other families' evaluations use its features.
 DEMO_RUNS = ("classifier_digits", "vae_digits", "gan_digits", "cyclegan_shapes", "unet_shapes",
@@ -32,6 +36,7 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
     kind = os.path.splitext(out)[1].lower()
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
+    _check_out(out)
     _, task, state = loop.restore_for_eval(workdir, overrides=overrides)
     result = {k: np.asarray(v) for k, v in task.sample(task.eval_params(state), jax.random.PRNGKey(seed), num).items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -60,6 +65,11 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
 
     if not prompt.strip():
         raise UsageError('--prompt is empty; describe the image, e.g. --prompt "two red circles and a blue square".')
+    _check_text("--prompt", prompt)
+    if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
+        raise UsageError(f"--guidance must be a finite number >= 0 (1 = the conditional model), not {guidance}.")
+    if steps is not None and steps < 1:
+        raise UsageError(f"--steps must be at least 1, not {steps}.")
     if num < 1:
         raise UsageError(f"--num must be at least 1, not {num}.")
     kind = os.path.splitext(out)[1].lower()
@@ -113,6 +123,8 @@ def export(workdir: str, out: str, note: str = "") -> int:
 
     from jaxgen.train import pretrained
 
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file; export writes a folder there (replacing only a folder).")
     meta = {"note": note} if note else {}
     scores = os.path.join(workdir, "eval.json")
     if os.path.isfile(scores):
@@ -126,10 +138,47 @@ def export(workdir: str, out: str, note: str = "") -> int:
     return 0
 
 
+def _check_out(out: str) -> None:
+    """UsageError unless the file `out` can be written: not a folder, under a folder (existing, or
+    one that can be made) that this user may write. Writes nothing."""
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out} is a folder; give a file name.")
+    folder = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {out} cannot be written: {folder} is a file, not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} cannot be written: {folder} is read-only.")
+
+
+def _check_text(flag: str, text: str) -> None:
+    """UsageError for a text (prompt, label) that no text encoder should be given: empty, control
+    characters (a prompt is one line of text), or longer than MAX_TEXT_CHARS."""
+    if not text.strip():
+        raise UsageError(f"{flag} is empty (or only whitespace); give some text, e.g. {flag} \"a red circle\".")
+    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise UsageError(f"{flag} contains the control character U+{ord(control):04X}; give one line of plain text.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise UsageError(f"{flag} is {len(text):,} characters long; the text encoders read only a few dozen "
+                         f"tokens, so keep it under {MAX_TEXT_CHARS:,} characters.")
+
+
+def _check_writable_run(workdir: str, outputs: str) -> None:
+    """UsageError unless `jaxgen eval` can write its `outputs` into the run folder (checked before the
+    evaluation, which can take minutes)."""
+    for folder in (workdir, os.path.join(workdir, "figures")):
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{folder} is read-only; `jaxgen eval` writes {outputs} there: make it writable "
+                             f"or evaluate a copy of the run.")
+
+
 def evaluate(workdir: str, overrides: list[str] = ()) -> int:
     from jaxgen.train import log, loop
 
     config, task, state = loop.restore_for_eval(workdir, overrides=overrides)
+    _check_writable_run(workdir, "eval.json and figures/")
     start = time.time()
     results = {"step": int(state.step), **task.evaluate(state)}
     results["eval_seconds"] = round(time.time() - start, 1)
@@ -202,6 +251,23 @@ def _read_images(paths: list[str], channels: int) -> list[np.ndarray]:
     return [x[..., None] if x.ndim == 2 else x for x in out]
 
 
+def _check_images(paths: list[str]) -> None:
+    """UsageError for the first of `paths` that is not a readable image (checked before the run is
+    loaded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UsageError(f"image {path} does not exist." if not os.path.exists(path)
+                             else f"image {path} is not a file.")
+        try:
+            with Image.open(path) as im:
+                im.load()  # decodes the pixels: a truncated file fails here, not later
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            reason = str(e).splitlines()[0][:200] if str(e) else ""
+            raise UsageError(f"cannot read image {path} ({type(e).__name__}: {reason}).") from None
+
+
 def _embed_image_files(scorer, paths: list[str]) -> np.ndarray:
     """Embeddings [N, E] of image files of any size (each resized to the model's resolution)."""
     channels = scorer.task.dataset.arrays["image"].shape[-1]
@@ -213,6 +279,11 @@ def embed(workdir: str, texts: list[str], images: list[str], out: str | None = N
         raise UsageError("give at least one --text or --image to embed.")
     if out is not None and not out.endswith(".npz"):
         raise UsageError(f"--out must end in .npz, not {out!r}.")
+    for text in texts:
+        _check_text("--text", text)
+    _check_images(images)
+    if out is not None:
+        _check_out(out)
     scorer = _clip_run(workdir)
     text_emb = scorer.texts(texts) if texts else np.zeros((0, scorer.config.model.embed_dim), np.float32)
     image_emb = _embed_image_files(scorer, images) if images else np.zeros_like(text_emb[:0])
@@ -252,6 +323,9 @@ def zeroshot(workdir: str, labels: str, templates: list[str], folder: str | None
                        if f.lower().endswith((".png", ".jpg", ".jpeg")))
         if not paths:
             raise UsageError(f"--images {folder} holds no .png or .jpg files.")
+        _check_images(paths)
+    for name in names:
+        _check_text("a --labels name", name)
     scorer = _clip_run(workdir)
     weights = scorer.task.zero_shot_weights(scorer.params, [[t.replace("{}", n) for t in templates] for n in names])
     if folder is not None:

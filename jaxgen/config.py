@@ -8,7 +8,9 @@ check their own.
 import ast
 import importlib
 import importlib.util
+import inspect
 import json
+import math
 import os
 from typing import Any, Sequence
 
@@ -16,6 +18,7 @@ import ml_collections
 
 PARALLEL_MODES = ("shard_map", "pmap")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+SCHEDULES = ("constant", "cosine")  # jaxgen.train.optim
 # Engine fields of the train section that every run has; a config that leaves one out (a user's file,
 # a config written before the field existed) gets this default, so its --config overrides still work.
 TRAIN_DEFAULTS = {
@@ -48,18 +51,47 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
             raise ConfigError(f"config file {name} does not exist.")
         module_spec = importlib.util.spec_from_file_location("jaxgen_user_config", name)
         module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001 - the user's file: whatever it raised, it cannot be loaded
+            raise ConfigError(f"config file {name} cannot be imported ({type(e).__name__}: "
+                              f"{_first_line(e)}).") from None
     else:
         if name not in available():
             raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
         module = importlib.import_module(f"experiments.configs.{name}")
-    config = module.get_config(arg) if arg else module.get_config()
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"config {name} has no get_config() function; a config file defines "
+                          f"get_config(arg='') -> ml_collections.ConfigDict.")
+    if arg and not _takes_an_argument(get_config):
+        raise ConfigError(f"config {name} takes no argument (its get_config() has no parameter), not {arg!r}.")
+    try:
+        config = get_config(arg) if arg else get_config()
+    except (ValueError, KeyError) as e:  # a get_config's way of refusing its argument
+        raise ConfigError(_first_line(e) if isinstance(e, ValueError) else f"config {name}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config {name}'s get_config() returned {type(config).__name__} {str(config)[:60]!r}, "
+                          f"not an ml_collections.ConfigDict.")
     config.name = os.path.basename(name)[:-3] if name.endswith(".py") else name
     fill_defaults(config)
     for item in overrides:
         apply_override(config, item)
     validate(config)
     return config
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _takes_an_argument(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
 
 
 def fill_defaults(config: ml_collections.ConfigDict) -> None:
@@ -95,10 +127,10 @@ def _parse_like(old: Any, text: str, key: str) -> Any:
             return False
         raise ConfigError(f"{key} must be true or false, not {text!r}.")
     if isinstance(old, str) or old is None:
-        if old is None:  # None fields take a literal if it parses, else the string.
+        if old is None:  # None fields take a literal if it parses (a number, a tuple, None...), else the string.
             try:
                 return ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 return text
         return text
     try:
@@ -119,6 +151,15 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    """A finite int or float (NaN and infinities are not)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
     """Checks the fields that the engine reads; raises ConfigError with one clear sentence.
 
@@ -126,19 +167,30 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     (train.batch_size / num_devices); without, only that it divides train.batch_size.
     """
     for section in ("data", "model", "optim", "train"):
-        _require(section in config, f"config {config.get('name', '?')} has no '{section}' section.")
+        _require(section in config and isinstance(config[section], ml_collections.ConfigDict),
+                 f"config {config.get('name', '?')} has no '{section}' section.")
+    _require(isinstance(config.get("task"), str), f"config {config.get('name', '?')} names no task (a string).")
+    _require(_is_int(config.get("seed", 0)), f"seed must be an integer, not {config.get('seed')!r}.")
+    d = config.data
+    for field in ("name", "split"):
+        _require(isinstance(d.get(field), str) and d.get(field).strip(),
+                 f"data.{field} must be a non-empty string, not {d.get(field)!r}.")
+    data_dir = d.get("data_dir")
+    _require(data_dir is None or (isinstance(data_dir, str) and data_dir.strip()),
+             f"data.data_dir must be a folder path (or None for the default cache), not {data_dir!r}.")
     t = config.train
-    _require(isinstance(t.steps, int) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
-    _require(isinstance(t.batch_size, int) and t.batch_size > 0,
+    _require(_is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
+    _require(_is_int(t.batch_size) and t.batch_size > 0,
              f"train.batch_size must be a positive integer, not {t.batch_size!r}.")
     _require(t.parallel in PARALLEL_MODES, f"train.parallel must be one of {PARALLEL_MODES}, not {t.parallel!r}.")
     for field in ("log_every", "ckpt_every", "sample_every", "keep"):
-        _require(isinstance(t[field], int) and t[field] >= 0,
+        _require(_is_int(t[field]) and t[field] >= 0,
                  f"train.{field} must be an integer >= 0, not {t[field]!r}.")
     _require(t.keep >= 1, f"train.keep must be at least 1, not {t.keep}.")
-    _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), not {t.ema_decay!r}.")
+    _require(_is_number(t.ema_decay) and 0.0 <= t.ema_decay < 1.0,
+             f"train.ema_decay must be in [0, 1), not {t.ema_decay!r}.")
     accum = t.get("grad_accum", 1)
-    _require(isinstance(accum, int) and not isinstance(accum, bool) and accum > 0,
+    _require(_is_int(accum) and accum > 0,
              f"train.grad_accum must be a positive integer (micro-batches per update), not {accum!r}.")
     _require(t.batch_size % accum == 0,
              f"train.grad_accum={accum} must divide train.batch_size={t.batch_size} into equal micro-batches.")
@@ -150,8 +202,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     dtype = t.get("compute_dtype", "float32")
     _require(dtype in COMPUTE_DTYPES, f"train.compute_dtype must be one of {COMPUTE_DTYPES}, not {dtype!r}.")
     o = config.optim
-    _require(o.lr > 0, f"optim.lr must be positive, not {o.lr!r}.")
+    _require(_is_number(o.lr) and o.lr > 0, f"optim.lr must be positive (a finite number), not {o.lr!r}.")
     _require(o.name in ("adam", "adamw", "sgd"), f"optim.name must be adam, adamw or sgd, not {o.name!r}.")
+    schedule = o.get("schedule", "constant")
+    _require(schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, not {schedule!r}.")
+    warmup = o.get("warmup_steps", 0)
+    _require(_is_int(warmup) and warmup >= 0, f"optim.warmup_steps must be an integer >= 0, not {warmup!r}.")
+    for field in ("grad_clip", "weight_decay"):
+        value = o.get(field, 0.0)
+        _require(_is_number(value) and value >= 0, f"optim.{field} must be a number >= 0 (0 = off), not {value!r}.")
+    for field in ("b1", "b2", "momentum"):
+        value = o.get(field, 0.0)
+        _require(value is None or (_is_number(value) and 0.0 <= value < 1.0),
+                 f"optim.{field} must be in [0, 1), not {value!r}.")
+    e = config.get("eval")
+    if isinstance(e, ml_collections.ConfigDict):
+        for field in ("batch_size", "num_fd_samples"):
+            if field in e:
+                _require(_is_int(e[field]) and e[field] > 0,
+                         f"eval.{field} must be a positive integer, not {e[field]!r}.")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

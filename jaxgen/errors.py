@@ -4,7 +4,7 @@ from jaxgen.data.pipeline import DataError
 from jaxgen.nn.bert import PretrainedModelError
 from jaxgen.nn.text import TokenizerError
 from jaxgen.tasks.base import TaskError
-from jaxgen.train.checkpoint import CheckpointError
+from jaxgen.train.checkpoint import CheckpointError, WorkdirError
 from jaxgen.train.distributed import DistributedError
 from jaxgen.train.loop import NonFiniteLossError
 
@@ -14,4 +14,4 @@ class UsageError(ValueError):
 
 
 EXPECTED = (ConfigError, DataError, TaskError, CheckpointError, NonFiniteLossError, UsageError, DistributedError,
-            TokenizerError, PretrainedModelError)
+            TokenizerError, PretrainedModelError, WorkdirError)

@@ -8,7 +8,7 @@ import optax
 
 from jaxgen.data import transforms
 from jaxgen.models import classifier as classifier_lib
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_positive_int, check_range
 from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -22,8 +22,12 @@ class ClassifierTask(Task):
         if dataset.num_classes is None:
             raise TaskError(f"the classifier needs a labelled dataset; {dataset.name} has no labels.")
         m = config.model
+        check_positive_int("model.image_size", m.image_size)
         if m.image_size < 8:
             raise TaskError(f"model.image_size must be at least 8, not {m.image_size}.")
+        check_positive_int("model.width", m.width)
+        check_positive_int("model.feature_dim", m.feature_dim)
+        check_range("model.dropout", m.dropout, 0.0, 1.0)
         self.model = classifier_lib.DigitsClassifier(num_classes=dataset.num_classes, width=m.width,
                                                      feature_dim=m.feature_dim, dropout=m.dropout,
                                                      dtype=precision.compute_dtype(config))

@@ -28,7 +28,7 @@ from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import contrastive
 from jaxgen.models import clip as clip_lib
 from jaxgen.nn.text import Tokenizer
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
 from jaxgen.train import parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -58,6 +58,10 @@ class CLIPTask(Task):
             raise TaskError(f"model.loss must be one of {clip_lib.LOSSES}, not {m.loss!r}.")
         if m.image_tower not in clip_lib.IMAGE_TOWERS:
             raise TaskError(f"model.image_tower must be one of {clip_lib.IMAGE_TOWERS}, not {m.image_tower!r}.")
+        for key in ("image_size", "embed_dim", "context_length", "image_width", "text_width", "text_depth"):
+            if key in m:
+                check_positive_int(f"model.{key}", m[key])
+        check_channels("model.image_channels", m.image_channels)
         if config.train.get("grad_accum", 1) > 1:
             raise TaskError("CLIP cannot accumulate gradients (train.grad_accum > 1): its loss couples every "
                             "pair of the batch, so micro-batches would be smaller contrastive batches, not the "

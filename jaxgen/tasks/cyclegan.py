@@ -31,7 +31,7 @@ import optax
 
 from jaxgen.data.pipeline import Dataset
 from jaxgen.models import cyclegan as cg
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_channels
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -61,6 +61,8 @@ class CycleGANTask(Task):
         if missing:
             raise TaskError(f"cyclegan needs a dataset with both renderings {DOMAINS} (shapes); "
                             f"{dataset.name} lacks {missing[0]!r}.")
+        check_channels("model.g_channels", m.g_channels)
+        check_channels("model.d_channels", m.d_channels)
         if m.pool_size < 0 or m.cycle_weight < 0 or m.identity_weight < 0:
             raise TaskError("model.pool_size, model.cycle_weight and model.identity_weight must be >= 0.")
         size = dataset.arrays["image"].shape[1]

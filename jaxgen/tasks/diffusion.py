@@ -15,7 +15,8 @@ import optax
 from jaxgen.data import transforms
 from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import (Task, TaskError, check_channels, check_non_negative, check_positive_int,
+                               check_range)
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -36,6 +37,17 @@ class DiffusionTask(Task):
         _check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
         _check_choice("sample.method", s.method, samplers.METHODS)
         _check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
+        check_channels("model.channels", m.channels)
+        check_positive_int("model.timesteps", m.timesteps)
+        check_positive_int("data.image_size", config.data.image_size)
+        check_positive_int("sample.steps", s.steps)
+        check_range("model.dropout", m.dropout, 0.0, 1.0)
+        # Classifier-free guidance: 0 = unconditional, 1 = conditional, > 1 guided; below 0 (or NaN, inf)
+        # is no model at all.
+        check_non_negative("sample.guidance", s.get("guidance", 1.0))
+        check_non_negative("sample.eta", s.get("eta", 0.0))
+        if "percentile" in s:
+            check_range("sample.percentile", s.percentile, 0.0, 1.0, high_open=False)
         if not 1 <= s.steps <= m.timesteps:
             raise TaskError(f"sample.steps must be in 1..model.timesteps={m.timesteps}, not {s.steps}.")
         if m.conditioning == "class" and dataset.num_classes is None:

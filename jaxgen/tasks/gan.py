@@ -34,7 +34,7 @@ import optax
 
 from jaxgen.data import transforms
 from jaxgen.models import gan as gan_lib
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -56,6 +56,10 @@ class GANTask(Task):
         m, t = config.model, config.train
         if m.loss not in gan_lib.LOSSES:
             raise TaskError(f"model.loss must be one of {gan_lib.LOSSES}, not {m.loss!r}.")
+        for key in ("image_size", "latent_dim", "d_feature_dim"):
+            check_positive_int(f"model.{key}", m[key])
+        check_channels("model.g_channels", m.g_channels)
+        check_channels("model.d_channels", m.d_channels)
         if not isinstance(t.d_steps, int) or t.d_steps < 1:
             raise TaskError(f"train.d_steps (k, discriminator updates per iteration) must be an integer "
                             f">= 1, not {t.d_steps!r}.")

@@ -8,7 +8,7 @@ import optax
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.data import transforms
 from jaxgen.nn.unet import UNet
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_range
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -34,6 +34,8 @@ class SegmentationTask(Task):
         if "mask" not in dataset.arrays:
             raise TaskError(f"segmentation needs a dataset with masks (shapes), not {dataset.name}.")
         m = config.model
+        check_channels("model.channels", m.channels)
+        check_range("model.dropout", m.dropout, 0.0, 1.0)
         self.model = UNet(out_channels=NUM_CLASSES, channels=tuple(m.channels), num_res_blocks=m.num_res_blocks,
                           attention_levels=tuple(m.attention_levels), upsample=m.upsample, dropout=m.dropout,
                           norm_groups=m.norm_groups, dtype=precision.compute_dtype(config))

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxgen.eval import likelihood
 from jaxgen.models import vae as vae_lib
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -25,6 +25,16 @@ class VAETask(Task):
         m = config.model
         if m.likelihood not in vae_lib.LIKELIHOODS:
             raise TaskError(f"model.likelihood must be one of {vae_lib.LIKELIHOODS}, not {m.likelihood!r}.")
+        check_choice("model.upsample", m.upsample, vae_lib.UPSAMPLES)
+        check_positive_int("model.latent_dim", m.latent_dim)
+        check_channels("model.channels", m.channels)
+        e = config.get("eval", {})
+        for key in ("iwae_k", "iwae_chunk"):
+            if key in e:
+                check_positive_int(f"eval.{key}", e[key])
+        if "iwae_k" in e and "iwae_chunk" in e and e.iwae_k % e.iwae_chunk:
+            raise TaskError(f"eval.iwae_chunk={e.iwae_chunk} must divide eval.iwae_k={e.iwae_k} "
+                            f"(importance samples are drawn in equal chunks).")
         image_shape = tuple(dataset.arrays["image"].shape[1:])
         scale = 2 ** len(m.channels)
         if image_shape[0] % scale or image_shape[1] % scale:

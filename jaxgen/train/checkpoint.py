@@ -9,7 +9,7 @@ and parse. Anything else in the folder that looks like a checkpoint is incomplet
 `*.orbax-checkpoint-tmp-*` directory left by a crash mid-save, a step directory missing files or
 holding a truncated one. A training run (`clean=True`) deletes those when it starts and resumes from
 the newest complete step; readers (`jaxgen sample`, `eval`) skip them without deleting anything,
-since a live run may still be writing.
+since a live run may still be writing, and never create the folder either: only a save does.
 
 Restoring takes an abstract target (shapes, dtypes and shardings), so the state lands directly on
 the current devices, whatever device count or process count wrote it (re-sharding).
@@ -25,8 +25,11 @@ import orbax.checkpoint as ocp
 from jaxgen import config as config_lib
 
 PyTree = Any
-# Config sections whose change makes a checkpoint's arrays mean something else.
-IDENTITY_KEYS = ("task", "model")
+# Config sections whose change makes a checkpoint's arrays mean something else (the model), or makes
+# a resumed run another run (its data): a resume must match them field by field. train.* may change
+# (e.g. more steps extend a run), and so may where the data is cached.
+IDENTITY_KEYS = ("task", "model", "data")
+IDENTITY_IGNORED = ("data.data_dir",)
 MANIFEST = "jaxgen_manifest.json"
 TMP_MARK = ".orbax-checkpoint-tmp"
 # What every Orbax step directory of ours holds (JSON files), checked when there is no manifest.
@@ -38,9 +41,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be restored into this run."""
 
 
+class WorkdirError(ValueError):
+    """A --workdir that cannot hold or be read as a run: a file, not writable, or holding files that
+    are not a jaxgen run's."""
+
+
 def _normalise(d: Any) -> Any:
     """JSON round trip: tuples become lists, so saved and current configs compare equal."""
     return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+_ABSENT = object()
+
+
+def _flatten(d: Any, prefix: str) -> dict[str, Any]:
+    """{"model.channels": [16, 32], ...}: the leaves of a (normalised) config section by dotted name."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}"))
+    return out
+
+
+def _show(value: Any) -> str:
+    return "(not set)" if value is _ABSENT else json.dumps(value, sort_keys=True)
 
 
 # ---- completeness ------------------------------------------------------------------------------
@@ -120,7 +145,7 @@ def _remove(path: str) -> None:
     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def _barrier(name: str) -> None:
+def barrier(name: str) -> None:
     """Waits for every process (a no-op in single-process runs)."""
     global _barriers
     if jax.process_count() > 1:
@@ -136,6 +161,8 @@ class Checkpointer:
 
     `clean=True` (the training loop) deletes incomplete checkpoints first (process 0 deletes, every
     process waits for it) and lists them in `removed` as (name, why); `clean=False` only skips them.
+    Only `clean=True` and `save` create the checkpoints folder: a reader (`clean=False`) of a run
+    without one sees no steps and writes nothing.
     Every process of a multi-process run constructs one and calls `save` at the same steps.
     """
 
@@ -143,22 +170,28 @@ class Checkpointer:
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.primary = jax.process_index() == 0
         self.removed: list[tuple[str, str]] = []
+        self._keep, self._async = keep, async_save
         if clean:
             if self.primary:
                 self.removed = incomplete_checkpoints(self.directory)
                 for name, _ in self.removed:
                     _remove(os.path.join(self.directory, name))
-            _barrier("checkpoint_clean")
+            barrier("checkpoint_clean")
         self._skip = {int(n) for n, _ in incomplete_checkpoints(self.directory) if n.isdigit()}
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise WorkdirError(f"{self.directory} is a file, not a checkpoints folder; use another --workdir.")
+        # A reader of a run without checkpoints opens no manager (Orbax's would create the folder).
+        self.manager = self._open() if clean or os.path.isdir(self.directory) else None
+        self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
+
+    def _open(self) -> ocp.CheckpointManager:
         options = ocp.CheckpointManagerOptions(
             create=True,
-            cleanup_tmp_directories=False,  # done above, and only by a training run
-            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=False,  # done in __init__, and only by a training run
+            preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
+            enable_async_checkpointing=self._async,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "config"))
-        self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
+        return ocp.CheckpointManager(self.directory, options=options, item_names=("state", "config"))
 
     def latest_step(self) -> int | None:
         """The newest complete step, or None."""
@@ -167,11 +200,15 @@ class Checkpointer:
 
     def all_steps(self) -> list[int]:
         """Complete steps, oldest first."""
+        if self.manager is None:
+            return []
         return sorted(s for s in self.manager.all_steps() if s not in self._skip)
 
     def save(self, step: int, state: PyTree, config: ml_collections.ConfigDict) -> None:
         """Starts an (asynchronous) save of `state` and the config at `step`; collective in
         multi-process runs (every process calls it with its part of the global arrays)."""
+        if self.manager is None:
+            self.manager = self._open()
         self.manager.wait_until_finished()  # Orbax would wait here anyway; then seal the last one
         self._seal()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -182,7 +219,7 @@ class Checkpointer:
 
     def poll(self) -> None:
         """Seals a finished asynchronous save (cheap; the loop calls it every step)."""
-        if self._unsealed and not self.manager.is_saving_in_progress():
+        if self._unsealed and self.manager is not None and not self.manager.is_saving_in_progress():
             self._seal()
 
     def _seal(self) -> None:
@@ -198,8 +235,9 @@ class Checkpointer:
         self._unsealed = []
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
-        self._seal()
+        if self.manager is not None:
+            self.manager.wait_until_finished()
+            self._seal()
 
     def saved_config(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
@@ -213,15 +251,24 @@ class Checkpointer:
         return restored.config
 
     def check_compatible(self, config: ml_collections.ConfigDict, step: int | None = None) -> None:
-        """Raises CheckpointError when the checkpoint was written by another task or model."""
+        """Raises CheckpointError, naming the first field that differs, when the checkpoint was
+        written by another task, model or data (IDENTITY_KEYS; IDENTITY_IGNORED may differ)."""
         saved = self.saved_config(step)
         current = _normalise(config.to_dict())
-        for key in IDENTITY_KEYS:
-            if saved.get(key) != current.get(key):
-                raise CheckpointError(
-                    f"the checkpoint in {self.directory} was written with {key} = "
-                    f"{json.dumps(saved.get(key), sort_keys=True)}, but this run's {key} is "
-                    f"{json.dumps(current.get(key), sort_keys=True)}; use another --workdir or the same config.")
+        if saved.get("task") != current.get("task"):
+            raise CheckpointError(
+                f"the checkpoint in {self.directory} was written with task = {json.dumps(saved.get('task'))}, but "
+                f"this run's task is {json.dumps(current.get('task'))}; use another --workdir or the same config.")
+        for key in IDENTITY_KEYS[1:]:
+            a, b = _flatten(saved.get(key), key), _flatten(current.get(key), key)
+            for field in sorted(set(a) | set(b)):
+                if field not in IDENTITY_IGNORED and a.get(field, _ABSENT) != b.get(field, _ABSENT):
+                    raise CheckpointError(
+                        f"the checkpoint in {self.directory} was written with {field} = "
+                        f"{_show(a.get(field, _ABSENT))}, but this run's {field} is "
+                        f"{_show(b.get(field, _ABSENT))}; a run resumes with the data.* and "
+                        f"model.* settings it was started with (train.* may change): use another --workdir or "
+                        f"the saved settings.")
 
     def restore(self, target: PyTree, step: int | None = None) -> PyTree:
         """Restores the state at `step` (default: newest complete) into `target`'s structure.
@@ -231,6 +278,8 @@ class Checkpointer:
         the current ones (Orbax cannot re-shard without them: it would look for the writer's devices).
         """
         step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory} holds no complete checkpoint.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
@@ -240,9 +289,10 @@ class Checkpointer:
         return restored.state
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self._seal()
-        self.manager.close()
+        if self.manager is not None:
+            self.manager.wait_until_finished()
+            self._seal()
+            self.manager.close()
 
 
 def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
@@ -252,15 +302,43 @@ def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyT
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run in `workdir` was started with (from config.json, else its newest checkpoint),
-    with the engine fields it predates filled in (config.fill_defaults), so their overrides work."""
+    with the engine fields it predates filled in (config.fill_defaults), so their overrides work.
+    Reads only; a missing folder, a file, or a config.json that is truncated or not a jaxgen
+    config is one sentence (CheckpointError / WorkdirError)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} is a file, not a run folder.")
     path = os.path.join(workdir, "config.json")
     if os.path.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
+        saved = read_config_file(path)
     elif os.path.isdir(os.path.join(workdir, "checkpoints")):
-        saved = Checkpointer(workdir).saved_config()
+        ckpt = Checkpointer(workdir)
+        try:
+            saved = ckpt.saved_config()
+        finally:
+            ckpt.close()
+        _check_run_config(saved, f"the config saved in {ckpt.directory}")
     else:
         raise CheckpointError(f"{workdir} holds no jaxgen run (no config.json and no checkpoints/).")
     config = config_lib.from_dict(saved)
     config_lib.fill_defaults(config)
     return config
+
+
+def read_config_file(path: str) -> dict:
+    """A run's config.json as a dict; CheckpointError when it is unreadable, truncated or foreign."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read as JSON ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              f"it is truncated or not a jaxgen run's config.") from None
+    _check_run_config(saved, path)
+    return saved
+
+
+def _check_run_config(saved: Any, where: str) -> None:
+    sections = ("data", "model", "train")
+    if not (isinstance(saved, dict) and isinstance(saved.get("task"), str)
+            and all(isinstance(saved.get(k), dict) for k in sections)):
+        raise CheckpointError(f"{where} is not a jaxgen run's config (it needs a task name and the sections "
+                              f"{', '.join(sections)}).")

@@ -20,7 +20,7 @@ import numpy as np
 from jaxgen import config as config_lib
 from jaxgen import data, tasks
 from jaxgen.train import log, parallel
-from jaxgen.train.checkpoint import Checkpointer, abstract_state
+from jaxgen.train.checkpoint import Checkpointer, WorkdirError, abstract_state, barrier, read_config_file
 
 PyTree = Any
 
@@ -37,12 +37,16 @@ class RunResult:
 
 
 def setup(config: ml_collections.ConfigDict, devices: list | None = None):
-    """Loads the data and builds the task and the data-parallel step; all checks happen here,
-    before anything is written."""
+    """Loads the data and builds the task and the data-parallel step; the config's checks happen
+    here (the device-dependent ones too: the batch over the devices, grad_accum over the
+    per-device batch), before anything is written."""
     config_lib.validate(config)
     mesh = parallel.make_mesh(devices)
     data.check_divisible(config.train.batch_size, mesh.size)
+    config_lib.validate(config, num_devices=mesh.size)
     task = make_task(config)
+    if config.data.get("eval_split"):  # a split `jaxgen eval` would only find missing after training
+        task.eval_dataset()
     step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
     return task, step_fn
 
@@ -57,6 +61,24 @@ def init_state(task, config: ml_collections.ConfigDict) -> PyTree:
     """The task's fresh state, initialised in one compiled call (eager Flax init would compile
     every initializer separately: seconds per model on CPU)."""
     return jax.jit(task.init)(jax.random.PRNGKey(config.seed))
+
+
+def check_workdir(workdir: str) -> None:
+    """Raises WorkdirError unless `workdir` can hold this run: a folder (or a path that can become
+    one) that this process may write, whose config.json, if any, is a jaxgen run's. Writes nothing."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} is a file, not a folder; give a folder for the run.")
+    existing = os.path.abspath(workdir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WorkdirError(f"--workdir {workdir} cannot be created: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkdirError(f"--workdir {workdir} is not writable ({existing} is read-only); give a folder "
+                           f"this user can write.")
+    config_path = os.path.join(workdir, "config.json")
+    if os.path.isfile(config_path):
+        read_config_file(config_path)  # a truncated or foreign config.json: the folder is not a run of ours
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -108,7 +130,11 @@ class _StopFlag:
 def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
           quiet: bool = False, stop_at: int | None = None) -> RunResult:
     """Trains `config` in `workdir` to config.train.steps, resuming from its newest complete
-    checkpoint (incomplete ones, left by a crash mid-save, are deleted first).
+    checkpoint (incomplete ones, left by a crash mid-save, are deleted before training starts).
+
+    Validate, then write: the config (with the device-dependent checks), the model (built
+    abstractly), the folder and the checkpoint to resume (same task, model.* and data.*; train.* may
+    change, e.g. more steps extend a run) are all checked before anything is written to `workdir`.
 
     In a multi-process run (after jax.distributed.initialize, see jaxgen.train.distributed) every
     process calls this with the same arguments: the mesh spans every device of every process, each
@@ -116,28 +142,45 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     `stop_at` ends the run early at that step (saving a checkpoint there) without changing the
     config, e.g. to train in several sittings; schedules still span config.train.steps.
     """
-    # ---- setup -----------------------------------------------------------------------------------
+    # ---- setup: every check, before anything is written to the run folder ------------------------
     task, step_fn = setup(config, devices)
+    check_workdir(workdir)
     t = config.train
     main = jax.process_index() == 0
+    say = (lambda m: print(m, flush=True)) if main else (lambda m: None)  # quiet only hides the bar
+    rng = jax.random.PRNGKey(config.seed)
+    # The model built abstractly (traced, no compute): a config it cannot be built from fails here.
+    # The trace is reused below to compile a fresh run's init.
+    init = jax.jit(task.init).trace(rng)
+    # The restore target is abstract (shapes and the current mesh's sharding): no init compute, and
+    # the saved arrays land on this run's devices whatever layout wrote them.
+    target = abstract_state(init.out_info, step_fn.replicated)
+
+    # ---- state: resume from the newest complete checkpoint (read only: a checkpoint of another
+    # model or data, or one that cannot be restored, stops the run with nothing written), or init --
+    reader = Checkpointer(workdir)
+    try:
+        start = reader.latest_step()
+        if start is not None:
+            reader.check_compatible(config, start)
+            state = reader.restore(target, start)
+    finally:
+        reader.close()
+    if start is None:
+        # One compiled call (eager Flax init would compile every initializer separately).
+        state = init.lower().compile()(rng)
+
+    # ---- writes: from here on the run folder changes -----------------------------------------------
+    # Every process has looked for checkpoints/ before process 0 may create it below (each opened a
+    # reader, or none, on the same evidence).
+    barrier("resume_read")
     ckpt = Checkpointer(workdir, keep=t.keep, clean=True)
     writer = log.MetricsWriter(workdir, enabled=main)
-    say = (lambda m: print(m, flush=True)) if main else (lambda m: None)  # quiet only hides the bar
-
-    # ---- state: init, or resume from the newest complete checkpoint ------------------------------
-    rng = jax.random.PRNGKey(config.seed)
-    start = ckpt.latest_step()
     removed = "; removed incomplete checkpoint(s) " + ", ".join(
         f"{name} ({why})" for name, why in ckpt.removed) if ckpt.removed else ""
     if start is not None:
-        ckpt.check_compatible(config)
-        # The restore target is abstract (shapes and the current mesh's sharding): no init compute,
-        # and the saved arrays land on this run's devices whatever layout wrote them.
-        target = abstract_state(jax.eval_shape(task.init, rng), step_fn.replicated)
-        state = ckpt.restore(target, start)
         say(f"resumed from step {start} ({ckpt.directory}){removed}")
     else:
-        state = init_state(task, config)
         start = 0
         if removed:
             say(f"no complete checkpoint in {ckpt.directory}, starting from step 0{removed}")
@@ -240,27 +283,30 @@ def restore_for_eval(workdir: str, devices: list | None = None, overrides: Seque
     config = load_run_config(workdir)
     for item in overrides:
         apply_override(config, item)
-    ckpt = Checkpointer(workdir)
-    latest = ckpt.latest_step()
-    # A damaged step folder newer than the newest complete one (not an unfinished save, whose
-    # temporary folder is not named by its step) would otherwise be passed over in silence, and the
-    # user would sample an older model than the one they trained.
-    damaged = [(int(n), why) for n, why in incomplete_checkpoints(ckpt.directory)
-               if n.isdigit() and (latest is None or int(n) > latest)]
-    if damaged:
-        step, why = max(damaged)
-        raise CheckpointError(f"checkpoint {step} in {ckpt.directory} cannot be used ({why}); `jaxgen train` "
-                              f"with the same --workdir removes it and resumes from the last complete one.")
-    if latest is None:
-        raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
-    task = make_task(config)
-    task.load_assets(workdir)
-    device = (devices or jax.local_devices())[0]
-    target = abstract_state(jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)),
-                            jax.sharding.SingleDeviceSharding(device))
-    ckpt.check_compatible(config)
-    state = ckpt.restore(target)
-    ckpt.close()
+    config_lib.validate(config)
+    task = make_task(config)  # the task checks the (overridden) sample and eval settings
+    ckpt = Checkpointer(workdir)  # a reader: creates and deletes nothing
+    try:
+        latest = ckpt.latest_step()
+        # A damaged step folder newer than the newest complete one (not an unfinished save, whose
+        # temporary folder is not named by its step) would otherwise be passed over in silence, and
+        # the user would sample an older model than the one they trained.
+        damaged = [(int(n), why) for n, why in incomplete_checkpoints(ckpt.directory)
+                   if n.isdigit() and (latest is None or int(n) > latest)]
+        if damaged:
+            step, why = max(damaged)
+            raise CheckpointError(f"checkpoint {step} in {ckpt.directory} cannot be used ({why}); `jaxgen train` "
+                                  f"with the same --workdir removes it and resumes from the last complete one.")
+        if latest is None:
+            raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
+        ckpt.check_compatible(config)
+        task.load_assets(workdir)
+        device = (devices or jax.local_devices())[0]
+        target = abstract_state(jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)),
+                                jax.sharding.SingleDeviceSharding(device))
+        state = ckpt.restore(target)
+    finally:
+        ckpt.close()
     return config, task, state
 
 

@@ -75,3 +75,51 @@ def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it(tmp_pat
     assert old.eval.use_ema is True
     config_lib.apply_override(old, "--config.eval.use_ema=false")
     assert old.eval.use_ema is False
+
+
+@pytest.mark.parametrize("source, spec, message", [
+    ("def get_config(:\n", "{}", r"cannot be imported \(SyntaxError"),
+    ("import jaxgen_no_such_module\n", "{}", r"cannot be imported \(ModuleNotFoundError: No module named"),
+    ("CONFIG = 1\n", "{}", "has no get_config"),
+    ("def get_config(arg=''):\n    return {'task': 'vae'}\n", "{}",
+     "returned dict .* not an ml_collections.ConfigDict"),
+    ("from experiments.configs.vae_digits import get_config as g\n\ndef get_config():\n    return g()\n",
+     "{}:quick", "takes no argument"),
+    ("def get_config(arg=''):\n    raise ValueError(f'mine takes nothing, not {arg!r}.')\n", "{}:x",
+     "^mine takes nothing, not 'x'.$"),
+])
+def test_a_config_file_that_cannot_load_is_one_sentence(tmp_path, source, spec, message):
+    path = tmp_path / "mine.py"
+    path.write_text(source)
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(spec.format(path))
+
+
+def test_a_shipped_config_refuses_an_unknown_argument():
+    for name in config_lib.available():
+        with pytest.raises(ConfigError, match="bogus"):
+            config_lib.load(f"{name}:bogus")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.optim.lr=1e999", "optim.lr must be positive"),
+    ("--config.optim.schedule=zigzag", "optim.schedule must be one of"),
+    ("--config.optim.warmup_steps=-1", "optim.warmup_steps must be an integer >= 0"),
+    ("--config.optim.grad_clip=-1.0", "optim.grad_clip must be a number >= 0"),
+    ("--config.optim.b1=1.5", r"optim.b1 must be in \[0, 1\)"),
+    ("--config.train.ema_decay=1.0", r"train.ema_decay must be in \[0, 1\)"),
+    ("--config.data.data_dir=[1, 2]", "data.data_dir must be a folder path"),
+    ("--config.data.split=", "data.split must be a non-empty string"),
+    ("--config.eval.batch_size=0", "eval.batch_size must be a positive integer"),
+    ("--config.eval.num_fd_samples=-3", "eval.num_fd_samples must be a positive integer"),
+])
+def test_engine_fields_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load("vae_digits", [override])
+
+
+def test_grad_accum_is_checked_against_the_per_device_batch():
+    config = config_lib.load("vae_digits:quick", ["--config.train.grad_accum=8"])  # 32 divides by 8
+    with pytest.raises(ConfigError, match="per-device batch .*over 8 devices.*multiple of 64"):
+        config_lib.validate(config, num_devices=8)
+    config_lib.validate(config, num_devices=4)  # 8 per device: one example per micro-batch

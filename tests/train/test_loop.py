@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxgen import config as config_lib
+from jaxgen.tasks.base import TaskError
 from jaxgen.train import log, loop
 from jaxgen.train.checkpoint import Checkpointer, CheckpointError
 
@@ -159,3 +160,55 @@ def test_the_step_returns_the_largest_stop_code_of_all_devices(mode):
         assert int(jax.device_get(agreed)) == code
     new_state, metrics = dp(state, batch)  # the plain call is the same step without the code
     assert float(jax.device_get(dp.metrics_to_host(metrics))["loss"]) == 0.0
+
+
+def _tree(path):
+    """{relative path: bytes} of every file under `path` ({} when it does not exist), and its folders."""
+    files, folders = {}, set()
+    for root, dirs, names in os.walk(path):
+        folders.update(os.path.relpath(os.path.join(root, d), path) for d in dirs)
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                files[os.path.relpath(full, path)] = f.read()
+    return files, folders
+
+
+def test_resume_refuses_other_data_or_model_before_writing_and_extends_with_more_steps(tmp_path):
+    workdir = str(tmp_path / "run")
+    base = ("--config.train.steps=4", "--config.train.ckpt_every=4", "--config.train.sample_every=0")
+    loop.train(_config("vae_digits", *base), workdir, quiet=True)
+    before = _tree(workdir)
+    with pytest.raises(CheckpointError, match="written with data.split = \"train\", but this run's data.split is "
+                                              "\"test\".*train.\\* may change"):
+        loop.train(_config("vae_digits", *base, "--config.data.split=test"), workdir, quiet=True)
+    with pytest.raises(CheckpointError,
+                       match="written with model.latent_dim = 8, but this run's model.latent_dim is 4"):
+        loop.train(_config("vae_digits", *base, "--config.model.latent_dim=4"), workdir, quiet=True)
+    assert _tree(workdir) == before  # config.json, metrics, tb/ and checkpoints untouched
+    # Where the data is cached is not part of the run; train.* may change: more steps extend it.
+    extended = loop.train(_config("vae_digits", *base, "--config.train.steps=6", "--config.train.ckpt_every=2",
+                                  "--config.data.data_dir=" + os.environ["JAXGEN_DATA_DIR"]), workdir, quiet=True)
+    assert extended.step == 6 and Checkpointer(workdir).all_steps()[-1] == 6
+
+
+@pytest.mark.parametrize("override, error", [
+    ("--config.train.grad_accum=8", config_lib.ConfigError),  # 32 examples over 8 devices: 4 per device
+    ("--config.model.channels=()", TaskError),
+])
+def test_bad_settings_stop_before_the_run_folder_exists(tmp_path, override, error):
+    workdir = tmp_path / "run"
+    with pytest.raises(error):
+        loop.train(_config("vae_digits", override), str(workdir), quiet=True)
+    assert not workdir.exists()
+
+
+def test_readers_create_nothing(tmp_path):
+    config = _config("vae_digits")
+    (tmp_path / "config.json").write_text(config_lib.to_json(config))
+    reader = Checkpointer(str(tmp_path))
+    assert reader.latest_step() is None and reader.all_steps() == []
+    reader.close()
+    with pytest.raises(CheckpointError, match="has no checkpoint yet"):
+        loop.restore_for_eval(str(tmp_path))
+    assert os.listdir(tmp_path) == ["config.json"]
