@@ -123,9 +123,9 @@ def test_embed_command_prints_and_saves(digits_run, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["embed", "--text", "  "], "empty text"),
+    (["embed", "--text", "  "], "--text is empty"),
     (["embed"], "at least one --text or --image"),
-    (["embed", "--image", "/nonexistent.png"], "cannot read image"),
+    (["embed", "--image", "/nonexistent.png"], "image /nonexistent.png does not exist"),
     (["zeroshot", "--split", "test", "--labels", "seven"], "at least two"),
     (["zeroshot", "--split", "test", "--labels", "a,b", "--template", "a photo"], "must contain {}"),
 ])
