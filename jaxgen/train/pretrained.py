@@ -70,6 +70,7 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp's folder is private (0700); a shipped model is for every user
     try:
         with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
             f.write(blob)

@@ -52,3 +52,20 @@ def test_damaged_or_unknown_pretrained_models_are_one_sentence(run, tmp_path):
         f.write("{truncated")
     with pytest.raises(CheckpointError, match="unreadable"):
         pretrained.load(out)
+
+
+def test_the_shipped_text_to_image_cascade_loads_and_generates(tmp_path):
+    """The committed Imagen-style base and SR stages (experiments/pretrained) load from a fresh clone
+    and run as a cascade: prompt -> 16x16 -> 32x32."""
+    from jaxgen.cli import main
+
+    assert {"t2i_base_shapes16", "t2i_sr_shapes32"} <= set(pretrained.available())
+    out = tmp_path / "g.npz"
+    assert main(["generate", "--pretrained", "t2i_base_shapes16", "--sr_pretrained", "t2i_sr_shapes32",
+                 "--prompt", "three green squares", "--num", "2", "--steps", "2", "--out", str(out)]) == 0
+    images = np.load(out)["images"]
+    assert images.shape == (2, 32, 32, 3) and 0.0 <= images.min() and images.max() <= 1.0
+    for name in ("t2i_base_shapes16", "t2i_sr_shapes32"):
+        with open(os.path.join(pretrained.resolve(name), "meta.json")) as f:
+            meta = json.load(f)
+        assert meta["task"] == "text2image" and meta["ema"] and meta["step"] > 0
