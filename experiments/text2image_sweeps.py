@@ -57,7 +57,7 @@ def markdown(rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> 
         cells = []
         for k in head:
             v, ceiling = r.get(k), r.get(f"ceiling_{k}")
-            if isinstance(v, float):
+            if k in COLUMNS and isinstance(v, float):  # a fraction of images: in %
                 cells.append(f"{100 * v:.1f}" + (f" ({100 * ceiling:.1f})" if isinstance(ceiling, float) else ""))
             else:
                 cells.append("-" if v is None else str(v))
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _write(out: str, stem: str, meta: dict, rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> None:
     with open(os.path.join(out, f"{stem}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+        json.dump({"meta": {**meta, "note": note}, "rows": rows}, f, indent=2)
     with open(os.path.join(out, f"{stem}.md"), "w") as f:
         f.write(markdown(rows, keys, title, note))
     print(f"wrote {os.path.join(out, stem)}.json and .md", flush=True)

@@ -248,3 +248,4 @@ def test_sweeps_tune_on_one_prompt_seed_and_report_on_another(runs, tmp_path):
     assert [r["images"] for r in final["rows"]] == ["base", "cascade", "nearest", "bilinear"]
     assert final["rows"][1]["ceiling_all"] == 1.0  # real scenes at 32x32 parse exactly
     assert "| base |" in (tmp_path / "text2image_final.md").read_text()
+    assert "| base | 1.0 | - |" in (tmp_path / "text2image_tuning.md").read_text()  # settings unscaled, scores in %
