@@ -351,9 +351,3 @@ def zeroshot(workdir: str, labels: str, templates: list[str], folder: str | None
         print(f"accuracy {np.mean(pred == dataset.arrays['label']):.4f} (label {names[0]!r} = class 0, ...)")
     return 0
 
-
-def list_configs() -> int:
-    from jaxgen import config as config_lib
-
-    print("\n".join(config_lib.available()))
-    return 0
