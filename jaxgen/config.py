@@ -151,12 +151,13 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
+    """An int that is not a bool (True would pass isinstance(x, int))."""
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_number(x: Any) -> bool:
-    """A finite int or float (NaN and infinities are not)."""
+def is_finite_number(x: Any) -> bool:
+    """A finite int or float (NaN and infinities are not; nor are bools)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -170,7 +171,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         _require(section in config and isinstance(config[section], ml_collections.ConfigDict),
                  f"config {config.get('name', '?')} has no '{section}' section.")
     _require(isinstance(config.get("task"), str), f"config {config.get('name', '?')} names no task (a string).")
-    _require(_is_int(config.get("seed", 0)), f"seed must be an integer, not {config.get('seed')!r}.")
+    _require(is_int(config.get("seed", 0)), f"seed must be an integer, not {config.get('seed')!r}.")
     d = config.data
     for field in ("name", "split"):
         _require(isinstance(d.get(field), str) and d.get(field).strip(),
@@ -179,18 +180,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _require(data_dir is None or (isinstance(data_dir, str) and data_dir.strip()),
              f"data.data_dir must be a folder path (or None for the default cache), not {data_dir!r}.")
     t = config.train
-    _require(_is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
-    _require(_is_int(t.batch_size) and t.batch_size > 0,
+    _require(is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
+    _require(is_int(t.batch_size) and t.batch_size > 0,
              f"train.batch_size must be a positive integer, not {t.batch_size!r}.")
     _require(t.parallel in PARALLEL_MODES, f"train.parallel must be one of {PARALLEL_MODES}, not {t.parallel!r}.")
     for field in ("log_every", "ckpt_every", "sample_every", "keep"):
-        _require(_is_int(t[field]) and t[field] >= 0,
+        _require(is_int(t[field]) and t[field] >= 0,
                  f"train.{field} must be an integer >= 0, not {t[field]!r}.")
     _require(t.keep >= 1, f"train.keep must be at least 1, not {t.keep}.")
-    _require(_is_number(t.ema_decay) and 0.0 <= t.ema_decay < 1.0,
+    _require(is_finite_number(t.ema_decay) and 0.0 <= t.ema_decay < 1.0,
              f"train.ema_decay must be in [0, 1), not {t.ema_decay!r}.")
     accum = t.get("grad_accum", 1)
-    _require(_is_int(accum) and accum > 0,
+    _require(is_int(accum) and accum > 0,
              f"train.grad_accum must be a positive integer (micro-batches per update), not {accum!r}.")
     _require(t.batch_size % accum == 0,
              f"train.grad_accum={accum} must divide train.batch_size={t.batch_size} into equal micro-batches.")
@@ -202,24 +203,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     dtype = t.get("compute_dtype", "float32")
     _require(dtype in COMPUTE_DTYPES, f"train.compute_dtype must be one of {COMPUTE_DTYPES}, not {dtype!r}.")
     o = config.optim
-    _require(_is_number(o.lr) and o.lr > 0, f"optim.lr must be positive (a finite number), not {o.lr!r}.")
+    _require(is_finite_number(o.lr) and o.lr > 0, f"optim.lr must be positive (a finite number), not {o.lr!r}.")
     _require(o.name in ("adam", "adamw", "sgd"), f"optim.name must be adam, adamw or sgd, not {o.name!r}.")
     schedule = o.get("schedule", "constant")
     _require(schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, not {schedule!r}.")
     warmup = o.get("warmup_steps", 0)
-    _require(_is_int(warmup) and warmup >= 0, f"optim.warmup_steps must be an integer >= 0, not {warmup!r}.")
+    _require(is_int(warmup) and warmup >= 0, f"optim.warmup_steps must be an integer >= 0, not {warmup!r}.")
     for field in ("grad_clip", "weight_decay"):
         value = o.get(field, 0.0)
-        _require(_is_number(value) and value >= 0, f"optim.{field} must be a number >= 0 (0 = off), not {value!r}.")
+        _require(is_finite_number(value) and value >= 0, f"optim.{field} must be a number >= 0 (0 = off), not {value!r}.")
     for field in ("b1", "b2", "momentum"):
         value = o.get(field, 0.0)
-        _require(value is None or (_is_number(value) and 0.0 <= value < 1.0),
+        _require(value is None or (is_finite_number(value) and 0.0 <= value < 1.0),
                  f"optim.{field} must be in [0, 1), not {value!r}.")
     e = config.get("eval")
     if isinstance(e, ml_collections.ConfigDict):
         for field in ("batch_size", "num_fd_samples"):
             if field in e:
-                _require(_is_int(e[field]) and e[field] > 0,
+                _require(is_int(e[field]) and e[field] > 0,
                          f"eval.{field} must be a positive integer, not {e[field]!r}.")
 
 

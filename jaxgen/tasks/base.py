@@ -5,13 +5,13 @@ A task turns a config into: `init(rng) -> TrainState`, a per-device `train_step(
 and `evaluate(state) -> metrics`. The loop knows nothing else about the model; a GAN is a task whose
 state holds two optimizer states.
 """
-import math
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
+from jaxgen.config import is_finite_number, is_int
 from jaxgen.data.pipeline import Dataset, load
 from jaxgen.train.state import TrainState
 
@@ -22,38 +22,33 @@ class TaskError(ValueError):
     """A config value that this task cannot run with."""
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def check_positive_int(name: str, value: Any) -> None:
     """TaskError unless `value` (the config field `name`) is an integer >= 1."""
-    if not (_is_int(value) and value >= 1):
+    if not (is_int(value) and value >= 1):
         raise TaskError(f"{name} must be a positive integer, not {value!r}.")
 
 
 def check_channels(name: str, value: Any) -> None:
     """TaskError unless `value` is a non-empty list of positive integers (one per resolution level)."""
-    if not (isinstance(value, (tuple, list)) and value and all(_is_int(c) and c >= 1 for c in value)):
+    if not (isinstance(value, (tuple, list)) and value and all(is_int(c) and c >= 1 for c in value)):
         raise TaskError(f"{name} must be a non-empty list of positive integers (one per level), "
                         f"e.g. (16, 32), not {value!r}.")
 
 
 def check_range(name: str, value: Any, low: float, high: float, high_open: bool = True) -> None:
     """TaskError unless `value` is a finite number in [low, high) (or [low, high])."""
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-          and low <= value and (value < high if high_open else value <= high))
-    if not ok:
+    if not (is_finite_number(value) and low <= value and (value < high if high_open else value <= high)):
         raise TaskError(f"{name} must be a number in [{low:g}, {high:g}{')' if high_open else ']'}, not {value!r}.")
 
 
 def check_non_negative(name: str, value: Any) -> None:
     """TaskError unless `value` is a finite number >= 0."""
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+    if not (is_finite_number(value) and value >= 0):
         raise TaskError(f"{name} must be a finite number >= 0, not {value!r}.")
 
 
 def check_choice(name: str, value: Any, choices) -> None:
+    """TaskError unless `value` (the config field `name`) is one of `choices`."""
     if value not in choices:
         raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
 

@@ -15,8 +15,8 @@ import optax
 from jaxgen.data import transforms
 from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
-from jaxgen.tasks.base import (Task, TaskError, check_channels, check_non_negative, check_positive_int,
-                               check_range)
+from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
+                               check_positive_int, check_range)
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -31,12 +31,12 @@ class DiffusionTask(Task):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         m, s = config.model, config.sample
-        _check_choice("model.conditioning", m.conditioning, self.conditionings)
-        _check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
-        _check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
-        _check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
-        _check_choice("sample.method", s.method, samplers.METHODS)
-        _check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
+        check_choice("model.conditioning", m.conditioning, self.conditionings)
+        check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
+        check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
+        check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
+        check_choice("sample.method", s.method, samplers.METHODS)
+        check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         check_channels("model.channels", m.channels)
         check_positive_int("model.timesteps", m.timesteps)
         check_positive_int("data.image_size", config.data.image_size)
@@ -302,7 +302,3 @@ def saturated_fraction(images: np.ndarray, margin: float = 1e-3) -> float:
     clipping produce."""
     return float(np.mean((images <= margin) | (images >= 1.0 - margin)))
 
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")

@@ -44,7 +44,7 @@ from jaxgen.eval import prompt_suite
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, schedules
 from jaxgen.tasks import cascade
-from jaxgen.tasks.base import Task, TaskError
+from jaxgen.tasks.base import Task, TaskError, check_choice
 from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
@@ -76,13 +76,13 @@ class UnCLIPTask(Task):
             raise TaskError(f"train.parts must be a non-empty list of {PARTS}, not {list(parts)}.")
         self.parts = parts
         for name, section in (("prior", m.prior), ("decoder", m.decoder)):
-            _check_choice(f"model.{name}.parameterization", section.parameterization, process.PARAMETERIZATIONS)
-            _check_choice(f"model.{name}.schedule", section.schedule, schedules.SCHEDULES)
+            check_choice(f"model.{name}.parameterization", section.parameterization, process.PARAMETERIZATIONS)
+            check_choice(f"model.{name}.schedule", section.schedule, schedules.SCHEDULES)
             if not 0.0 <= section.cond_drop_prob < 1.0:
                 raise TaskError(f"model.{name}.cond_drop_prob must be in [0, 1), not {section.cond_drop_prob}.")
-        _check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
-        _check_choice("sample.method", s.method, samplers.METHODS)
-        _check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
+        check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
+        check_choice("sample.method", s.method, samplers.METHODS)
+        check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         for key, total in (("steps", m.decoder.timesteps), ("prior_steps", m.prior.timesteps)):
             if not 1 <= s[key] <= total:
                 raise TaskError(f"sample.{key} must be in 1..{total} (the model's timesteps), not {s[key]}.")
@@ -418,8 +418,4 @@ def _load_clip(workdir: str):
         raise TaskError(f"{workdir} has no complete checkpoint yet; train the clip run first.")
     return CLIPScorer(workdir), int(step)
 
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
 
