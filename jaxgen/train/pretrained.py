@@ -23,7 +23,7 @@ from typing import Any
 import jax
 from flax import serialization
 
-from jaxgen.train.checkpoint import CheckpointError
+from jaxgen.train.checkpoint import CheckpointError, read_config_file
 
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "config.json"
@@ -92,13 +92,13 @@ def load(name: str):
     from jaxgen.train import loop
 
     path = resolve(name)
+    # The config is read as a run's config.json is (truncated or foreign: one sentence).
+    config = config_lib.from_dict(read_config_file(os.path.join(path, CONFIG_FILE)))
     try:
-        with open(os.path.join(path, CONFIG_FILE)) as f:
-            config = config_lib.from_dict(json.load(f))
         with open(os.path.join(path, META_FILE)) as f:
             meta = json.load(f)
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"pretrained model {name!r} has an unreadable {CONFIG_FILE} or {META_FILE} "
+        raise CheckpointError(f"pretrained model {name!r} has an unreadable {META_FILE} "
                               f"({type(e).__name__}: {e}).") from None
     config_lib.fill_defaults(config)
     with open(os.path.join(path, PARAMS_FILE), "rb") as f:

@@ -48,9 +48,14 @@ def test_damaged_or_unknown_pretrained_models_are_one_sentence(run, tmp_path):
         pretrained.load(out)
     with pytest.raises(CheckpointError, match="is not a pretrained model"):
         pretrained.load(str(tmp_path / "nothing"))
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        f.write("{truncated")
+    with pytest.raises(CheckpointError, match="unreadable meta.json"):
+        pretrained.load(out)
+    # The config is read as a run's config.json is: truncated is one sentence.
     with open(os.path.join(out, "config.json"), "w") as f:
         f.write("{truncated")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="cannot be read as JSON"):
         pretrained.load(out)
 
 
