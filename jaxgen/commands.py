@@ -63,8 +63,6 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     from jaxgen.tasks import cascade
     from jaxgen.train import log
 
-    if not prompt.strip():
-        raise UsageError('--prompt is empty; describe the image, e.g. --prompt "two red circles and a blue square".')
     _check_text("--prompt", prompt)
     if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
         raise UsageError(f"--guidance must be a finite number >= 0 (1 = the conditional model), not {guidance}.")
@@ -141,11 +139,11 @@ def export(workdir: str, out: str, note: str = "") -> int:
 def _check_out(out: str) -> None:
     """UsageError unless the file `out` can be written: not a folder, under a folder (existing, or
     one that can be made) that this user may write. Writes nothing."""
+    from jaxgen.train.checkpoint import nearest_existing
+
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a folder; give a file name.")
-    folder = os.path.dirname(os.path.abspath(out))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
+    folder = nearest_existing(os.path.dirname(os.path.abspath(out)))
     if not os.path.isdir(folder):
         raise UsageError(f"--out {out} cannot be written: {folder} is a file, not a folder.")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -324,6 +324,15 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     return config
 
 
+def nearest_existing(path: str) -> str:
+    """The deepest existing path at or above `path` (absolute): where creating `path` would start,
+    so whether it can be created is a question about that folder (is it one, may this user write it)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
+
+
 def read_config_file(path: str) -> dict:
     """A run's config.json as a dict; CheckpointError when it is unreadable, truncated or foreign."""
     try:

@@ -20,7 +20,8 @@ import numpy as np
 from jaxgen import config as config_lib
 from jaxgen import data, tasks
 from jaxgen.train import log, parallel
-from jaxgen.train.checkpoint import Checkpointer, WorkdirError, abstract_state, barrier, read_config_file
+from jaxgen.train.checkpoint import (Checkpointer, WorkdirError, abstract_state, barrier, nearest_existing,
+                                     read_config_file)
 
 PyTree = Any
 
@@ -68,9 +69,7 @@ def check_workdir(workdir: str) -> None:
     one) that this process may write, whose config.json, if any, is a jaxgen run's. Writes nothing."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"--workdir {workdir} is a file, not a folder; give a folder for the run.")
-    existing = os.path.abspath(workdir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = nearest_existing(workdir)
     if not os.path.isdir(existing):
         raise WorkdirError(f"--workdir {workdir} cannot be created: {existing} is a file, not a folder.")
     if not os.access(existing, os.W_OK | os.X_OK):
