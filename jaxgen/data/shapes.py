@@ -301,17 +301,18 @@ def render_layouts(layouts: Sequence[dict], rng: np.random.Generator) -> np.ndar
             np.where(shape >= 0, rng.integers(0, len(SIZES), MAX_OBJECTS), -1)
         jitter = np.zeros((MAX_OBJECTS, 2))
         jitter[:n] = rng.uniform(-_JITTER, _JITTER, (n, 2))
-        draws.append({"num_objects": np.int64(n), "obj_shape": shape,
-                      "obj_colour": np.asarray(lay["obj_colour"], np.int64),
+        draws.append({"obj_shape": shape, "obj_colour": np.asarray(lay["obj_colour"], np.int64),
                       "obj_position": np.asarray(lay["obj_position"], np.int64), "obj_size": size,
-                      "jitter": jitter, "grain": np.zeros((SIZE, SIZE)), "noise": np.zeros((SIZE, SIZE)),
-                      "direction": 0, "pigment_shift": np.zeros((MAX_OBJECTS, 3))})
-    return _render(draws)["image"]
-
-
-def _render(draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Scenes from their random draws (_layout's dicts), batched (see render_scenes)."""
+                      "jitter": jitter})
     d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
+    return _flat(d)[0]
+
+
+def _flat(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flat rendering of stacked object draws (obj_shape / obj_colour / obj_position / obj_size
+    [B, MAX_OBJECTS], jitter [B, MAX_OBJECTS, 2]): image uint8 [B, SIZE, SIZE, 3], mask uint8
+    [B, SIZE, SIZE] (0 background, shape index + 1) and owner [B, SIZE, SIZE] (0 background, k + 1
+    where object k is)."""
     shape, position, size = d["obj_shape"], d["obj_position"], d["obj_size"]
     valid = shape >= 0
     centre = np.stack([position // 3, position % 3], axis=-1) * _CELL + _CELL / 2 + d["jitter"]
@@ -320,17 +321,23 @@ def _render(draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
     slot = np.arange(1, MAX_OBJECTS + 1)[None, :, None, None]
     owner = (masks * slot).sum(1)  # 0 background, k + 1 where object k is (no overlaps)
-    palette = np.concatenate([np.broadcast_to(np.asarray(BACKGROUND, np.uint8), (len(draws), 1, 3)),
+    palette = np.concatenate([np.broadcast_to(np.asarray(BACKGROUND, np.uint8), (len(shape), 1, 3)),
                               _FLAT[np.maximum(d["obj_colour"], 0)]], axis=1)  # [B, 1 + MAX, 3]
-    image = palette[np.arange(len(draws))[:, None, None], owner]
+    image = palette[np.arange(len(shape))[:, None, None], owner]
     mask = (masks * (shape + 1)[..., None, None]).sum(1).astype(np.uint8)
+    return image, mask, owner
 
+
+def _render(draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Scenes from their random draws (_layout's dicts), batched (see render_scenes)."""
+    d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
+    image, mask, owner = _flat(d)
     out = {"image": image, "painted": _paint(owner, d), "mask": mask}
     out.update({k: d[k].astype(np.int64) for k in
                 ("num_objects", "obj_shape", "obj_colour", "obj_position", "obj_size")})
     for style, key in CAPTION_KEYS.items():
         out[key] = np.asarray([caption(s, c, p, style) for s, c, p in
-                               zip(shape, d["obj_colour"], position)])
+                               zip(d["obj_shape"], d["obj_colour"], d["obj_position"])])
     return out
 
 
