@@ -98,10 +98,11 @@ def prompt_suite_scores(make_images: MakeImages, settings: Mapping, train_captio
     return out
 
 
-def generate_in_batches(make_images: MakeImages, texts: Sequence[str], batch_size: int, seed: int) -> ImageSets:
-    """make_images over `texts` in batches of batch_size, batch i with key PRNGKey(seed + i); the last
-    batch is padded with its last text (one compiled shape) and the padding dropped. Returns what
-    make_images returns, over all texts: images [len(texts), ...] or {name: images [len(texts), ...]}."""
+def generate_in_batches(make_images: MakeImages, texts: Sequence, batch_size: int, seed: int) -> ImageSets:
+    """make_images over `texts` (prompts, or any per-image items such as row indices) in batches of
+    batch_size, batch i with key PRNGKey(seed + i); the last batch is padded with its last item (one
+    compiled shape) and the padding dropped. Returns what make_images returns, over all items:
+    images [len(texts), ...] or {name: images [len(texts), ...]}."""
     texts = list(texts)
     batches = []
     for i, start in enumerate(range(0, len(texts), batch_size)):

@@ -277,14 +277,10 @@ class Text2ImageTask(DiffusionTask):
         num = min(e.sr_examples, len(self.eval_dataset().arrays["image"]))
         texts, real = self.test_prompts(num)
         real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
-        outs = []
-        for i, start in enumerate(range(0, num, e.batch_size)):
-            chunk = list(range(start, min(start + e.batch_size, num)))
-            rows = chunk + [chunk[-1]] * (e.batch_size - len(chunk))
-            out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 200 + i),
-                                        [texts[j] for j in rows], low_res=real[rows])
-            outs.append(out[:len(chunk)])
-        sr = np.concatenate(outs)
+        # Batched over test rows (each batch: those rows' captions and their own low-res scenes).
+        sr = prompt_suite.generate_in_batches(
+            lambda rows, rng: self.text_to_image(params, rng, [texts[j] for j in rows], low_res=real[rows])[0],
+            list(range(num)), e.batch_size, self.config.seed + 200)
         size = self.image_shape[0]
         bilinear = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), size))
         truth = {k: v[:num] for k, v in self.eval_dataset().arrays.items()}
