@@ -160,6 +160,10 @@ CASES = [
      "data.data_dir must be a folder path"),
     ("override-none-field-number", ["train", "vae_digits:quick", "--workdir", "{new}", "--config.data.data_dir=3"],
      "data.data_dir must be a folder path"),
+    ("override-residual-on-base-stage", ["train", "text2image_shapes:quick", "--workdir", "{new}",
+                                         "--config.model.residual_scale=0.4"], "applies to a super-resolution stage"),
+    ("override-residual-negative", ["train", "text2image_shapes_sr:quick", "--workdir", "{new}",
+                                    "--config.model.residual_scale=-0.4"], "model.residual_scale must be 0"),
     # ---- datasets, splits, image sizes ---------------------------------------------------------------
     ("dataset-unknown", ["train", "vae_digits:quick", "--workdir", "{new}", "--config.data.name=no_such_data"],
      "no_such_data"),

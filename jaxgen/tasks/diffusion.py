@@ -79,6 +79,11 @@ class DiffusionTask(Task):
         unit = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.image_shape[0])
         return 2.0 * unit - 1.0
 
+    def diffusion_target(self, inputs: dict[str, jax.Array]) -> jax.Array:
+        """The x0 [B, S, S, C] the chain learns to produce for a training batch: its images in [-1, 1]
+        (a super-resolution stage may diffuse a residual instead, see Text2ImageTask)."""
+        return self.preprocess(inputs["image"])
+
     def network(self, **extra) -> Denoiser:
         """The config's denoiser; `extra` sets further Denoiser fields (e.g. context_dim)."""
         m = self.config.model
@@ -115,7 +120,7 @@ class DiffusionTask(Task):
         (class-conditional only), "key": the examples' own keys [b, 2]}: (grads, {"loss"}, None),
         see accumulate.mean_gradients."""
         m = self.config.model
-        x0 = self.preprocess(inputs["image"])
+        x0 = self.diffusion_target(inputs)
 
         def draws(key):  # each example's own step, noise, condition drop and dropout key
             k_t, k_noise, k_drop, k_dropout = jax.random.split(key, 4)

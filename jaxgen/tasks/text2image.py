@@ -8,7 +8,10 @@ model.stage = 'sr': a super-resolution denoiser at data.image_size (32x32) that 
   down-sampled to model.low_res_size (16x16), up-sampled back and concatenated as input channels,
   with noise conditioning augmentation: noised to a level drawn uniformly in [0, model.noise_aug_max]
   (a fraction of the chain) in training, to the fixed sample.noise_aug at sampling, the level being
-  an input of the network.
+  an input of the network. With model.residual_scale > 0 the chain runs over the residual
+  (image - bilinear(low_res)) / residual_scale instead of the image, as SRDiff does (Li et al. 2022):
+  the up-sampled input is already most of the answer, so the network only learns the edges it lacks
+  (the thresholding still acts on the image, see samplers.make_step).
 
 Both stages: classifier-free guidance (the text is dropped with probability model.cond_drop_prob in
 training, sample.guidance at sampling; the SR stage's low-res input is never dropped), dynamic
@@ -75,6 +78,12 @@ class Text2ImageTask(DiffusionTask):
             for name, value in levels:
                 if not 0.0 <= value <= 1.0:
                     raise TaskError(f"{name} must be a fraction of the chain in [0, 1], not {value}.")
+        self.residual_scale = float(m.get("residual_scale", 0.0))
+        if not 0.0 <= self.residual_scale < float("inf"):
+            raise TaskError(f"model.residual_scale must be 0 (diffuse the image) or a positive scale of the "
+                            f"super-resolution residual, not {m.get('residual_scale')}.")
+        if self.residual_scale and self.stage != "sr":
+            raise TaskError("model.residual_scale applies to a super-resolution stage (model.stage='sr') only.")
         try:
             self.text = imagen.TextEncoder(m.text_encoder, m.max_text_length)
         except imagen.TextEncoderError as e:
@@ -122,6 +131,21 @@ class Text2ImageTask(DiffusionTask):
         if jnp.issubdtype(images.dtype, jnp.integer):
             images = transforms.to_unit(images, self.dataset.num_levels)
         return 2.0 * transforms.resize(images.astype(jnp.float32), self.config.model.low_res_size) - 1.0
+
+    def residual_frame(self, low_res: jax.Array) -> tuple[jax.Array | float, float]:
+        """(offset, scale) such that the image is offset + scale * x0 for the chain's x0: the
+        bilinear up-sampling of the clean low_res [B, s, s, C] in [-1, 1] and model.residual_scale for
+        a stage that diffuses the residual, (0, 1) otherwise."""
+        if not self.residual_scale:
+            return 0.0, 1.0
+        return transforms.resize(low_res, self.image_shape[0]), self.residual_scale
+
+    def diffusion_target(self, inputs):
+        image = self.preprocess(inputs["image"])
+        if not self.residual_scale:
+            return image
+        offset, scale = self.residual_frame(self.low_res(inputs["image"]))
+        return (image - offset) / scale
 
     def train_condition(self, inputs):
         cond = {k: inputs[k] for k in TEXT_KEYS}
@@ -185,14 +209,18 @@ class Text2ImageTask(DiffusionTask):
                   "thresholding": thresholding, "percentile": percentile, "variance": variance}
 
         def run(params, rng, cond, guidance):
+            offset, scale = 0.0, 1.0
             if self.stage == "sr":  # the fixed augmentation level at sampling (on the full schedule)
                 rng, aug_rng = jax.random.split(rng)
                 cond = dict(cond)
+                offset, scale = self.residual_frame(cond["low_res"])  # from the clean input
                 cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
                                                                             aug_rng, noise_aug)
             null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
-            return samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
-                                   null_cond=null, guidance=guidance, **kwargs)
+            x, stats = samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
+                                       null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
+                                       **kwargs)
+            return offset + scale * x, stats
         return run
 
     def test_prompts(self, num: int) -> tuple[list[str], np.ndarray]:

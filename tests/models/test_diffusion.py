@@ -211,6 +211,24 @@ def test_dynamic_thresholding_keeps_values_in_range_and_leaves_in_range_images_a
     np.testing.assert_array_equal(samplers.threshold(x, "none"), x)
 
 
+def test_thresholding_acts_on_the_image_a_residual_chain_stands_for(cosine):
+    """With x0_offset and x0_scale the chain's x0 is a residual: static thresholding clips the image
+    offset + scale x0_hat to [-1, 1] (not the residual), and the defaults leave the chain unchanged."""
+    sched = schedules.respace(cosine, 4)
+    offset = jnp.linspace(-0.9, 0.9, 2 * 4 * 4 * 3).reshape(2, 4, 4, 3)
+    far = lambda params, x, t, cond: jnp.full_like(x, 5.0)  # x0_hat = 5: the image 2.0 + offset > 1
+    rng = jax.random.PRNGKey(0)
+    x, stats = samplers.sample(far, None, sched, (2, 4, 4, 3), rng, parameterization="x0",
+                               thresholding="static", x0_offset=offset, x0_scale=0.4)
+    np.testing.assert_allclose(offset + 0.4 * x, 1.0, atol=1e-5)  # DDIM's last step returns x0_hat
+    assert float(stats["x0_out_of_range"]) == 1.0
+    near = lambda params, x, t, cond: 0.5 * x  # any in-range chain: the defaults change nothing
+    a, _ = samplers.sample(near, None, sched, (2, 4, 4, 3), rng, parameterization="x0", thresholding="dynamic")
+    b, _ = samplers.sample(near, None, sched, (2, 4, 4, 3), rng, parameterization="x0", thresholding="dynamic",
+                           x0_offset=0.0, x0_scale=1.0)
+    np.testing.assert_array_equal(a, b)
+
+
 # ---- likelihood ---------------------------------------------------------------------------------
 def test_decoder_is_a_distribution_over_the_levels_and_sharp_at_low_noise(cosine):
     levels = 17

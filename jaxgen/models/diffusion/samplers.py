@@ -19,6 +19,9 @@ per-step function is public (`make_step`) for the Python-loop comparison in benc
   the raw output equals guiding eps.)
 - Thresholding of x0_hat at every step: 'none', 'static' (clip to [-1, 1]) or 'dynamic' (Saharia et
   al. 2022, sec. 2.3: s = max(1, percentile_p |x0_hat|) per image, clip to [-s, s], divide by s).
+  When the chain runs over a residual (x0 stands for the image offset + scale x0, e.g. a
+  super-resolution stage that diffuses image - up-sampled input), thresholding and the out-of-range
+  statistic act on that image, and x0_hat is mapped back.
 """
 from typing import Any, Callable
 
@@ -60,10 +63,12 @@ def guided_output(denoise: Denoise, params: Any, x: jax.Array, t: jax.Array, con
 
 def make_step(denoise: Denoise, schedule: Schedule, *, method: str = "ddim", eta: float = 0.0,
               parameterization: str = "eps", thresholding: str = "none", percentile: float = 0.995,
-              variance: str = "small"):
+              variance: str = "small", x0_offset: jax.Array | float = 0.0, x0_scale: float = 1.0):
     """One reverse step: step(params, x, i, key, cond, null_cond, guidance) -> (x_prev, frac), where
-    i is the (scalar) index into `schedule` and frac the fraction of x0_hat outside [-1, 1] before
-    thresholding (how much thresholding had to act)."""
+    i is the (scalar) index into `schedule` and frac the fraction of the image x0_offset + x0_scale
+    x0_hat outside [-1, 1] before thresholding (how much thresholding had to act). x0_offset
+    (broadcastable to x) and x0_scale say which image the chain's x0 stands for; the defaults make it
+    x0 itself."""
     if method not in METHODS:
         raise ValueError(f"sampler must be one of {METHODS}, not {method!r}.")
     abar_all, abar_prev_all, beta_all = schedule.alphas_cumprod, schedule.alphas_cumprod_prev(), schedule.betas
@@ -73,8 +78,9 @@ def make_step(denoise: Denoise, schedule: Schedule, *, method: str = "ddim", eta
         ib = jnp.full((b,), i, jnp.int32)
         out = guided_output(denoise, params, x, schedule.timesteps[ib], cond, null_cond, guidance)
         x0, eps = process.to_x0_eps(parameterization, schedule, x, ib, out)
-        frac = jnp.mean((jnp.abs(x0) > 1.0).astype(jnp.float32))
-        x0 = threshold(x0, thresholding, percentile)
+        image = x0_offset + x0_scale * x0
+        frac = jnp.mean((jnp.abs(image) > 1.0).astype(jnp.float32))
+        x0 = (threshold(image, thresholding, percentile) - x0_offset) / x0_scale
         z = jax.random.normal(key, x.shape, x.dtype)
         if method == "ddpm":
             mean, _ = process.posterior(schedule, x0, x, ib)
@@ -98,7 +104,8 @@ def sample(denoise: Denoise, params: Any, schedule: Schedule, shape: tuple[int, 
     a seed gives the same images every time); cond/null_cond: pytrees with leading axis B;
     guidance: the classifier-free guidance scale w, or None for a single conditional (or
     unconditional) call per step; x_T: the starting noise, drawn from rng when None;
-    step_kwargs: method, eta, parameterization, thresholding, percentile, variance (see make_step).
+    step_kwargs: method, eta, parameterization, thresholding, percentile, variance, x0_offset,
+    x0_scale (see make_step).
     Returns (x_0 [B, H, W, C], roughly in [-1, 1]; {"x0_out_of_range": mean over steps of the
     fraction of x0_hat outside [-1, 1]}). Jit it (with the kwargs static) or call it inside jit.
     """
