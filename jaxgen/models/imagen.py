@@ -14,7 +14,7 @@ This module holds what is specific to the cascade:
   gradient can reach them. Training captions of `shapes` repeat (a few thousand distinct captions
   over 10,000 scenes), so each is encoded once per run.
 - `augment_low_res`: noise conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models",
-  sec. 3.2; Imagen sec. 2.5): the low-res input of a super-resolution stage is corrupted with the
+  sec. 3.2; Imagen sec. 2.4): the low-res input of a super-resolution stage is corrupted with the
   forward process q(z_s | low) at a level s drawn per example during training, and s is given to the
   network; at sampling a fixed s is used. It makes the SR stage robust to the artefacts of the stage
   below it (whose outputs are not real low-res images).

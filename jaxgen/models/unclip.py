@@ -63,8 +63,9 @@ class Prior(nn.Module):
 
     A stem Dense to `width`, `depth` pre-LayerNorm residual MLP blocks (width -> 4 width -> width,
     GELU), each adding the embedding e = MLP(sinusoidal(t)) + Dense(z_t) to its input, a final
-    LayerNorm and a zero-initialised Dense to E (the network starts by predicting x_0 = 0, and every
-    block's residual branch starts at zero, so the untrained network is smooth in its inputs).
+    LayerNorm and a Dense to E with the default (LeCun-normal) initialisation. Each block's second
+    Dense is zero-initialised, so every residual branch starts at zero and the untrained network is
+    the stem, the final LayerNorm and the output layer: smooth in its inputs.
     """
 
     width: int = 256

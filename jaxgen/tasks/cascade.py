@@ -1,5 +1,5 @@
 """A text-to-image cascade: a base stage, then super-resolution stages, each fed the images of the one
-before it (Imagen sec. 2.3, and DALL-E 2's decoder followed by its up-samplers).
+before it (Imagen sec. 2.4, and DALL-E 2's decoder followed by its up-samplers).
 
 A stage is (task, params) of a task with the text-to-image contract:
 

@@ -2,8 +2,8 @@
 encoder, trained on the `shapes` captions (see jaxgen.models.imagen for the cascade's pieces).
 
 model.stage = 'base': a text-conditional denoiser at data.image_size (16x16, down-sampled bilinearly
-  from the 32x32 scenes), cross-attending to the encoder's token embeddings (at model.attention_levels)
-  with the pooled embedding added to the time embedding (Imagen sec. 2.2).
+  from the 32x32 scenes), cross-attending to the encoder's token embeddings (at model.cross_attention_levels)
+  with the pooled embedding added to the time embedding (Imagen sec. 2.5).
 model.stage = 'sr': a super-resolution denoiser at data.image_size (32x32) that also takes the scene
   down-sampled to model.low_res_size (16x16), up-sampled back and concatenated as input channels,
   with noise conditioning augmentation: noised to a level drawn uniformly in [0, model.noise_aug_max]

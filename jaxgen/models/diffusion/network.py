@@ -5,11 +5,11 @@ cond is None (unconditional) or a dict with any of
   "context":      float [B, L, D] text-token embeddings, attended to by cross-attention,
   "context_mask": bool [B, L], True for real tokens; a row with no True token is the null text,
                   which attends to a learned null token instead,
-  "pooled":       float [B, D] a sentence embedding, added to the time embedding (Imagen sec. 2.2),
+  "pooled":       float [B, D] a sentence embedding, added to the time embedding (Imagen sec. 2.5),
   "low_res":      float [B, h, w, C'] a lower-resolution image in [-1, 1] (super-resolution stage of a
                   cascade): up-sampled bilinearly to x's size and concatenated to x as input channels,
   "noise_level":  int [B] the schedule step to which "low_res" was noised (noise conditioning
-                  augmentation, Ho et al. 2021 "Cascaded Diffusion Models" sec. 3.2; Imagen sec. 2.5),
+                  augmentation, Ho et al. 2021 "Cascaded Diffusion Models" sec. 3.2; Imagen sec. 2.4),
                   embedded like the time step and added to the embedding.
 Classifier-free guidance trains one network for both: the task replaces a condition by its null
 value with probability p. "low_res" and "noise_level" are not dropped: they are the input of a
