@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from jaxgen.data import transforms
-from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules
+from jaxgen.models.diffusion import likelihood, losses, process, samplers, sampling, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
                                check_positive_int, check_range)
@@ -35,7 +35,7 @@ class DiffusionTask(Task):
         check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
         check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
         check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
-        check_choice("sample.method", s.method, samplers.METHODS)
+        check_choice("sample.method", s.method, sampling.METHODS)
         check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         check_channels("model.channels", m.channels)
         check_positive_int("model.timesteps", m.timesteps)
@@ -189,14 +189,13 @@ class DiffusionTask(Task):
 
     def _sampler(self, num, method, steps, eta, thresholding, percentile, variance, guided):
         """The whole reverse chain for one setting, as a function of (params, rng, labels, w)."""
-        schedule = schedules.respace(self.schedule, steps)
         kwargs = {"method": method, "eta": eta, "parameterization": self.config.model.parameterization,
                   "thresholding": thresholding, "percentile": percentile, "variance": variance}
 
         def run(params, rng, labels, guidance):
             cond = self.condition(labels)
             null = null_condition(cond, self.num_classes) if guided else None
-            return samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
+            return sampling.sample(self.denoise, params, self.schedule, steps, (num,) + self.image_shape, rng, cond,
                                    null_cond=null, guidance=guidance, **kwargs)
         return run
 

@@ -42,7 +42,7 @@ from jaxgen.eval import prompt_suite
 from jaxgen.eval import prompts as prompts_lib
 from jaxgen.eval import scene as scene_lib
 from jaxgen.models import imagen
-from jaxgen.models.diffusion import samplers, schedules
+from jaxgen.models.diffusion import sampling
 from jaxgen.models.diffusion.network import null_condition
 from jaxgen.tasks import cascade
 from jaxgen.tasks.base import TaskError
@@ -204,7 +204,6 @@ class Text2ImageTask(DiffusionTask):
 
     def _text_sampler(self, num, method, steps, eta, thresholding, percentile, variance, noise_aug):
         """The reverse chain for one setting, as a function of (params, rng, cond, guidance)."""
-        schedule = schedules.respace(self.schedule, steps)
         kwargs = {"method": method, "eta": eta, "parameterization": self.config.model.parameterization,
                   "thresholding": thresholding, "percentile": percentile, "variance": variance}
 
@@ -217,8 +216,8 @@ class Text2ImageTask(DiffusionTask):
                 cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
                                                                             aug_rng, noise_aug)
             null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
-            x, stats = samplers.sample(self.denoise, params, schedule, (num,) + self.image_shape, rng, cond,
-                                       null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
+            x, stats = sampling.sample(self.denoise, params, self.schedule, steps, (num,) + self.image_shape, rng,
+                                       cond, null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
                                        **kwargs)
             return offset + scale * x, stats
         return run

@@ -42,7 +42,7 @@ from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
 from jaxgen.models import unclip as unclip_lib
-from jaxgen.models.diffusion import losses, process, samplers, schedules
+from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
 from jaxgen.tasks import cascade
 from jaxgen.tasks.base import Task, TaskError, check_choice
 from jaxgen.train import accumulate, log, parallel, precision
@@ -81,7 +81,7 @@ class UnCLIPTask(Task):
             if not 0.0 <= section.cond_drop_prob < 1.0:
                 raise TaskError(f"model.{name}.cond_drop_prob must be in [0, 1), not {section.cond_drop_prob}.")
         check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
-        check_choice("sample.method", s.method, samplers.METHODS)
+        check_choice("sample.method", s.method, sampling.METHODS)
         check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         for key, total in (("steps", m.decoder.timesteps), ("prior_steps", m.prior.timesteps)):
             if not 1 <= s[key] <= total:
@@ -275,13 +275,11 @@ class UnCLIPTask(Task):
         steps, method, eta = int(s["prior_steps"]), s["prior_method"], float(s["eta"])
 
         def make():
-            sched = schedules.respace(self.schedules["prior"], steps)
-
             def run(p, z_t, key, w):
                 cond = {unclip_lib.PRIOR_KEY: z_t}
                 null = {unclip_lib.PRIOR_KEY: jnp.zeros_like(z_t)}
-                x, stats = samplers.sample(self.denoise_prior, p, sched, z_t.shape, key, cond, null_cond=null,
-                                           guidance=w, method=method, eta=eta,
+                x, stats = sampling.sample(self.denoise_prior, p, self.schedules["prior"], steps, z_t.shape, key,
+                                           cond, null_cond=null, guidance=w, method=method, eta=eta,
                                            parameterization=self.config.model.prior.parameterization,
                                            thresholding="none")
                 return unclip_lib.to_embedding(x), stats
@@ -301,13 +299,13 @@ class UnCLIPTask(Task):
 
         def make():
             steps, method, eta, thresholding, percentile, variance = setting
-            sched = schedules.respace(self.schedules["decoder"], steps)
 
             def run(p, z, key, w):
                 cond = {unclip_lib.DECODER_KEY: z}
                 null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z)}
-                x, stats = samplers.sample(self.denoise_decoder, p, sched, (z.shape[0],) + self.image_shape, key,
-                                           cond, null_cond=null, guidance=w, method=method, eta=eta,
+                x, stats = sampling.sample(self.denoise_decoder, p, self.schedules["decoder"], steps,
+                                           (z.shape[0],) + self.image_shape, key, cond, null_cond=null,
+                                           guidance=w, method=method, eta=eta,
                                            parameterization=self.config.model.decoder.parameterization,
                                            thresholding=thresholding, percentile=percentile, variance=variance)
                 return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0), stats

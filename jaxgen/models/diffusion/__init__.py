@@ -6,7 +6,11 @@
 - losses:    the training loss (simple and min-SNR weighted) for any parameterization.
 - samplers:  DDPM and DDIM, each one compiled `lax.scan` over its steps, classifier-free guidance,
              static and dynamic thresholding. They take any `denoise(params, x, t, cond)`.
+- solvers:   few-step ODE solvers for the same networks: DPM-Solver++(2M), EDM's Euler and Heun
+             on Karras sigmas.
+- sampling:  the one entry point: `sample(denoise, params, schedule, steps, ...)` with any method of
+             samplers or solvers (`sample.method` in the configs).
 - likelihood: the variational bound in bits/dim for discrete data.
 - network:   the Linen denoiser (U-Net plus class / text conditioning with a null condition).
 """
-from jaxgen.models.diffusion import likelihood, losses, process, samplers, schedules  # noqa: F401
+from jaxgen.models.diffusion import likelihood, losses, process, samplers, sampling, schedules, solvers  # noqa: F401
