@@ -164,6 +164,8 @@ CASES = [
                                          "--config.model.residual_scale=0.4"], "applies to a super-resolution stage"),
     ("override-residual-negative", ["train", "text2image_shapes_sr:quick", "--workdir", "{new}",
                                     "--config.model.residual_scale=-0.4"], "model.residual_scale must be 0"),
+    ("override-prior-method", ["train", "unclip_shapes:quick", "--workdir", "{new}",
+                               "--config.sample.prior_method=plms"], "sample.prior_method must be one of"),
     # ---- datasets, splits, image sizes ---------------------------------------------------------------
     ("dataset-unknown", ["train", "vae_digits:quick", "--workdir", "{new}", "--config.data.name=no_such_data"],
      "no_such_data"),

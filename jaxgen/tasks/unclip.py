@@ -82,6 +82,7 @@ class UnCLIPTask(Task):
                 raise TaskError(f"model.{name}.cond_drop_prob must be in [0, 1), not {section.cond_drop_prob}.")
         check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
         check_choice("sample.method", s.method, sampling.METHODS)
+        check_choice("sample.prior_method", s.prior_method, sampling.METHODS)
         check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         for key, total in (("steps", m.decoder.timesteps), ("prior_steps", m.prior.timesteps)):
             if not 1 <= s[key] <= total:
