@@ -1,20 +1,24 @@
-"""Guidance and DDIM-steps sweeps of a trained class-conditional diffusion run.
+"""Guidance, DDIM-steps and solver sweeps of a trained diffusion run on digits.
 
     python -m experiments.diffusion_sweeps --workdir runs/diffusion_digits_class \
-        --classifier runs/classifier_digits [--num 500] [--out experiments/results]
+        --classifier runs/classifier_digits [--num 500] [--out experiments/results] [--solvers]
 
 Guidance sweep (Ho & Salimans 2022, fig. 4): for w in 0, 0.5, 1, 2, 4, 8 with the config's sampler
 (method, steps) and dynamic thresholding, the Frechet distance of `num` samples to the real train
 split in the digits classifier's feature space (of all samples, and the mean over chunks of 360, the
-test split's size, which compares with the floor and across sample counts), the fraction classified
+test split's size, which compares with the real reference and across sample counts), the fraction classified
 as the requested digit, the class-histogram KL to uniform, and the saturation of the images; at the
 high scales also with static clipping and with no thresholding, to show what dynamic thresholding
 fixes (Saharia et al. 2022, sec. 2.3); and the ancestral sampler (DDPM respaced to 100 steps) at
 w = 0, 1 and 2. Steps sweep: DDIM with 10, 20, 50, 100 and 1000 steps at the config's guidance scale,
-quality against sampling time.
+quality against sampling time. Solver sweep (--solvers; also for an unconditional run): DDIM,
+DPM-Solver++(2M) and EDM's Heun at about 5, 10, 20 and 50 network evaluations (Heun: N Karras
+sigmas cost 2 N - 1), at the config's guidance and thresholding: does a second-order solver at 10
+evaluations reach DDIM's quality at 50?
 
-Writes diffusion_guidance.{json,md,png} and diffusion_steps.{json,md} into --out (--skip_steps or
---skip_guidance runs one of the two sweeps).
+Every table leads with the Frechet distance to the held-out test split (the reference: real train vs
+test), then the distance to train. Writes diffusion_guidance.{json,md,png}, diffusion_steps.{json,md}
+and diffusion_solvers.{json,md} into --out (--skip_steps, --skip_guidance leave a sweep out).
 """
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 THRESHOLD_COMPARISON = (4.0, 8.0)  # the scales at which static / none are also run
 STEPS = (10, 20, 50, 100, 1000)
 ANCESTRAL_STEPS, ANCESTRAL_GUIDANCE = 100, (0.0, 1.0, 2.0)
-COLUMNS = ("frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
+SOLVER_NFE = (5, 10, 20, 50)
+SOLVERS = ("ddim", "dpmpp_2m", "edm_heun")
+COLUMNS = ("frechet_distance_to_test", "frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
            "x0_out_of_range", "sample_seconds", "compile_seconds")
 
 
@@ -48,7 +54,7 @@ def markdown(rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], floor: float, path: str) -> None:
+def plot(rows: list[dict], reference: float, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +67,7 @@ def plot(rows: list[dict], floor: float, path: str) -> None:
         axes[0].plot(w, [r["frechet_distance"] for r in sel], style, label=kind)
         axes[1].plot(w, [r["class_accuracy"] for r in sel], style, label=kind)
         axes[2].plot(w, [r["saturated_fraction"] for r in sel], style, label=kind)
-    axes[0].axhline(floor, color="grey", lw=0.8, label="real test vs train")
+    axes[0].axhline(reference, color="grey", lw=0.8, label="real test vs train")
     axes[2].axhline(rows[0]["saturated_fraction_real"], color="grey", lw=0.8, label="real images")
     titles = ("Frechet distance (lower is better)", "class accuracy", "saturated pixels")
     for ax, name in zip(axes, titles, strict=True):
@@ -80,12 +86,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--steps_num", type=int, default=200, help="samples per setting of the steps sweep")
     parser.add_argument("--skip_steps", action="store_true", help="only the guidance sweep")
-    parser.add_argument("--skip_guidance", action="store_true", help="only the steps sweep")
+    parser.add_argument("--skip_guidance", action="store_true", help="leave out the guidance sweep")
+    parser.add_argument("--solvers", action="store_true", help="also the solver sweep (NFE 5, 10, 20, 50)")
+    parser.add_argument("--solvers_num", type=int, default=360, help="samples per setting of the solver sweep")
+    parser.add_argument("--solvers_nfe", type=int, nargs="+", default=list(SOLVER_NFE),
+                        help="the numbers of network evaluations of the solver sweep")
     args = parser.parse_args(argv)
     parallel.configure_jax()
     config, task, state = loop.restore_for_eval(args.workdir)
-    if not task.num_classes:
-        raise SystemExit(f"{args.workdir} is not a class-conditional diffusion run; the sweeps need guidance.")
+    if not task.num_classes and not args.skip_guidance:
+        raise SystemExit(f"{args.workdir} is not a class-conditional diffusion run; the guidance sweep needs "
+                         f"one (--skip_guidance runs the others).")
     params, judge = task.eval_params(state), ClassifierJudge(args.classifier)
     os.makedirs(args.out, exist_ok=True)
     meta = {"workdir": args.workdir, "step": int(state.step), "sampler": config.sample.to_dict()}
@@ -96,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         `what` says what the `num` samples of each row are."""
         r = rows[0]
         note = (f"{num} {what} from {args.workdir} (step {int(state.step)}), judged by {args.classifier}; "
-                f"Frechet floor (real test vs train) {r['frechet_floor_test_vs_train']:.1f}; saturated pixels "
+                f"Frechet distance of real train to test (the reference) {r['frechet_floor_test_vs_train']:.1f}; "
+                f"saturated pixels "
                 f"of real images {r['saturated_fraction_real']:.3f}. Command: python -m experiments.diffusion_sweeps "
                 f"--workdir {args.workdir} --classifier {args.classifier} {flags}")
         with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
@@ -118,6 +130,30 @@ def main(argv: list[str] | None = None) -> None:
         write("diffusion_steps", rows, ("steps",), "DDIM steps sweep: quality against time", args.steps_num,
               f"DDIM samples per row at w = {w}",
               f"--steps_num {args.steps_num}" + (" --skip_guidance" if args.skip_guidance else ""))
+    if args.solvers:
+        rows = solver_rows(task, params, judge, args.solvers_num, float(config.sample.guidance),
+                           config.sample.thresholding, args.solvers_nfe)
+        write("diffusion_solvers", rows, ("method", "steps", "nfe"), "Few-step solvers: quality against network "
+              "evaluations", args.solvers_num, f"samples per row at w = {config.sample.guidance}, "
+              f"{config.sample.thresholding} thresholding", f"--solvers_num {args.solvers_num} --solvers "
+              f"--solvers_nfe {' '.join(map(str, args.solvers_nfe))} --skip_guidance --skip_steps")
+
+
+def solver_rows(task, params, judge, num: int, guidance: float, thresholding: str,
+                nfes=SOLVER_NFE) -> list[dict]:
+    """DDIM, DPM-Solver++(2M) and EDM Heun at about `nfes` network evaluations each (a guided
+    evaluation, conditional and null branch in one batch, counts once), as `nfe` says exactly."""
+    rows = []
+    for nfe in nfes:
+        for method in SOLVERS:
+            steps = (nfe + 1) // 2 if method == "edm_heun" else nfe
+            if steps > task.schedule.num_steps:
+                continue
+            row = run_setting(task, params, judge, num, guidance=guidance, thresholding=thresholding, method=method,
+                              steps=steps)
+            row["nfe"] = int(row.get("nfe", steps))  # the solvers report theirs; DDIM's is its steps
+            rows.append(row)
+    return rows
 
 
 def guidance_rows(task, params, judge, num: int, method: str, steps: int) -> list[dict]:

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import digits_quality
+from experiments import diffusion_sweeps, digits_quality
 from jaxgen.cli import main as cli
 from jaxgen.data import load
 
@@ -60,3 +60,21 @@ def test_wrong_kind_of_run_is_one_sentence(quick_runs, classifier_run, tmp_path)
     with pytest.raises(SystemExit, match=r"^--cgan .* is a gan run; --cgan expects a conditional gan run\.$"):
         digits_quality.main(["--classifier", classifier_run, "--cgan", gan, "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_solver_sweep_counts_network_evaluations_and_leads_with_the_test_distance(quick_runs, classifier_run,
+                                                                                  tmp_path):
+    """experiments.diffusion_sweeps --solvers: DDIM, DPM-Solver++(2M) and EDM Heun at about 5 and 10
+    evaluations (Heun's 2 N - 1, fewer where Karras sigmas snap together on the quick run's 100
+    timesteps), one row each, the test-split distance first."""
+    _, diff = quick_runs
+    diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--skip_guidance", "--skip_steps",
+                           "--solvers", "--solvers_num", "40", "--solvers_nfe", "5", "10", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "diffusion_solvers.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == list(diffusion_sweeps.SOLVERS) * 2
+    assert [r["nfe"] for r in rows if r["method"] != "edm_heun"] == [5, 5, 10, 10]
+    heun = [r["nfe"] for r in rows if r["method"] == "edm_heun"]
+    assert all(n % 2 == 1 and n <= cap for n, cap in zip(heun, (5, 9))) and heun == sorted(heun)
+    header = next(line for line in (tmp_path / "diffusion_solvers.md").read_text().splitlines()
+                  if line.startswith("| method"))
+    assert header.split(" | ")[3] == "frechet_distance_to_test"
