@@ -13,6 +13,8 @@ import numpy as np
 
 from jaxgen.config import is_finite_number, is_int
 from jaxgen.data.pipeline import Dataset, load
+from jaxgen.train import accumulate, parallel
+from jaxgen.train import state as state_lib
 from jaxgen.train.state import TrainState
 
 PyTree = Any
@@ -68,6 +70,19 @@ class Task:
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
         raise NotImplementedError
+
+    def gradient_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict, PyTree]:
+        """The step every single-optimizer task shares: `self.loss_and_grads(params, inputs)` over the
+        batch's `batch_keys` plus each example's own key [b, 2] (parallel.example_keys of the step's
+        rng, so a device split draws the same noise), averaged over train.grad_accum micro-batches and
+        over devices, then one update of `self.tx` with the EMA at train.ema_decay. Returns (the new
+        state, this device's metrics, the averaged gradients): train_step adds what it derives from
+        them and averages the metrics over devices."""
+        inputs = {k: batch[k] for k in self.batch_keys}
+        inputs["key"] = parallel.example_keys(state_lib.step_rng(state), batch[self.batch_keys[0]].shape[0])
+        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
+        grads = parallel.pmean(grads)
+        return state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay), metrics, grads
 
     def sample(self, params: PyTree, rng: jax.Array, num: int) -> dict[str, np.ndarray]:
         """Returns at least {"images": float [num, H, W, C] in [0, 1]}; conditional tasks add their

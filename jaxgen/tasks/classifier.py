@@ -73,10 +73,7 @@ class ClassifierTask(Task):
         return grads, {"loss": loss, "accuracy": accuracy}, None
 
     def train_step(self, state, batch):
-        keys = parallel.example_keys(state_lib.step_rng(state), batch["label"].shape[0])
-        inputs = {"image": batch["image"], "label": batch["label"], "key": keys}
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
-        state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
+        state, metrics, _ = self.gradient_step(state, batch)
         return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):

@@ -148,11 +148,7 @@ class DiffusionTask(Task):
         return grads, {"loss": loss}, None
 
     def train_step(self, state, batch):
-        keys = parallel.example_keys(state_lib.step_rng(state), batch["image"].shape[0])
-        inputs = {"key": keys, **{k: batch[k] for k in self.batch_keys}}  # image (+ label, + text, ...)
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
-        grads = parallel.pmean(grads)
-        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        state, metrics, grads = self.gradient_step(state, batch)  # image (+ label, + text, ...)
         metrics["grad_norm"] = optax.tree.norm(grads)
         return state, parallel.pmean(metrics)
 

@@ -73,10 +73,7 @@ class SegmentationTask(Task):
         return grads, {"loss": loss, "pixel_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}, None
 
     def train_step(self, state, batch):
-        keys = parallel.example_keys(state_lib.step_rng(state), batch["mask"].shape[0])
-        inputs = {"image": batch["image"], "mask": batch["mask"], "key": keys}
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
-        state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
+        state, metrics, _ = self.gradient_step(state, batch)
         return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):

@@ -240,11 +240,7 @@ class UnCLIPTask(Task):
         return grads, {"loss": loss, **metrics}, None
 
     def train_step(self, state, batch):
-        keys = parallel.example_keys(state_lib.step_rng(state), batch["image"].shape[0])
-        inputs = {"image": batch["image"], "z_image": batch["z_image"], "z_text": batch["z_text"], "key": keys}
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
-        grads = parallel.pmean(grads)
-        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        state, metrics, grads = self.gradient_step(state, batch)
         for k in self.parts:
             metrics[f"{k}_grad_norm"] = optax.tree.norm(grads[k])
         return state, parallel.pmean(metrics)

@@ -66,19 +66,14 @@ class VAETask(Task):
         """The gradient of -mean ELBO over `inputs` {"image": int [b, H, W, C], "key": [b, 2]} (the
         examples' own noise keys), as accumulate.mean_gradients wants it: (grads, metrics, None)."""
         def loss_fn(p):
-            terms = self._per_example_elbo(p, inputs["image"], inputs["key"])
+            terms = self._per_example_elbo(p, inputs["image"].astype(jnp.int32), inputs["key"])
             return -jnp.mean(terms["elbo"]), terms
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return grads, {"loss": loss, "recon": -jnp.mean(terms["recon"]), "kl": jnp.mean(terms["kl"])}, None
 
     def train_step(self, state, batch):
-        x = batch["image"].astype(jnp.int32)
-        keys = parallel.example_keys(state_lib.step_rng(state), x.shape[0])
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, {"image": x, "key": keys},
-                                                      self.grad_accum)
-        grads = parallel.pmean(grads)
-        state = state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay)
+        state, metrics, _ = self.gradient_step(state, batch)
         metrics["bits_per_dim"] = metrics["loss"] / (self.num_dims * jnp.log(2.0))
         return state, parallel.pmean(metrics)
 
