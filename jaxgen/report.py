@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import statistics
 from typing import NamedTuple
 
 from jaxgen.train import log
@@ -437,13 +438,34 @@ def run_card(workdir: str) -> str:
             f"<div class=pictures>{pictures}</div>{numbers}</section>")
 
 
+_THROUGHPUT = (("steps_per_s", "steps/s"), ("images_per_s", "images/s"),
+               ("tflops_per_device", "TFLOP/s per device"), ("mfu", "MFU (model FLOPs utilization)"))
+
+
+def _throughput(records: list[dict]) -> dict:
+    """{label: median} of the speed metrics the loop logs (jaxgen.train.loop; MFU as a percentage).
+    The median, not the mean: the first interval includes compilation, a resumed run's first one
+    restoring."""
+    out = {}
+    for key, label in _THROUGHPUT:
+        values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        if values:
+            m = float(statistics.median(values))
+            out[label] = f"{100 * m:.1f} %" if key == "mfu" else m
+    return out
+
+
 def run_section(workdir: str) -> str:
     """The HTML body for one run directory: every metric, training curves, figures, samples, config."""
     config, results, name = _run_info(workdir)
     parts = [f"<p class=dir>{html.escape(os.path.abspath(workdir))}</p>"]
     if results is not None:
         parts += ["<h3>Evaluation</h3>", _table(results)]
-    curves = _curves_png(_metrics(workdir))
+    records = _metrics(workdir)
+    speed = _throughput(records)
+    if speed:
+        parts += ["<h3>Throughput (median over the logged intervals)</h3>", _table(speed)]
+    curves = _curves_png(records)
     if curves:
         parts += ["<h3>Training curves</h3>", f"<img class=curves src='{_png_data(curves)}' alt='training curves'>"]
     figures = _figures(workdir)

@@ -96,7 +96,7 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 
 class Progress:
-    """A tqdm bar showing step, steps/s, loss and ETA; silent when disabled."""
+    """A tqdm bar showing step, steps/s, loss, images/s, MFU and ETA; silent when disabled."""
 
     def __init__(self, total: int, initial: int, enabled: bool = True):
         self._bar = None
@@ -110,7 +110,13 @@ class Progress:
         if self._bar is None:
             return
         if metrics:
-            self._bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False)
+            # The first three losses, then the throughput (tqdm shows steps/s itself).
+            shown = {k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}
+            if "images_per_s" in metrics:
+                shown["img/s"] = f"{metrics['images_per_s']:.4g}"
+            if "mfu" in metrics:
+                shown["mfu"] = f"{100 * metrics['mfu']:.1f}%"
+            self._bar.set_postfix(shown, refresh=False)
         self._bar.update(n)
 
     def write(self, message: str) -> None:

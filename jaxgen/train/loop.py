@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxgen import config as config_lib
 from jaxgen import data, tasks
-from jaxgen.train import log, parallel
+from jaxgen.train import log, mfu, parallel
 from jaxgen.train.checkpoint import (Checkpointer, WorkdirError, abstract_state, barrier, nearest_existing,
                                      read_config_file)
 
@@ -199,10 +199,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     stopped_by = None
     previous_stop = None  # the agreed stop code of the previous step, still on the devices
+    rate = None  # (FLOPs of one global step, peak FLOP/s of one device, devices), once compiled
     with _StopFlag() as stop:
         try:
             while step < end:
                 batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
+                if rate is None:
+                    rate = compile_step(step_fn, state, batch, config, say)
                 state, metrics, agreed = step_fn.step(state, batch, stop.code)
                 step += 1
                 pending.append((step, metrics))
@@ -217,7 +220,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
                 ckpt.poll()
                 save_now = bool((t.ckpt_every and step % t.ckpt_every == 0) or step == end or stopped_by)
                 if (t.log_every and step % t.log_every == 0) or save_now:
-                    last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved)
+                    last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved,
+                                        rate, t.batch_size)
                     pending = []
                 if main and t.sample_every and step % t.sample_every == 0:
                     _save_samples(task, step_fn, state, sample_rng, workdir, writer, step)
@@ -245,9 +249,37 @@ def _checkpointable(step_fn, state) -> PyTree:
     return parallel.to_local(state) if jax.process_count() == 1 else state
 
 
-def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved):
+def compile_step(step_fn, state, batch, config, say) -> tuple[float | None, float | None, int]:
+    """Compiles the data-parallel step ahead of its first call (DataParallel.compile: the program
+    the first call would have compiled, compiled once) and returns (FLOPs of one global step, peak
+    FLOP/s of one device, devices), printing them.
+
+    The FLOPs are XLA's count of the compiled per-device program, plus the matmul / conv FLOPs of
+    the scan iterations that count leaves out (jaxgen.train.mfu), times the devices. The program is
+    the one `jax.jit` would have compiled, so the numbers a step computes do not change.
+    """
+    compiled, lowered, jaxpr = step_fn.compile(state, batch)
+    per_device = mfu.step_flops(compiled) or mfu.step_flops(lowered)
+    if per_device is not None and jaxpr is not None:
+        per_device += mfu.loop_correction(jaxpr)
+    devices = step_fn.num_devices
+    device = step_fn.mesh.devices.flat[0]
+    dtype = config.train.get("compute_dtype", "float32")
+    peak = mfu.device_peak(device, dtype, devices)
+    flops = per_device * devices if per_device is not None else None
+    kind = f"{device.device_kind}, measured fp32 matmul rate" if device.platform == "cpu" else \
+        f"{device.device_kind}, {dtype}"
+    say((f"FLOPs per step {flops / 1e9:.4g} G over {devices} device(s)" if flops else
+         "FLOPs per step unknown (no cost analysis)")
+        + (f", peak {peak / 1e12:.4g} TFLOP/s per device ({kind})" if peak else
+           f", peak unknown ({device.device_kind}: not in jaxgen.train.mfu.PEAK_FLOPS)"))
+    return flops, peak, devices
+
+
+def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved, rate=None, batch_size=None):
     """Fetches the metrics of the steps since the last flush (one device->host transfer), stops on a
-    non-finite loss, and logs their mean."""
+    non-finite loss, and logs their mean, with the throughput: steps/s, images/s and, when the step's
+    FLOPs are known, TFLOP/s per device and MFU (against the device's peak, see jaxgen.train.mfu)."""
     values = jax.device_get([step_fn.metrics_to_host(m) for _, m in pending])
     for (step, _), m in zip(pending, values):
         if not math.isfinite(float(m["loss"])):
@@ -260,6 +292,10 @@ def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved):
     now = time.time()
     mean = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
     mean["steps_per_s"] = (step - last_flush[0]) / max(now - last_flush[1], 1e-9)
+    if batch_size:
+        mean["images_per_s"] = mean["steps_per_s"] * batch_size
+    if rate is not None and rate[0]:
+        mean.update(mfu.utilization(rate[0], mean["steps_per_s"], rate[2], rate[1]))
     writer.write(step, mean)
     progress.update(step - last_flush[0], mean)
     return step, now

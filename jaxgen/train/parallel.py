@@ -140,6 +140,18 @@ class DataParallel:
             agreed = agreed[0]
         return state, metrics, agreed
 
+    def compile(self, state: PyTree, batch: PyTree):
+        """Compiles the step for these arguments ahead of its first call (trace -> lower -> compile,
+        the work the first call would do, done once) and runs that executable from now on. Returns
+        (compiled, lowered, the step's jaxpr or None under pmap, which has no trace stage), for the
+        cost analysis of jaxgen.train.mfu."""
+        args = (state, batch, self._stop_input(0))
+        traced = self._step.trace(*args) if hasattr(self._step, "trace") else None
+        lowered = traced.lower() if traced is not None else self._step.lower(*args)
+        compiled = lowered.compile()
+        self._step = compiled
+        return compiled, lowered, None if traced is None else traced.jaxpr
+
     def _stop_input(self, code: int) -> jax.Array:
         """`code` on each of this process's devices, as one global int32 [num_devices] array
         (cached: the step does not donate it)."""
