@@ -57,15 +57,28 @@ def test_text_encoder_pools_at_eos_and_ignores_padding():
     import jax
 
     tok = Tokenizer.build(["a red circle and a blue square"], 10)
-    enc = TextEncoder(tok.vocab_size, 10, width=16, depth=1, num_heads=2)
-    ids = tok.encode(["a red circle", "a blue square and a red circle"])
+    enc = TextEncoder(tok.vocab_size, 10, width=16, depth=2, num_heads=2)
+    ids = tok.encode(["a red circle", "a blue square and a red circle"])  # 5 and 9 real tokens
+    real = ids != PAD
+    assert real.sum(1).tolist() == [5, 9]
     params = enc.init(jax.random.PRNGKey(0), ids)
-    per_token, pooled = enc.apply(params, ids)
+    apply = jax.jit(enc.apply)
+    per_token, pooled = apply(params, ids)
     assert per_token.shape == (2, 10, 16) and pooled.shape == (2, 16)
     eos = np.argmax(ids == EOS, axis=1)
     np.testing.assert_array_equal(pooled, per_token[np.arange(2), eos])
-    # Changing a padding id changes nothing before it: padding is masked out of attention.
-    poked = ids.copy()
-    poked[0, -1] = tok.words.index("blue")  # now a real token at the end, after [EOS]
-    np.testing.assert_allclose(enc.apply(params, poked)[1][1], pooled[1], atol=1e-6)  # other row unchanged
-    assert not np.allclose(enc.apply(params, poked)[1][0], pooled[0], atol=1e-4)  # real token is attended
+    # Real padding: give the padded positions other inputs (a new [PAD] embedding, and new position
+    # embeddings for positions 5..9, which row 0 pads and row 1 partly uses). Row 0's real tokens
+    # attend only to real tokens, so their features and the pooled vector must not move at all...
+    p = jax.tree.map(np.array, params)
+    rng = np.random.default_rng(0)
+    p["params"]["token_embedding"]["embedding"][PAD] += rng.normal(size=16)
+    p["params"]["position_embedding"][5:] += rng.normal(size=(5, 16))
+    poked_tokens, poked_pooled = apply(p, ids)
+    np.testing.assert_allclose(poked_tokens[0][real[0]], per_token[0][real[0]], atol=1e-6)
+    np.testing.assert_allclose(poked_pooled[0], pooled[0], atol=1e-6)
+    # ...while the same new position embeddings under row 1's real tokens 5..8 reach its first
+    # five tokens through attention: the perturbation is large enough to show wherever it is
+    # attended to, so an encoder that ignored the mask would move row 0 as well.
+    moved = np.abs(np.asarray(poked_tokens[1, :5]) - np.asarray(per_token[1, :5])).max()
+    assert moved > 1e-2, moved

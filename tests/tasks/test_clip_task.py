@@ -4,11 +4,14 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxgen import cli
 from jaxgen import config as config_lib
+from jaxgen.data import captions
+from jaxgen.data import shapes as shapes_lib
 from jaxgen.nn.text import Tokenizer
 from jaxgen.tasks.base import TaskError
 from jaxgen.train import loop
@@ -36,7 +39,7 @@ def test_bfloat16_step_keeps_float32_state_and_loss_close(run_steps):
     state, m16 = run_steps(config, jax.devices()[:1], "shard_map", steps=1)
     assert m16["loss"] != m32["loss"]  # the switch did something
     np.testing.assert_allclose(m16["loss"], m32["loss"], rtol=4 * 2.0 ** -8)
-    floats = [x for x in jax.tree.leaves((state.params, state.opt_state)) if np.issubdtype(x.dtype, np.floating)]
+    floats = [x for x in jax.tree.leaves((state.params, state.opt_state)) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and all(x.dtype == np.float32 for x in floats)
 
 
@@ -144,13 +147,67 @@ def test_embed_refuses_a_run_of_another_family(tmp_path, capsys):
     assert "not a clip run" in capsys.readouterr().err
 
 
-def test_shapes_retrieval_evaluation_runs_on_held_out_scenes():
+def test_shapes_retrieval_evaluation_scores_known_embeddings():
+    """The evaluation runs the real towers on the 64 held-out scenes; then, with embeddings whose
+    ranking is known, it must give exactly the recall that ranking implies.
+
+    The known embeddings: one axis per (caption style, scene content) pair. A scene's image is
+    1/2 on each of its four contents' axes (unit norm); a caption is 1 on its content's axis. A
+    caption's similarity to an image is then 1/2 where the image has the caption's content (a hit
+    by the evaluation's own rule, equal `captions.scene_key`) and 0 elsewhere: every recall is 1.
+    Negated text embeddings rank every hit below every miss: query q's first hit comes at rank
+    N - (scenes sharing q's content), so R@1 is 0 and R@k follows from the content counts. And a
+    full caption that also points (twice as strongly) at another content held by one scene only
+    ranks that scene first and its own hits second: R@1 = 0, R@5 = 1."""
     config = config_lib.load("clip_shapes:quick")
     task = loop.make_task(config)
     state = loop.init_state(task, config)
     results = task.evaluate(state)
-    for style in ("full", "count", "colour", "position"):
-        for k in (1, 5, 10):
-            assert 0.0 <= results[f"test_{style}_t2i_r{k}"] <= 1.0
-        assert results[f"test_{style}_t2i_r1"] <= results[f"test_{style}_t2i_r10"]
     assert results["num_test"] == 64
+    for style in shapes_lib.CAPTION_STYLES:
+        for k in (1, 5, 10):
+            for way in ("t2i", "i2t"):
+                assert 0.0 <= results[f"test_{style}_{way}_r{k}"] <= 1.0
+
+    test = task.eval_dataset().arrays
+    n = len(test["image"])
+    keys = {style: captions.scene_keys(style, test) for style in shapes_lib.CAPTION_STYLES}
+    axis, text_axis = {}, {}
+    for style in shapes_lib.CAPTION_STYLES:
+        for text, key in zip(test[shapes_lib.CAPTION_KEYS[style]], keys[style]):
+            a = axis.setdefault((style, key), len(axis))
+            assert text_axis.setdefault(str(text), a) == a  # one caption text, one content
+    image_emb = np.zeros((n, len(axis)), np.float32)
+    for style in shapes_lib.CAPTION_STYLES:
+        image_emb[np.arange(n), [axis[style, key] for key in keys[style]]] = 0.5
+    one_hot = np.eye(len(axis), dtype=np.float32)
+    text_emb = {"of": lambda a: one_hot[a]}
+
+    def embed_images(params, images, batch_size=500):
+        np.testing.assert_array_equal(images, test["image"])
+        return image_emb
+
+    def embed_texts(params, texts, batch_size=500):
+        return np.stack([text_emb["of"](text_axis[t]) for t in texts])
+
+    task.embed_images, task.embed_texts = embed_images, embed_texts
+    perfect = task.evaluate(state)
+    for style in shapes_lib.CAPTION_STYLES:
+        for k in (1, 5, 10):
+            assert perfect[f"test_{style}_t2i_r{k}"] == perfect[f"test_{style}_i2t_r{k}"] == 1.0, (style, k)
+    if "test_full_novel_t2i_r1" in perfect:
+        assert perfect["test_full_novel_t2i_r1"] == 1.0
+    text_emb["of"] = lambda a: -one_hot[a]
+    reversed_ = task.evaluate(state)
+    for style in shapes_lib.CAPTION_STYLES:
+        shared = np.array([keys[style].count(key) for key in keys[style]])  # scenes with q's content
+        assert shared.max() < n  # some scenes differ, so a miss exists for every query
+        for k in (1, 5, 10):
+            assert reversed_[f"test_{style}_t2i_r{k}"] == np.mean(n - shared < k), (style, k)
+        assert reversed_[f"test_{style}_i2t_r1"] == 0.0
+    full = keys["full"]
+    singles = [axis["full", key] for key in dict.fromkeys(full) if full.count(key) == 1]
+    assert len(singles) >= 2
+    text_emb["of"] = lambda a: one_hot[a] + 2.0 * one_hot[singles[0] if a != singles[0] else singles[1]]
+    decoyed = task.evaluate(state)
+    assert (decoyed["test_full_t2i_r1"], decoyed["test_full_t2i_r5"]) == (0.0, 1.0)

@@ -1,15 +1,18 @@
 """The unclip task over a tiny clip run trained here: the joint prior + decoder step on 8 devices
-equals 1 device, CLIP stays frozen, prior samples are unit vectors, text_to_image (the contract of
-jaxgen.tasks.cascade) and variations give images in [0, 1], a tiny prior learns to point at the
-caption's own image embedding, `jaxgen generate` runs an unclip run alone and as the base of a
+equals 1 device and accumulates micro-batches exactly, its bf16 step keeps a float32 state, CLIP
+stays frozen, prior samples are unit vectors, text_to_image (the contract of jaxgen.tasks.cascade)
+and variations follow their prompt or image, their seed and both guidance scales, a tiny prior
+learns to point at the caption's own image embedding, `jaxgen generate` runs an unclip run alone and as the base of a
 cascade with a text2image super-resolution stage, and `jaxgen eval` scores the shared prompt suite."""
 import json
 import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from jaxgen import config as config_lib
 from jaxgen.cli import main
@@ -19,7 +22,7 @@ from jaxgen.nn.text import TokenizerError
 from jaxgen.tasks import cascade
 from jaxgen.tasks.base import TaskError
 from jaxgen.tasks.text2image import Text2ImageTask
-from jaxgen.train import loop
+from jaxgen.train import accumulate, loop, parallel
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +95,73 @@ def test_clip_is_frozen_and_feeds_the_batch(clip_run, run_steps):
     np.testing.assert_allclose(np.linalg.norm(batch["z_text"], axis=1), 1.0, rtol=1e-5)
 
 
-def test_samples_are_unit_embeddings_and_images_in_range(clip_run):
+def test_accumulated_step_equals_the_whole_batch_step(clip_run, run_steps, monkeypatch):
+    """train.grad_accum = 4: the prior's and the decoder's gradients summed over 4 micro-batches of 4
+    give the 16-example step (both losses are means of per-example terms drawn from per-example
+    keys). Tolerances of the 8-devices test above: summing the micro-batch means reorders the
+    float32 additions as the all-reduce does. The whole-batch program is that test's 1-device one."""
+    config = _config(clip_run, NO_ATTENTION)
+    whole, m_whole = run_steps(config, jax.devices()[:1], "shard_map")
+    calls = []
+    original = accumulate.mean_gradients
+
+    def recording(grad_fn, params, inputs, num_micro):  # traced once: (rows on the device, micro-batches)
+        calls.append((jax.tree.leaves(inputs)[0].shape[0], num_micro))
+        return original(grad_fn, params, inputs, num_micro)
+
+    monkeypatch.setattr(accumulate, "mean_gradients", recording)
+    accumulated, m_accumulated = run_steps(_config(clip_run, NO_ATTENTION, "--config.train.grad_accum=4"),
+                                           jax.devices()[:1], "shard_map")
+    assert calls == [(16, 4)]
+    assert set(m_whole) == set(m_accumulated)
+    for k in m_whole:
+        np.testing.assert_allclose(m_accumulated[k], m_whole[k], rtol=2e-5, atol=1e-6, err_msg=k)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(whole), jax.tree.leaves(accumulated)):
+        np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_bfloat16_reaches_every_convolution_and_keeps_the_state_float32(clip_run):
+    """As tests/train/test_precision.py checks the other families: traced only, nothing compiled.
+    Every convolution of the bf16 step (the decoder's, forward and backward) runs on bfloat16, and
+    the state it returns (both models' params and optimizer moments) stays float32."""
+    config = _config(clip_run, NO_ATTENTION, "--config.train.compute_dtype=bfloat16")
+    task = loop.make_task(config)
+    state = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed))
+    step = jax.shard_map(task.train_step, mesh=parallel.make_mesh(jax.devices()[:1]),
+                         in_specs=(P(), P(parallel.AXIS)), out_specs=(P(), P()), check_vma=False)
+    jaxpr, (new_state, _) = jax.make_jaxpr(step, return_shape=True)(state, task.host_batch(0))
+    convs = re.findall(r"(\w+)\[[^\]]*\] = conv_general_dilated", str(jaxpr))
+    assert convs and set(convs) == {"bf16"}, convs
+    floats = {str(x.dtype) for x in jax.tree.leaves(new_state) if jnp.issubdtype(x.dtype, jnp.floating)}
+    assert floats == {"float32"}, floats
+
+
+def _live(params):
+    """`params` with every all-zero leaf redrawn small and random. Init zeroes the last layer of each
+    residual branch (the prior's down_0 and down_1 included) and every bias, so the untrained prior
+    ignores its text embedding and the prompt could never reach the images: with these leaves drawn,
+    every path from the prompt (and from each guidance scale) to the pixels is live."""
+    leaves, tree = jax.tree.flatten(params)
+    rng = np.random.default_rng(0)
+    leaves = [x if np.any(x) else np.float32(0.05) * rng.standard_normal(x.shape, np.float32) for x in
+              map(np.asarray, leaves)]
+    return jax.tree.unflatten(tree, leaves)
+
+
+def _rows_differ(a, b):
+    """Per row of two image batches: does any pixel differ by more than round-off?"""
+    return [bool(np.abs(x - y).max() > 1e-4) for x, y in zip(a, b)]
+
+
+def test_samples_follow_the_prompt_the_seed_and_both_guidance_scales(clip_run):
+    """text -> CLIP text embedding -> prior (guidance prior_guidance) -> image embedding -> decoder
+    (guidance `guidance`) -> images. On random (untrained) params every link must carry: the same
+    seed gives the same images; a row whose prompt changes changes, while the other rows (same row
+    noise) stay as they were; either guidance scale changes the images; variations follow their
+    input image the same way."""
     config = _config(clip_run)
     task = loop.make_task(config)
-    params = loop.init_state(task, config).params
+    params = _live(loop.init_state(task, config).params)
     # Four rows everywhere: every call below reuses the two compiled chains (prior and decoder).
     z_text = task.clip.texts(["two red circles", "a blue square", "a green triangle", "four white squares"])
     z = task.sample_prior(params, z_text, jax.random.PRNGKey(0), prior_guidance=2.0)
@@ -110,8 +176,22 @@ def test_samples_are_unit_embeddings_and_images_in_range(clip_run):
     again, stats = task.text_to_image(params, jax.random.PRNGKey(1), prompts, guidance=2.0, steps=5)
     np.testing.assert_array_equal(images, again)  # a seed gives the same images...
     assert stats["compile_seconds"] < 0.01  # ...from the chains compiled by the first call
-    variations = task.variations(params, task.dataset.arrays["image"][:2], jax.random.PRNGKey(2), num=2)
+    assert _rows_differ(images[0::2], images[1::2]) == [True, True]  # each row has its own noise
+    # Rows 1 and 3 swap prompts; rows 0 and 2 keep theirs, and their images.
+    swapped = [prompts[0], prompts[3], prompts[2], prompts[1]]
+    other = task.text_to_image(params, jax.random.PRNGKey(1), swapped, guidance=2.0, steps=5)[0]
+    assert _rows_differ(images, other) == [False, True, False, True]
+    np.testing.assert_allclose(other[0::2], images[0::2], atol=1e-5)
+    # The prior's guidance (default 1 in the config) and the decoder's both reach every image.
+    for setting in ({"guidance": 2.0, "prior_guidance": 4.0}, {"guidance": 0.0}):
+        guided = task.text_to_image(params, jax.random.PRNGKey(1), prompts, steps=5, **setting)[0]
+        assert _rows_differ(images, guided) == [True] * 4, setting
+    inputs = task.dataset.arrays["image"][:3]
+    variations = task.variations(params, inputs[:2], jax.random.PRNGKey(2), num=2)
     assert variations.shape == (4, 16, 16, 3) and 0.0 <= variations.min() and variations.max() <= 1.0
+    assert _rows_differ(variations[0::2], variations[1::2]) == [True, True]  # two draws per image
+    of_0_and_2 = task.variations(params, inputs[[0, 2]], jax.random.PRNGKey(2), num=2)  # image-major rows
+    assert _rows_differ(variations, of_0_and_2) == [False, False, True, True]
     with pytest.raises(TokenizerError, match="empty text"):
         task.text_to_image(params, jax.random.PRNGKey(0), ["  "])
     with pytest.raises(TaskError, match="^an unclip run is a base stage .* no low-resolution input.$"):

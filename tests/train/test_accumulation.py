@@ -10,7 +10,8 @@ from jaxgen import config as config_lib
 from jaxgen.config import ConfigError
 from jaxgen.train import accumulate, loop, parallel
 
-# Every family but segmentation (the 8-device case below), with the overrides its data-parallel test
+# Every family but segmentation (the 8-device case below), clip (which refuses accumulation:
+# tests/tasks/test_clip_task.py) and unclip, with the overrides its data-parallel test
 # in tests/tasks uses, so that the whole-batch reference is the very program those tests compiled
 # (the persistent compilation cache reuses it).
 FAMILIES = [
@@ -22,6 +23,11 @@ FAMILIES = [
     # SGD as in the CycleGAN data-parallel test: Adam would blow round-off-sized gradient entries
     # (instance norm makes several) up into lr-sized steps of either sign.
     ("cyclegan_shapes", ("--config.optim.name=sgd",)),
+    # text2image: the SR stage's quick config as tests/tasks/test_text2image_parallel.py runs it (the
+    # stage that draws the most per-example randomness: step, noise, text drop, augmentation level
+    # and noise, all from the examples' global keys, so none of it may depend on the micro-batch).
+    # unclip needs a trained clip run: tests/tasks/test_unclip.py checks its accumulation.
+    ("text2image_shapes_sr", ()),
 ]
 
 
@@ -29,13 +35,18 @@ def _config(name, *overrides):
     return config_lib.load(f"{name}:quick", list(overrides))
 
 
-def _run_steps(config, devices, steps=2):
+def _run_steps(config, devices, steps=2, batches=None):
     """`steps` train steps on `devices` (shard_map): (host state, last metrics). The same program
-    as tests/tasks/conftest.py's run_steps fixture, which tests/train cannot see."""
+    as tests/tasks/conftest.py's run_steps fixture, which tests/train cannot see. `batches` (a
+    dict, filled here) reuses the host batches of a run of the same data: a batch is a pure
+    function of (seed, step), and text2image's first one costs seconds of its frozen text encoder."""
     task, step_fn = loop.setup(config, devices)
     state = step_fn.put_state(loop.init_state(task, config))
+    batches = {} if batches is None else batches
     for step in range(steps):
-        state, metrics = step_fn(state, step_fn.put_batch(task.host_batch(step)))
+        if step not in batches:
+            batches[step] = task.host_batch(step)
+        state, metrics = step_fn(state, step_fn.put_batch(batches[step]))
     return jax.device_get(parallel.to_local(step_fn.host_state(state))), jax.device_get(metrics)
 
 
@@ -122,10 +133,11 @@ def test_bad_grad_accum_is_one_sentence():
 
 @pytest.mark.parametrize("name, overrides", FAMILIES)
 def test_accumulated_step_equals_the_whole_batch_step(name, overrides, monkeypatch):
-    whole, m_whole = _run_steps(_config(name, *overrides), jax.devices()[:1])
+    batches = {}
+    whole, m_whole = _run_steps(_config(name, *overrides), jax.devices()[:1], batches=batches)
     calls = _recording_splits(monkeypatch)
     config = _config(name, *overrides, "--config.train.grad_accum=4")
-    accumulated, m_accumulated = _run_steps(config, jax.devices()[:1])
+    accumulated, m_accumulated = _run_steps(config, jax.devices()[:1], batches=batches)
     # the step went through the shared helper with 4 micro-batches, once per kind of update traced:
     # the GAN's D (its k updates share one scan body) and G, CycleGAN's G and D, the others' one
     updates = {"cgan_digits": 2, "cyclegan_shapes": 2}.get(name, 1)

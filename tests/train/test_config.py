@@ -14,6 +14,33 @@ def test_every_shipped_config_loads_and_validates():
             assert config.name == name
 
 
+def test_every_shipped_quick_config_builds_its_task_and_model(monkeypatch):
+    """Loading is not enough: each config's quick variant must build its task (every field the task
+    reads, every check it makes) and initialise its model, abstractly (jax.eval_shape: shapes only,
+    nothing compiled or run). unclip reads a trained clip run's config for the embedding width; a
+    stand-in gives it the clip_shapes quick config (the real run: tests/tasks/test_unclip.py)."""
+    import types
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxgen.tasks import unclip
+    from jaxgen.train import loop
+
+    clip_stand_in = types.SimpleNamespace(config=config_lib.load("clip_shapes:quick"))
+    monkeypatch.setattr(unclip, "_load_clip", lambda workdir: (clip_stand_in, 0))
+    for name in config_lib.available():
+        config = config_lib.load(f"{name}:quick")
+        if config.task == "unclip":
+            config.model.clip_workdir = "clip_run_stand_in"
+        task = loop.make_task(config)
+        state = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed))
+        params = jax.tree.leaves(state.params)
+        assert params and sum(x.size for x in params) > 1000, name
+        floats = {str(x.dtype) for x in params if jnp.issubdtype(x.dtype, jnp.floating)}
+        assert floats == {"float32"}, (name, floats)
+
+
 def test_overrides_are_typed_like_the_field():
     c = config_lib.load("vae_digits", ["--config.train.steps=7", "--config.optim.lr=1",
                                        "--config.model.channels=(8,16)", "--config.model.variational=false",

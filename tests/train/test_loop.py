@@ -12,7 +12,7 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.tasks.base import TaskError
-from jaxgen.train import log, loop
+from jaxgen.train import log, loop, parallel
 from jaxgen.train.checkpoint import Checkpointer, CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -145,14 +145,15 @@ def test_stop_flag_codes_and_a_second_ctrl_c_interrupts_at_once():
         signal.signal(signal.SIGINT, outer)
 
 
+def _stop_test_step(state, batch):
+    return state + parallel.pmean(batch["x"].sum()), {"loss": state}
+
+
 @pytest.mark.parametrize("mode", ["shard_map", "pmap"])
-def test_the_step_returns_the_largest_stop_code_of_all_devices(mode):
-    from jaxgen.train import parallel
-
-    def step(state, batch):
-        return state + parallel.pmean(batch["x"].sum()), {"loss": state}
-
-    dp = parallel.DataParallel(step, parallel.make_mesh(jax.devices()[:4]), mode, donate=False)
+def test_the_step_passes_this_process_stop_code_through(mode):
+    """One process: every device gets the code the host passes (parallel.DataParallel._stop_input),
+    and the step hands it back (the loop reads it after every step to decide to stop)."""
+    dp = parallel.DataParallel(_stop_test_step, parallel.make_mesh(jax.devices()[:4]), mode, donate=False)
     state = dp.put_state(np.float32(0.0))
     batch = dp.put_batch({"x": np.ones((8,), np.float32)})
     for code in (0, 2, 1):
@@ -160,6 +161,28 @@ def test_the_step_returns_the_largest_stop_code_of_all_devices(mode):
         assert int(jax.device_get(agreed)) == code
     new_state, metrics = dp(state, batch)  # the plain call is the same step without the code
     assert float(jax.device_get(dp.metrics_to_host(metrics))["loss"]) == 0.0
+
+
+@pytest.mark.multidevice
+def test_the_multi_process_step_returns_the_largest_stop_code_of_all_devices(monkeypatch):
+    """Processes see a signal at different moments, so their devices hold different codes; every
+    process must read the largest (the pmax fused into the step). The program a multi-process run
+    compiles is built here on 4 fake devices of this one process (DataParallel reads
+    jax.process_count() when it builds the step), and fed a different code per device. Without the
+    pmax each device would return its own code, and the replicated output would be one device's:
+    the two layouts put the largest code on different devices, so no single device's own code
+    passes both."""
+    with monkeypatch.context() as m:
+        m.setattr(jax, "process_count", lambda: 2)
+        dp = parallel.DataParallel(_stop_test_step, parallel.make_mesh(jax.devices()[:4]), "shard_map",
+                                   donate=False)
+    state = dp.put_state(np.float32(0.0))
+    batch = dp.put_batch({"x": np.ones((8,), np.float32)})
+    for codes in ((0, 2, 1, 0), (1, 0, 0, 2), (0, 0, 0, 0)):
+        stop = jax.device_put(np.asarray(codes, np.int32), dp.batch_sharding)  # one code per device
+        new_state, metrics, agreed = dp._step(state, batch, stop)
+        assert int(jax.device_get(agreed)) == max(codes), codes
+    assert float(jax.device_get(new_state)) == 2.0  # the step itself ran: each device's 2 ones, averaged
 
 
 def _tree(path):

@@ -4,6 +4,7 @@ a first-step loss close to the float32 one, and trains; a bad dtype is one clear
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -58,23 +59,38 @@ def _run_on_one_batch(config, steps):
     return jax.device_get(parallel.to_local(step_fn.host_state(state))), history
 
 
-def _conv_dtypes(config) -> list[str]:
-    """The output dtype of every convolution in the traced per-device step (forward and backward)."""
+def _traced_step(config) -> tuple[list[str], set[str]]:
+    """Traces the per-device step (nothing compiled): (the output dtype of every convolution in it,
+    forward and backward; the dtypes of the floating leaves of the state it returns)."""
     task = loop.make_task(config)
+    if hasattr(task, "_train_captions_encoded"):
+        # text2image: a trace needs only the batch's shapes, not the text cache filled with every
+        # training caption first (6 s of the frozen encoder here); the batch's own are encoded.
+        task._train_captions_encoded = True
     state = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed))
     step = jax.shard_map(task.train_step, mesh=parallel.make_mesh(jax.devices()[:1]),
                          in_specs=(P(), P(parallel.AXIS)), out_specs=(P(), P()), check_vma=False)
-    text = str(jax.make_jaxpr(step)(state, task.host_batch(0)))
-    return re.findall(r"(\w+)\[[^\]]*\] = conv_general_dilated", text)
+    jaxpr, (new_state, _) = jax.make_jaxpr(step, return_shape=True)(state, task.host_batch(0))
+    floats = {str(x.dtype) for x in jax.tree.leaves(new_state) if jnp.issubdtype(x.dtype, jnp.floating)}
+    return re.findall(r"(\w+)\[[^\]]*\] = conv_general_dilated", str(jaxpr)), floats
 
 
-@pytest.mark.parametrize("name, overrides, train_overrides", [f[:3] for f in FAMILIES])
+# The families whose bf16 step only this trace checks: CLIP (its bf16 run, first loss and float32
+# state: tests/tasks/test_clip_task.py) and text2image (a diffusion step, whose run the diffusion
+# family covers below, with the frozen text encoder's features as batch data). unclip needs a
+# trained clip run: tests/tasks/test_unclip.py traces its step the same way.
+TRACED_ONLY = [("clip_digits", (), ()), ("text2image_shapes", (), ())]
+
+
+@pytest.mark.parametrize("name, overrides, train_overrides", [f[:3] for f in FAMILIES] + TRACED_ONLY)
 def test_bfloat16_reaches_every_convolution(name, overrides, train_overrides):
     """Every convolution of the bf16 step (the backward pass's too) runs on bfloat16; a switch that
-    did nothing, or a layer it missed, leaves float32 ones. Traced only, nothing compiled."""
+    did nothing, or a layer it missed, leaves float32 ones. The state the step returns stays float32
+    (params, optimizer moments, EMA). Traced only, nothing compiled."""
     bf16_config = _config(name, *overrides, "--config.train.compute_dtype=bfloat16", *train_overrides)
-    convs = _conv_dtypes(bf16_config)
+    convs, state_floats = _traced_step(bf16_config)
     assert convs and set(convs) == {"bf16"}, convs
+    assert state_floats == {"float32"}, state_floats
 
 
 # Compiling and running the bf16 step costs the suite ~20 s per family: three families cover the
@@ -88,7 +104,8 @@ def test_bfloat16_step_is_float32_where_it_matters_and_trains(name, overrides, t
     _, (f32_first,) = _run_on_one_batch(f32_config, 1)
     state, history = _run_on_one_batch(bf16_config, STEPS)
     # params, optimizer state(s), EMA (and CycleGAN's image pools): float32 after bf16 steps
-    floats = {str(x.dtype) for x in jax.tree.leaves(state) if np.issubdtype(x.dtype, np.floating)}
+    # (jnp.issubdtype: numpy does not count bfloat16 among its floating types)
+    floats = {str(x.dtype) for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)}
     assert floats == {"float32"}, floats
     first = history[0]
     for key, value in first.items():
