@@ -71,6 +71,11 @@ class Task:
     def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
         raise NotImplementedError
 
+    def new_state(self, params: PyTree, rng: jax.Array) -> TrainState:
+        """The state at step 0 of a single-optimizer task: `params`, the optimizer state of `self.tx`,
+        the step rng, and an EMA copy of the params when train.ema_decay > 0."""
+        return state_lib.create(params, self.tx, rng, ema=self.config.train.ema_decay > 0)
+
     def gradient_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict, PyTree]:
         """The step every single-optimizer task shares: `self.loss_and_grads(params, inputs)` over the
         batch's `batch_keys` plus each example's own key [b, 2] (parallel.example_keys of the step's

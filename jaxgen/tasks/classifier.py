@@ -10,7 +10,6 @@ from jaxgen.data import transforms
 from jaxgen.models import classifier as classifier_lib
 from jaxgen.tasks.base import Task, TaskError, check_positive_int, check_range
 from jaxgen.train import accumulate, parallel, precision
-from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
 
@@ -47,7 +46,7 @@ class ClassifierTask(Task):
         s = self.config.model.image_size
         x = jnp.zeros((1, s, s, self.dataset.arrays["image"].shape[-1]), jnp.float32)
         params = self.model.init(init_rng, x)["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     def loss_and_grads(self, params, inputs):
         """Cross-entropy gradient over `inputs` {"image", "label", "key": the examples' own keys

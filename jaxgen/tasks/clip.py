@@ -132,7 +132,7 @@ class CLIPTask(Task):
         images = jnp.zeros((1, s, s, c), jnp.float32)
         tokens = jnp.asarray(self.tokenizer.encode("a"))
         params = self.model.init(init_rng, images, tokens)["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     def train_step(self, state, batch):
         images = batch["image"]

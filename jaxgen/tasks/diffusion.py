@@ -18,7 +18,6 @@ from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condi
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
                                check_positive_int, check_range)
 from jaxgen.train import accumulate, log, parallel, precision
-from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
 CONDITIONINGS = ("none", "class")
@@ -112,7 +111,7 @@ class DiffusionTask(Task):
         x = jnp.zeros((1,) + self.image_shape, jnp.float32)
         params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32),
                                  self.condition(jnp.zeros((1,), jnp.int32)))["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):

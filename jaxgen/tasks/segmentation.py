@@ -10,7 +10,6 @@ from jaxgen.data import transforms
 from jaxgen.nn.unet import UNet
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_range
 from jaxgen.train import accumulate, log, parallel, precision
-from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
 NUM_CLASSES = 1 + len(shapes_lib.SHAPES)
@@ -46,7 +45,7 @@ class SegmentationTask(Task):
         init_rng, state_rng = jax.random.split(rng)
         x = jnp.zeros((1,) + self.dataset.arrays["image"].shape[1:], jnp.float32)
         params = self.model.init(init_rng, x)["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     def logits(self, params, images, train=False, keys=None):
         """uint8 images [B, H, W, 3] -> per-pixel class logits float32 [B, H, W, classes] (float32 also

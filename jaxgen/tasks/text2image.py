@@ -48,7 +48,6 @@ from jaxgen.tasks import cascade
 from jaxgen.tasks.base import TaskError
 from jaxgen.tasks.diffusion import DiffusionTask
 from jaxgen.train import log
-from jaxgen.train import state as state_lib
 
 STAGES = ("base", "sr")
 TEXT_KEYS = ("context", "context_mask", "pooled")
@@ -170,7 +169,7 @@ class Text2ImageTask(DiffusionTask):
         init_rng, state_rng = jax.random.split(rng)
         x = jnp.zeros((1,) + self.image_shape, jnp.float32)
         params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32), self._dummy_condition(1))["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     # ---- sampling --------------------------------------------------------------------------------
     def text_to_image(self, params, rng, prompts: list[str], low_res: np.ndarray | None = None,

@@ -46,7 +46,6 @@ from jaxgen.models.diffusion import losses, process, samplers, sampling, schedul
 from jaxgen.tasks import cascade
 from jaxgen.tasks.base import Task, TaskError, check_choice
 from jaxgen.train import accumulate, log, parallel, precision
-from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
 PARTS = ("prior", "decoder")
@@ -191,7 +190,7 @@ class UnCLIPTask(Task):
         params = {"prior": self.prior.init(k_prior, z, t, {unclip_lib.PRIOR_KEY: z})["params"],
                   "decoder": self.decoder.init(k_decoder, jnp.zeros((1,) + self.image_shape, jnp.float32), t,
                                                {unclip_lib.DECODER_KEY: z})["params"]}
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):

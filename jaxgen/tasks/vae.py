@@ -13,7 +13,6 @@ from jaxgen.eval import likelihood
 from jaxgen.models import vae as vae_lib
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
 from jaxgen.train import accumulate, log, parallel, precision
-from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
 
@@ -52,7 +51,7 @@ class VAETask(Task):
         init_rng, noise_rng, state_rng = jax.random.split(rng, 3)
         x = jnp.zeros((1,) + self.model.image_shape, jnp.int32)
         params = self.model.init(init_rng, x, noise_rng)["params"]
-        return state_lib.create(params, self.tx, state_rng, ema=self.config.train.ema_decay > 0)
+        return self.new_state(params, state_rng)
 
     def _per_example_elbo(self, params, x, keys):
         """ELBO terms per example [B] with each example's own noise key, so the result does not
