@@ -24,8 +24,22 @@ USAGE_EXAMPLES = """examples:
 """
 
 
+class _UsageError(Exception):
+    """A command line argparse rejects; main() turns it into one `jaxgen: error:` line and status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with jaxgen's one-sentence usage errors: the same `jaxgen: error: ...` line and exit
+    status 2 every other bad input gets (argparse prints its whole usage block first, and exits from
+    inside main()), naming the subcommand's --help for the details."""
+
+    def error(self, message: str):
+        command = self.prog.split(" ", 1)[1] + " " if " " in self.prog else ""
+        raise _UsageError(f"{message} (see `jaxgen {command}--help`).")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jaxgen", description="Generative models in functional JAX/Flax.",
+    p = _Parser(prog="jaxgen", description="Generative models in functional JAX/Flax.",
                                 epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -100,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
-    args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    try:
+        args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    except _UsageError as e:
+        return _fail(str(e))
     if overrides and args.command in ("sample", "eval"):
         # A trained run's model is fixed; only how it is sampled and evaluated may change.
         bad = [o for o in overrides if not o.startswith(("--config.sample.", "--config.eval."))]

@@ -123,6 +123,12 @@ CASES = [
      "not an ml_collections.ConfigDict"),
     ("config-file-takes-no-argument", ["train", "{no_argument.py}:quick", "--workdir", "{new}"], "takes no argument"),
     ("configs-with-override", ["configs", "--config.train.steps=3"], "only apply to"),
+    ("argparse-missing-arguments", ["train"], "the following arguments are required: config, --workdir (see "
+                                              "`jaxgen train --help`)"),
+    ("argparse-not-an-int", ["sample", "--workdir", "{vae}", "--num", "many", "--out", "{out}/s.png"],
+     "argument --num: invalid int value: 'many'"),
+    ("argparse-unknown-flag", ["generate", "--workdir", "{vae}", "--prompt", "a red circle", "--out", "{out}/g.png",
+                               "--colour", "red"], "unrecognized arguments: --colour red"),
     # ---- overrides ---------------------------------------------------------------------------------
     ("override-unknown-field", ["train", "vae_digits:quick", "--workdir", "{new}", "--config.train.stepz=3"],
      "no field 'train.stepz'"),
