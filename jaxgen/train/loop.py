@@ -168,6 +168,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     if start is None:
         # One compiled call (eager Flax init would compile every initializer separately).
         state = init.lower().compile()(rng)
+    state = step_fn.put_state(state)
+    end = t.steps if stop_at is None else min(stop_at, t.steps)
+    # The step compiled for the first batch, still before any write: a config whose step cannot be
+    # built (e.g. train.grad_accum against the per-device batch) fails with the folder untouched.
+    first = start or 0
+    rate = None  # (FLOPs of one global step, peak FLOP/s of one device, devices)
+    if first < end:
+        first_batch = step_fn.put_batch(task.host_batch(first, jax.process_index(), jax.process_count()))
+        rate = compile_step(step_fn, state, first_batch, config, say)
 
     # ---- writes: from here on the run folder changes -----------------------------------------------
     # Every process has looked for checkpoints/ before process 0 may create it below (each opened a
@@ -187,7 +196,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     if main:
         _write_config(workdir, config)
         task.save_assets(workdir)
-    state = step_fn.put_state(state)
 
     # ---- loop ------------------------------------------------------------------------------------
     progress = log.Progress(t.steps, start, enabled=main and not quiet)
@@ -196,16 +204,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     last_flush = (start, time.time())
     last_saved = start if start else None
     step = start
-    end = t.steps if stop_at is None else min(stop_at, t.steps)
     stopped_by = None
     previous_stop = None  # the agreed stop code of the previous step, still on the devices
-    rate = None  # (FLOPs of one global step, peak FLOP/s of one device, devices), once compiled
     with _StopFlag() as stop:
         try:
             while step < end:
-                batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
-                if rate is None:
-                    rate = compile_step(step_fn, state, batch, config, say)
+                if step == first:
+                    batch = first_batch  # the batch the step was compiled with, already on the devices
+                else:
+                    batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
                 state, metrics, agreed = step_fn.step(state, batch, stop.code)
                 step += 1
                 pending.append((step, metrics))
