@@ -61,6 +61,22 @@ def guided_output(denoise: Denoise, params: Any, x: jax.Array, t: jax.Array, con
     return out_u + guidance * (out_c - out_u)
 
 
+def predict_x0(denoise: Denoise, params: Any, schedule: Schedule, x: jax.Array, i: jax.Array, cond: Any = None,
+               null_cond: Any = None, guidance: float | jax.Array | None = None, *, parameterization: str = "eps",
+               thresholding: str = "none", percentile: float = 0.995, x0_offset: jax.Array | float = 0.0,
+               x0_scale: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """The network's x0_hat [B,H,W,C] for x_t = x at schedule index i (a scalar), guided and
+    thresholded, and the fraction of the image it stands for (x0_offset + x0_scale x0_hat) outside
+    [-1, 1] before thresholding. Thresholding acts on that image and x0_hat is mapped back; every
+    sampler and ODE solver (solvers.py) reads the network through this one function."""
+    ib = jnp.full((x.shape[0],), i, jnp.int32)
+    out = guided_output(denoise, params, x, schedule.timesteps[ib], cond, null_cond, guidance)
+    x0, _ = process.to_x0_eps(parameterization, schedule, x, ib, out)
+    image = x0_offset + x0_scale * x0
+    frac = jnp.mean((jnp.abs(image) > 1.0).astype(jnp.float32))
+    return (threshold(image, thresholding, percentile) - x0_offset) / x0_scale, frac
+
+
 def make_step(denoise: Denoise, schedule: Schedule, *, method: str = "ddim", eta: float = 0.0,
               parameterization: str = "eps", thresholding: str = "none", percentile: float = 0.995,
               variance: str = "small", x0_offset: jax.Array | float = 0.0, x0_scale: float = 1.0):
@@ -74,13 +90,10 @@ def make_step(denoise: Denoise, schedule: Schedule, *, method: str = "ddim", eta
     abar_all, abar_prev_all, beta_all = schedule.alphas_cumprod, schedule.alphas_cumprod_prev(), schedule.betas
 
     def step(params, x, i, key, cond=None, null_cond=None, guidance=None):
-        b = x.shape[0]
-        ib = jnp.full((b,), i, jnp.int32)
-        out = guided_output(denoise, params, x, schedule.timesteps[ib], cond, null_cond, guidance)
-        x0, eps = process.to_x0_eps(parameterization, schedule, x, ib, out)
-        image = x0_offset + x0_scale * x0
-        frac = jnp.mean((jnp.abs(image) > 1.0).astype(jnp.float32))
-        x0 = (threshold(image, thresholding, percentile) - x0_offset) / x0_scale
+        ib = jnp.full((x.shape[0],), i, jnp.int32)
+        x0, frac = predict_x0(denoise, params, schedule, x, i, cond, null_cond, guidance,
+                              parameterization=parameterization, thresholding=thresholding, percentile=percentile,
+                              x0_offset=x0_offset, x0_scale=x0_scale)
         z = jax.random.normal(key, x.shape, x.dtype)
         if method == "ddpm":
             mean, _ = process.posterior(schedule, x0, x, ib)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.models.diffusion import process
-from jaxgen.models.diffusion.samplers import THRESHOLDS, Denoise, guided_output, threshold
+from jaxgen.models.diffusion.samplers import THRESHOLDS, Denoise, predict_x0
 from jaxgen.models.diffusion.schedules import Schedule
 
 METHODS = ("dpmpp_2m", "edm_euler", "edm_heun")
@@ -136,12 +136,9 @@ def solve(denoise: Denoise, params: Any, schedule: Schedule, shape: tuple[int, .
 
     def data(x_t, i):
         """x0_hat [B,...] (thresholded) at schedule index i (scalar) and the out-of-range fraction."""
-        ib = jnp.full((x_t.shape[0],), i, jnp.int32)
-        out = guided_output(denoise, params, x_t, schedule.timesteps[ib], cond, null_cond, guidance)
-        x0, _ = process.to_x0_eps(parameterization, schedule, x_t, ib, out)
-        image = x0_offset + x0_scale * x0
-        frac = jnp.mean((jnp.abs(image) > 1.0).astype(jnp.float32))
-        return (threshold(image, thresholding, percentile) - x0_offset) / x0_scale, frac
+        return predict_x0(denoise, params, schedule, x_t, i, cond, null_cond, guidance,
+                          parameterization=parameterization, thresholding=thresholding, percentile=percentile,
+                          x0_offset=x0_offset, x0_scale=x0_scale)
 
     if method == "dpmpp_2m":
         x, frac_sum, nfe = _dpmpp_2m(data, schedule, x, steps)
