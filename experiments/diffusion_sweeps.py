@@ -23,9 +23,9 @@ and diffusion_solvers.{json,md} into --out (--skip_steps, --skip_guidance leave 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
+from experiments.results_files import write_pair
 from jaxgen.eval.features import ClassifierJudge
 from jaxgen.train import loop, parallel
 
@@ -111,10 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"saturated pixels "
                 f"of real images {r['saturated_fraction_real']:.3f}. Command: python -m experiments.diffusion_sweeps "
                 f"--workdir {args.workdir} --classifier {args.classifier} {flags}")
-        with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
-            json.dump({"meta": {**meta, "num_samples": num}, "rows": rows}, f, indent=2)
-        with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
-            f.write(markdown(rows, keys, title, note))
+        write_pair(args.out, stem, {"meta": {**meta, "num_samples": num}, "rows": rows},
+                   markdown(rows, keys, title, note))
 
     if not args.skip_guidance:
         method, steps = config.sample.method, int(config.sample.steps)

@@ -30,13 +30,12 @@ is its chain's time (2,160 samples of DDPM-100 at 8x8: a few minutes).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 import jax
 import numpy as np
 
+from experiments.results_files import write_pair
 from jaxgen import data as data_lib
 from jaxgen.tasks.diffusion import saturated_fraction
 
@@ -177,11 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                        "headline": "frechet_distance_to_test"},
               "reference": reference, "rows": rows}
     text = markdown(result)  # before anything is written: a failure leaves no half-written pair
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "digits_quality.json"), "w") as f:
-        json.dump(result, f, indent=2, default=float, allow_nan=False)
-    with open(os.path.join(args.out, "digits_quality.md"), "w") as f:
-        f.write(text)
+    write_pair(args.out, "digits_quality", result, text, default=float, allow_nan=False)
     print(text)
     return 0
 

@@ -17,9 +17,9 @@ Writes text2image_tuning.{json,md} and text2image_final.{json,md} into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
+from experiments.results_files import write_pair
 from jaxgen.eval.prompts import CATEGORIES
 from jaxgen.train import loop, parallel
 
@@ -132,11 +132,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _write(out: str, stem: str, meta: dict, rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> None:
-    with open(os.path.join(out, f"{stem}.json"), "w") as f:
-        json.dump({"meta": {**meta, "note": note}, "rows": rows}, f, indent=2)
-    with open(os.path.join(out, f"{stem}.md"), "w") as f:
-        f.write(markdown(rows, keys, title, note))
-    print(f"wrote {os.path.join(out, stem)}.json and .md", flush=True)
+    path = write_pair(out, stem, {"meta": {**meta, "note": note}, "rows": rows}, markdown(rows, keys, title, note))
+    print(f"wrote {path}.json and .md", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ w) over `num` embeddings (a small MLP, seconds) plus CLIP embeddings of the scen
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 import jax
 import numpy as np
 
+from experiments.results_files import write_pair
 from jaxgen.data import shapes as shapes_lib
 
 COLUMNS = (("own_image_rate", ".3f"), ("same_caption_rate", ".3f"), ("own_image_ceiling", ".3f"),
@@ -119,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                + (f" --num {args.num}" if args.num else "") + f" --out {args.out}")
     result["meta"]["command"] = command
     text = markdown(result, command)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "unclip_prior_retrieval.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(args.out, "unclip_prior_retrieval.md"), "w") as f:
-        f.write(text)
+    write_pair(args.out, "unclip_prior_retrieval", result, text)
     print(text)
     return 0
 
