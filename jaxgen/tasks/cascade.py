@@ -20,6 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import prompt_suite
 from jaxgen.tasks.base import TaskError
 
 Stage = tuple[Any, Any]  # (task, params)
@@ -42,6 +44,16 @@ def run_cascade(stages: Sequence[Stage], prompts: list[str], rng: jax.Array,
         images.append(low_res)
         stats.append(s)
     return images, stats
+
+
+def prompt_scores(task, make_images: prompt_suite.MakeImages, settings: Mapping | None = None) -> dict[str, float]:
+    """jaxgen.eval.prompt_suite's scores of a text-to-image `task`'s `make_images(texts [n], rng) ->
+    images [n, H, W, C]` in [0, 1] (or named image sets of those texts), over `settings` (default: the
+    task's config.eval), against the training captions of every style the task draws (task.styles),
+    keyed from config.seed + 100: the one prompt-suite scorer of both text-to-image families."""
+    seen = [t for style in task.styles for t in task.dataset.arrays[shapes_lib.CAPTION_KEYS[style]]]
+    return prompt_suite.prompt_suite_scores(make_images, task.config.eval if settings is None else settings, seen,
+                                            task.eval_dataset(), task.config.seed + 100)
 
 
 def sample_settings(sample: Mapping, overrides: Mapping) -> dict:

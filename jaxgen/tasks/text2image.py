@@ -257,12 +257,8 @@ class Text2ImageTask(DiffusionTask):
         return results
 
     def prompt_scores(self, make_images) -> dict[str, float]:
-        """jaxgen.eval.prompt_suite's scores of `make_images(texts [n], rng) -> images [n, H, W, C]`
-        in [0, 1] (or named image sets of those texts), over the config's eval settings, against the
-        captions of every drawn training style."""
-        seen = [t for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
-        return prompt_suite.prompt_suite_scores(make_images, self.config.eval, seen, self.eval_dataset(),
-                                                self.config.seed + 100)
+        """The prompt suite's scores of `make_images` (see cascade.prompt_scores)."""
+        return cascade.prompt_scores(self, make_images)
 
     def cascade_scores(self, stages: list) -> dict[str, float]:
         """The paired evaluation of the cascade `stages` (a base, ..., this SR stage last) on the

@@ -40,7 +40,6 @@ import optax
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
-from jaxgen.eval import prompt_suite
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
 from jaxgen.tasks import cascade
@@ -379,10 +378,12 @@ class UnCLIPTask(Task):
             settings.update(prompts_per_category=settings.pop("scene_prompts"), prompt_seed=self.config.seed,
                             images_per_prompt=settings.pop("scene_images_per_prompt"), batch_size=n)
         # Held out: no training caption of any style the prior saw states the prompt's combination.
-        seen = [t for st in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[st]]]
-        results.update(prompt_suite.prompt_suite_scores(lambda t, key: self.text_to_image(params, key, t)[0],
-                                                        settings, seen, self.eval_dataset(), self.config.seed + 100))
+        results.update(self.prompt_scores(lambda t, key: self.text_to_image(params, key, t)[0], settings))
         return results
+
+    def prompt_scores(self, make_images, settings=None) -> dict[str, float]:
+        """The prompt suite's scores of `make_images` (see cascade.prompt_scores), as for text2image."""
+        return cascade.prompt_scores(self, make_images, settings)
 
     def figures(self, state):
         """text_to_image for eight held-out captions (one row of eight samples each) and variations

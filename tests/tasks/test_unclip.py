@@ -300,3 +300,29 @@ def test_eval_scores_the_shared_prompt_suite(unclip_run, clip_run):
     for key in ("t2i_clip_score", "t2i_clip_score_mismatched"):  # the suite's, by eval.clip_workdir
         assert 0.0 <= results[key] <= 100.0
     assert {"prior_cosine_true", "clip_score", "clip_score_real"} <= set(results)
+
+
+def test_sweeps_score_an_unclip_base_and_its_cascade_as_text2image_does(unclip_run, sr_run, tmp_path):
+    """experiments/text2image_sweeps takes an unclip run as the base (the side-by-side of the two
+    systems): its prompt scores are cascade.prompt_scores of its own text_to_image, and the final
+    table holds the unclip images and their super-resolution by the text2image SR stage."""
+    from experiments import text2image_sweeps
+
+    text2image_sweeps.main(["--base", unclip_run, "--sr", sr_run, "--out", str(tmp_path), "--guidances", "1", "2",
+                            "--noise_levels", "0", "--tune_prompts", "1", "--tune_images", "1",
+                            "--final_prompts", "1", "--final_images", "1"])
+    with open(tmp_path / "text2image_tuning.json") as f:
+        tuning = json.load(f)["rows"]
+    assert [r["stage"] for r in tuning] == ["base", "base", "cascade"]
+    assert [r["guidance"] for r in tuning[:2]] == [1.0, 2.0]
+    with open(tmp_path / "text2image_final.json") as f:
+        final = json.load(f)
+    assert [r["images"] for r in final["rows"]] == ["base", "cascade", "nearest", "bilinear"]
+    assert final["rows"][0]["ceiling_all"] < 1.0 and final["rows"][1]["ceiling_all"] == 1.0  # 16x16, then 32x32
+    # The tuning rows are the unclip task's own prompt scores at that guidance and prompt seed.
+    _, task, state = loop.restore_for_eval(unclip_run)
+    params = task.eval_params(state)
+    task.config.eval.update(prompt_seed=1, prompts_per_category=1, images_per_prompt=1)
+    task.config.sample.update(guidance=2.0)
+    scores = task.prompt_scores(lambda texts, rng: task.text_to_image(params, rng, texts)[0])
+    assert tuning[1]["all"] == scores["t2i_all"] and tuning[1]["counting"] == scores["t2i_counting"]
