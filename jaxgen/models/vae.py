@@ -26,6 +26,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.models.gaussian import gaussian_kl
+from jaxgen.nn.upsample import upsample as upsample_image
+
 Params = Any  # a pytree of arrays: the 'params' collection of VAE.init(...)
 
 LIKELIHOODS = ("categorical", "bernoulli", "logistic")
@@ -45,12 +48,17 @@ def scale_levels(x: jax.Array, num_levels: int) -> jax.Array:
 class Upsample(nn.Module):
     """Doubles H and W and maps to `features` channels: [B, H, W, C] -> [B, 2H, 2W, features].
 
-    The only place where the decoder chooses how to up-sample, so jaxgen.nn's ConvTranspose /
-    UpsampleConv can replace it without touching the rest of the file.
+    The only place where the decoder chooses how to up-sample:
       'transpose': a stride-2 transposed convolution (4x4 kernel, so every output pixel sees the
                    same number of input pixels and the checkerboard artefact stays small).
-      'nearest':   nearest-neighbour resize followed by a 3x3 convolution (no checkerboard at all;
-                   also about twice as fast on CPU, where XLA's transposed convolution is slow).
+      'nearest':   nearest-neighbour up-sampling (jaxgen.nn's `upsample`) followed by a 3x3
+                   convolution (no checkerboard at all; also about twice as fast on CPU, where
+                   XLA's transposed convolution is slow).
+    Unlike jaxgen.nn.Upsample (no parameters) this block convolves too: it computes what
+    jaxgen.nn.UpsampleConv(features, 2, 'nearest') and jaxgen.nn.ConvTranspose(features, 4, 2) do,
+    but with flax's layers, whose kernel layout ([kh, kw, C_in, features], and flax's transposed
+    conv applies its kernel unflipped) and initial draws differ from jaxgen.nn's; they stay so that
+    saved VAE runs load and train as before. Its params: Conv_0 or ConvTranspose_0, {kernel, bias}.
     """
 
     features: int
@@ -62,8 +70,7 @@ class Upsample(nn.Module):
         if self.mode == "transpose":
             return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
         if self.mode == "nearest":
-            b, h, w, c = x.shape
-            x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
+            x = upsample_image(x, 2, "nearest")
             return nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
         raise ValueError(f"Upsample mode must be one of {UPSAMPLES}, not {self.mode!r}.")
 
@@ -330,14 +337,6 @@ def likelihood_sample(likelihood: str, out: jax.Array, rng: jax.Array,
 # ----------------------------------------------------------------------------------------------
 
 
-def gaussian_kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mu, diag sigma^2) || N(0, I)) in closed form, [B, latent] -> [B].
-
-    Kingma & Welling 2014, Appendix B: -KL = 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2).
-    """
-    return 0.5 * jnp.sum(jnp.exp(logvar) + mu**2 - 1.0 - logvar, axis=-1)
-
-
 def elbo(params: Params, model: VAE, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
     """One-sample ELBO per example: dict(elbo, recon, kl), each [B], in nats.
 
@@ -348,7 +347,7 @@ def elbo(params: Params, model: VAE, x: jax.Array, rng: jax.Array) -> dict[str, 
     """
     out, (mu, logvar) = model.apply({"params": params}, x, rng)
     recon = log_likelihood(model.likelihood, out, x, model.num_levels)
-    kl = gaussian_kl(mu, logvar) if model.variational else jnp.zeros_like(recon)
+    kl = jnp.sum(gaussian_kl(mu, logvar), axis=-1) if model.variational else jnp.zeros_like(recon)
     return {"elbo": recon - kl, "recon": recon, "kl": kl}
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxgen.nn.conv import lecun_normal_flat
+from jaxgen.nn.initializers import lecun_normal_flat
 
 _init = lecun_normal_flat()  # 2-D Dense kernels; see lecun_normal_flat for why not flax's default
 

@@ -25,7 +25,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxgen.nn.attention import SpatialAttention, group_norm
-from jaxgen.nn.conv import Conv, ConvTranspose, UpsampleConv, lecun_normal_flat
+from jaxgen.nn.conv import Conv
+from jaxgen.nn.conv_transpose import ConvTranspose
+from jaxgen.nn.initializers import lecun_normal_flat
+from jaxgen.nn.upsample import UpsampleConv
 
 UPSAMPLE_MODES = ("transpose", "nearest", "bilinear")
 _init = lecun_normal_flat()  # see lecun_normal_flat: flax's default compiles slowly on CPU

@@ -35,8 +35,36 @@ def test_gaussian_kl_matches_monte_carlo():
     # log q(z|x) - log p(z), summed over latent dims; its mean over samples estimates the KL.
     log_ratio = jnp.sum(-0.5 * eps**2 - 0.5 * logvar + 0.5 * z**2, axis=-1)   # [n, 3]
     mc, se = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(n)
-    np.testing.assert_array_less(jnp.abs(V.gaussian_kl(mu, logvar) - mc), 5 * se + 1e-4)
+    kl = V.gaussian_kl(mu, logvar).sum(-1)
+    np.testing.assert_array_less(jnp.abs(kl - mc), 5 * se + 1e-4)
     assert jnp.allclose(V.gaussian_kl(jnp.zeros((1, 5)), jnp.zeros((1, 5))), 0.0)
+
+
+def test_general_gaussian_kl_matches_monte_carlo():
+    # KL(N(m1, v1) || N(m2, v2)) with a target other than N(0, 1), as the diffusion bound uses it.
+    rng = jax.random.key(1)
+    m1, m2 = jnp.array([0.3, -1.0, 2.0]), jnp.array([1.0, -0.5, 2.5])
+    lv1, lv2 = jnp.array([-1.0, 0.4, -3.0]), jnp.array([0.5, -0.2, -2.0])
+    n = 200_000
+    z = m1 + jnp.exp(0.5 * lv1) * jax.random.normal(rng, (n, 3))
+    log_normal = lambda z, m, lv: -0.5 * (lv + (z - m) ** 2 * jnp.exp(-lv))  # noqa: E731  no 2 pi
+    log_ratio = log_normal(z, m1, lv1) - log_normal(z, m2, lv2)
+    mc, se = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(n)
+    np.testing.assert_array_less(jnp.abs(V.gaussian_kl(m1, lv1, m2, lv2) - mc), 5 * se + 1e-4)
+
+
+def test_gaussian_kl_closed_form_values_and_former_vae_form():
+    # Hand values: a unit shift of the mean costs 1/2 nat; N(0, 4) || N(0, 1) costs (3 - log 4) / 2.
+    assert float(V.gaussian_kl(1.0, 0.0)) == pytest.approx(0.5)
+    assert float(V.gaussian_kl(0.0, math.log(4.0))) == pytest.approx((3.0 - math.log(4.0)) / 2)
+    assert float(V.gaussian_kl(0.0, 0.0, 0.0, math.log(4.0))) == pytest.approx(
+        (0.25 - 1.0 + math.log(4.0)) / 2)
+    rng = np.random.default_rng(0)
+    mu, logvar = (jnp.asarray(rng.normal(size=(4, 6)), jnp.float32) for _ in range(2))
+    # The VAE's former KL(q || N(0, I)) (Kingma & Welling, Appendix B): the same numbers, bit for
+    # bit (the diffusion bound's former variance form: tests/models/test_likelihood_kl.py).
+    vae_form = 0.5 * jnp.sum(jnp.exp(logvar) + mu**2 - 1.0 - logvar, axis=-1)
+    np.testing.assert_array_equal(V.gaussian_kl(mu, logvar).sum(-1), vae_form)
 
 
 # --- likelihoods ---------------------------------------------------------------------------------

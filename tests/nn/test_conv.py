@@ -1,4 +1,7 @@
-"""Convolution and the four forms of transposed convolution (jaxgen/nn/conv.py)."""
+"""Convolution, its CPU gradient, and the four forms of transposed convolution (jaxgen/nn/conv*.py).
+
+Everything is reached through jaxgen.nn.conv, the family's import path, as user code does.
+"""
 import functools
 
 import jax
@@ -7,7 +10,9 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+import jaxgen.nn
 from jaxgen.nn import conv as C
+from jaxgen.nn import conv_grad
 
 ATOL = 1e-5
 # These tests check numbers, not speed: XLA's backend optimisation level 0 compiles ~3x faster.
@@ -217,10 +222,30 @@ def test_conv2d_vjp_with_ynnpack_off(monkeypatch, s):
     # With RECOMMENDED_CPU_XLA_FLAGS in XLA_FLAGS (read at trace time) stride-1 dw comes from XLA's
     # own kernel gradient and strided dw from kernel_gradient: both must be the same numbers.
     monkeypatch.setenv("XLA_FLAGS", C.RECOMMENDED_CPU_XLA_FLAGS)
-    assert C._xla_kernel_gradient_is_fast((3, 3), (s, s), ((1, 1), (1, 1))) == (s == 1)
+    assert conv_grad._xla_kernel_gradient_is_fast((3, 3), (s, s), ((1, 1), (1, 1))) == (s == 1)
     rng = np.random.default_rng(11)
     x, wk = _rand(rng, 2, 8, 8, 3), _rand(rng, 3, 3, 3, 4)
     g = _rand(rng, 2, 8 // s, 8 // s, 4)
     dx, dw = jit(lambda x, wk, g: jax.vjp(lambda a, b: C.conv2d(a, b, s), x, wk)[1](g))(x, wk, g)
     np.testing.assert_allclose(dw, C.kernel_gradient(x, g, 3, s), atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(dx, C.conv_transpose_lax(g, wk, s, output_size=(8, 8)), atol=2e-5)
+
+
+# Every public name of jaxgen/nn/conv.py before it was split into conv_geometry, conv_grad,
+# conv_ops, conv_transpose, upsample and initializers: benchmarks and user code import them from it.
+_CONV_NAMES = """
+    Conv ConvTranspose IntPair Padding RECOMMENDED_CPU_XLA_FLAGS TRANSPOSE_METHODS UPSAMPLE_METHODS
+    Upsample UpsampleConv conv2d conv_matrix conv_output_size conv_transpose conv_transpose_lax
+    conv_transpose_matrix conv_transpose_subpixel conv_transpose_vjp depth_to_space dilate_kernel
+    kernel_from_torch_transpose kernel_gradient kernel_to_subpixel kernel_to_torch_transpose
+    lecun_normal_flat nearest_conv_as_transpose resolve_padding subpixel_to_kernel
+    transpose_output_size upsample upsample_conv_nearest""".split()
+
+
+def test_conv_module_keeps_every_name_it_had():
+    assert sorted(C.__all__) == sorted(_CONV_NAMES)
+    for name in _CONV_NAMES:
+        if name in jaxgen.nn.__all__:  # jaxgen.nn exports the very same objects
+            assert getattr(jaxgen.nn, name) is getattr(C, name), name
+        else:
+            assert hasattr(C, name), name

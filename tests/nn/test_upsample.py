@@ -1,4 +1,4 @@
-"""Parameter-free up-sampling and up-sample + conv layers (jaxgen/nn/conv.py)."""
+"""Parameter-free up-sampling and up-sample + conv layers (jaxgen/nn/upsample.py)."""
 import functools
 
 import jax

@@ -25,11 +25,7 @@ import jax.numpy as jnp
 from jaxgen.models.diffusion import process
 from jaxgen.models.diffusion.samplers import Denoise
 from jaxgen.models.diffusion.schedules import Schedule
-
-
-def gaussian_kl(mean1, var1, mean2, var2) -> jax.Array:
-    """KL(N(mean1, var1) || N(mean2, var2)) elementwise, in nats."""
-    return 0.5 * (jnp.log(var2) - jnp.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
+from jaxgen.models.gaussian import gaussian_kl  # KL(N(m1, exp(lv1)) || N(m2, exp(lv2))), elementwise
 
 
 def decoder_nll(x0: jax.Array, x_t: jax.Array, abar: jax.Array, num_levels: int) -> jax.Array:
@@ -59,7 +55,7 @@ def bound_terms(denoise: Denoise, params: Any, schedule: Schedule, x0: jax.Array
     b = x0.shape[0]
     sum_dims = lambda v: jnp.sum(v, axis=tuple(range(1, v.ndim)))  # noqa: E731
     abar = schedule.alphas_cumprod
-    prior = sum_dims(gaussian_kl(jnp.sqrt(abar[-1]) * x0, 1.0 - abar[-1], 0.0, 1.0))
+    prior = sum_dims(gaussian_kl(jnp.sqrt(abar[-1]) * x0, jnp.log(1.0 - abar[-1])))  # || N(0, I)
 
     def terms_at(_, i):
         ib = jnp.full((b,), i, jnp.int32)
@@ -74,7 +70,8 @@ def bound_terms(denoise: Denoise, params: Any, schedule: Schedule, x0: jax.Array
         mean_p, _ = process.posterior(schedule, x0_hat, x_t, ib)
         var_p = process.reverse_variance(schedule, ib, x_t, variance)
         # At i = 0 there is no x_{-1} to predict: the decoder ends the chain there.
-        kl = jnp.where(i > 0, sum_dims(gaussian_kl(mean_q, jnp.maximum(var_q, 1e-20), mean_p, var_p)), 0.0)
+        log_var_q = jnp.log(jnp.maximum(var_q, 1e-20))
+        kl = jnp.where(i > 0, sum_dims(gaussian_kl(mean_q, log_var_q, mean_p, jnp.log(var_p))), 0.0)
         return None, (kl, decoder)
 
     _, (kl, decoder) = jax.lax.scan(terms_at, None, jnp.arange(schedule.num_steps))
