@@ -1,7 +1,8 @@
 """Guidance, DDIM-steps and solver sweeps of a trained diffusion run on digits.
 
     python -m experiments.diffusion_sweeps --workdir runs/diffusion_digits_class \
-        --classifier runs/classifier_digits [--num 500] [--out experiments/results] [--solvers]
+        --classifier runs/classifier_digits [--num 500] [--out experiments/results] [--solvers] \
+        [--flow_workdir runs/diffusion_digits_class_8x8_flow]
 
 Guidance sweep (Ho & Salimans 2022, fig. 4): for w in 0, 0.5, 1, 2, 4, 8 with the config's sampler
 (method, steps) and dynamic thresholding, the Frechet distance of `num` samples to the real train
@@ -14,7 +15,12 @@ w = 0, 1 and 2. Steps sweep: DDIM with 10, 20, 50, 100 and 1000 steps at the con
 quality against sampling time. Solver sweep (--solvers; also for an unconditional run): DDIM,
 DPM-Solver++(2M) and EDM's Heun at about 5, 10, 20 and 50 network evaluations (Heun: N Karras
 sigmas cost 2 N - 1), at the config's guidance and thresholding: does a second-order solver at 10
-evaluations reach DDIM's quality at 50?
+evaluations reach DDIM's quality at 50? With --flow_workdir (a model.process='flow' run, e.g.
+diffusion_digits_class:8x8_flow: the same network and budget trained by flow matching), the solver
+table also holds that model's Euler and Heun rows at the same evaluation counts (Heun: N steps cost
+2 N - 1), at its own config's guidance and thresholding: does the flow model match the DDPM-trained
+one at 20 evaluations? A flow run given as --workdir gets its Euler/Heun rows in the solver sweep,
+its config's method in the steps sweep, and no ancestral rows in the guidance sweep.
 
 Every table leads with the Frechet distance to the held-out test split (the reference: real train vs
 test), then the distance to train. Writes diffusion_guidance.{json,md,png}, diffusion_steps.{json,md}
@@ -35,6 +41,7 @@ STEPS = (10, 20, 50, 100, 1000)
 ANCESTRAL_STEPS, ANCESTRAL_GUIDANCE = 100, (0.0, 1.0, 2.0)
 SOLVER_NFE = (5, 10, 20, 50)
 SOLVERS = ("ddim", "dpmpp_2m", "edm_heun")
+FLOW_SOLVERS = ("euler", "heun")
 COLUMNS = ("frechet_distance_to_test", "frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
            "x0_out_of_range", "sample_seconds", "compile_seconds")
 
@@ -91,15 +98,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--solvers_num", type=int, default=360, help="samples per setting of the solver sweep")
     parser.add_argument("--solvers_nfe", type=int, nargs="+", default=list(SOLVER_NFE),
                         help="the numbers of network evaluations of the solver sweep")
+    parser.add_argument("--flow_workdir", help="a flow-matching run whose Euler and Heun rows join the solver "
+                                               "sweep's table (with --solvers)")
     args = parser.parse_args(argv)
+    if args.flow_workdir and not args.solvers:
+        raise SystemExit("--flow_workdir adds rows to the solver sweep; give --solvers with it.")
     parallel.configure_jax()
     config, task, state = loop.restore_for_eval(args.workdir)
     if not task.num_classes and not args.skip_guidance:
         raise SystemExit(f"{args.workdir} is not a class-conditional diffusion run; the guidance sweep needs "
                          f"one (--skip_guidance runs the others).")
+    flow_run = None
+    if args.flow_workdir:
+        flow_run = loop.restore_for_eval(args.flow_workdir)
+        if getattr(flow_run[1], "process", None) != "flow":
+            raise SystemExit(f"--flow_workdir {args.flow_workdir} is not a flow-matching run (model.process='flow').")
     params, judge = task.eval_params(state), ClassifierJudge(args.classifier)
     os.makedirs(args.out, exist_ok=True)
     meta = {"workdir": args.workdir, "step": int(state.step), "sampler": config.sample.to_dict()}
+    if flow_run:
+        meta["flow_run"] = {"workdir": args.flow_workdir, "step": int(flow_run[2].step),
+                            "sampler": flow_run[0].sample.to_dict()}
 
     def write(stem: str, rows: list[dict], keys: tuple[str, ...], title: str, num: int, what: str,
               flags: str) -> None:
@@ -116,36 +135,50 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.skip_guidance:
         method, steps = config.sample.method, int(config.sample.steps)
-        rows = guidance_rows(task, params, judge, args.num, method, steps)
+        rows = guidance_rows(task, params, judge, args.num, method, steps, ancestral=task.process == "ddpm")
         write("diffusion_guidance", rows, ("method", "steps", "guidance", "thresholding"),
               "Classifier-free guidance sweep", args.num, "samples per row", f"--num {args.num}")
         plot([r for r in rows if r["method"] == method], rows[0]["frechet_floor_test_vs_train"],
              os.path.join(args.out, "diffusion_guidance.png"))
     if not args.skip_steps:
         w = float(config.sample.guidance)
-        rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method="ddim", steps=n)
+        method = "ddim" if task.process == "ddpm" else config.sample.method
+        rows = [run_setting(task, params, judge, args.steps_num, guidance=w, method=method, steps=n)
                 for n in STEPS if n <= config.model.timesteps]
-        write("diffusion_steps", rows, ("steps",), "DDIM steps sweep: quality against time", args.steps_num,
-              f"DDIM samples per row at w = {w}",
+        name = "DDIM" if method == "ddim" else f"Flow {method.capitalize()}"
+        write("diffusion_steps", rows, ("steps",), f"{name} steps sweep: quality against time", args.steps_num,
+              f"{name} samples per row at w = {w}",
               f"--steps_num {args.steps_num}" + (" --skip_guidance" if args.skip_guidance else ""))
     if args.solvers:
-        rows = solver_rows(task, params, judge, args.solvers_num, float(config.sample.guidance),
-                           config.sample.thresholding, args.solvers_nfe)
+        runs = [(config, task, params)]
+        what = f"samples per row at w = {config.sample.guidance}, {config.sample.thresholding} thresholding"
+        flags = (f"--solvers_num {args.solvers_num} --solvers --solvers_nfe {' '.join(map(str, args.solvers_nfe))} "
+                 f"--skip_guidance --skip_steps")
+        if flow_run:
+            flow_config, flow_task, flow_state = flow_run
+            runs.append((flow_config, flow_task, flow_task.eval_params(flow_state)))
+            what += (f"; rows euler and heun: the flow-matching model {args.flow_workdir} (step "
+                     f"{int(flow_state.step)}) at w = {flow_config.sample.guidance}, "
+                     f"{flow_config.sample.thresholding} thresholding")
+            flags += f" --flow_workdir {args.flow_workdir}"
+        rows = [row for nfe in args.solvers_nfe for c, t, p in runs
+                for row in solver_rows(t, p, judge, args.solvers_num, float(c.sample.guidance),
+                                       c.sample.thresholding, (nfe,))]
         write("diffusion_solvers", rows, ("method", "steps", "nfe"), "Few-step solvers: quality against network "
-              "evaluations", args.solvers_num, f"samples per row at w = {config.sample.guidance}, "
-              f"{config.sample.thresholding} thresholding", f"--solvers_num {args.solvers_num} --solvers "
-              f"--solvers_nfe {' '.join(map(str, args.solvers_nfe))} --skip_guidance --skip_steps")
+              "evaluations", args.solvers_num, what, flags)
 
 
 def solver_rows(task, params, judge, num: int, guidance: float, thresholding: str,
                 nfes=SOLVER_NFE) -> list[dict]:
-    """DDIM, DPM-Solver++(2M) and EDM Heun at about `nfes` network evaluations each (a guided
-    evaluation, conditional and null branch in one batch, counts once), as `nfe` says exactly."""
+    """DDIM, DPM-Solver++(2M) and EDM Heun (a flow model: Euler and Heun) at about `nfes` network
+    evaluations each (a guided evaluation, conditional and null branch in one batch, counts once), as
+    `nfe` says exactly."""
+    flow = task.process == "flow"
     rows = []
     for nfe in nfes:
-        for method in SOLVERS:
-            steps = (nfe + 1) // 2 if method == "edm_heun" else nfe
-            if steps > task.schedule.num_steps:
+        for method in FLOW_SOLVERS if flow else SOLVERS:
+            steps = (nfe + 1) // 2 if method in ("edm_heun", "heun") else nfe
+            if not flow and steps > task.schedule.num_steps:
                 continue
             row = run_setting(task, params, judge, num, guidance=guidance, thresholding=thresholding, method=method,
                               steps=steps)
@@ -154,15 +187,17 @@ def solver_rows(task, params, judge, num: int, guidance: float, thresholding: st
     return rows
 
 
-def guidance_rows(task, params, judge, num: int, method: str, steps: int) -> list[dict]:
+def guidance_rows(task, params, judge, num: int, method: str, steps: int, ancestral: bool = True) -> list[dict]:
     """The guidance rows: the config's sampler with dynamic thresholding at every w, then static and
-    no clipping at the high scales, then the ancestral sampler at low guidance, where it is best."""
+    no clipping at the high scales, then (`ancestral`: a DDPM-trained model) the ancestral sampler at
+    low guidance, where it is best."""
     rows = [run_setting(task, params, judge, num, guidance=w, thresholding="dynamic", method=method, steps=steps)
             for w in GUIDANCE]
     rows += [run_setting(task, params, judge, num, guidance=w, thresholding=kind, method=method, steps=steps)
              for kind in ("static", "none") for w in THRESHOLD_COMPARISON]
-    rows += [run_setting(task, params, judge, num, guidance=w, thresholding=kind, method="ddpm",
-                         steps=ANCESTRAL_STEPS) for kind in ("dynamic", "static") for w in ANCESTRAL_GUIDANCE]
+    if ancestral:
+        rows += [run_setting(task, params, judge, num, guidance=w, thresholding=kind, method="ddpm",
+                             steps=ANCESTRAL_STEPS) for kind in ("dynamic", "static") for w in ANCESTRAL_GUIDANCE]
     return rows
 
 

@@ -6,30 +6,35 @@
 At the native 32x32 the data stay on their 256-level grid, so eval reports the variational bound in
 bits/dim, comparable to the usual 8-bit image numbers. Text-conditional diffusion on the captions,
 and the 16 -> 32 super-resolution cascade, are the text-to-image configs. `"demo"` and `"quick"` are
-smaller runs (the quick one on the 256-scene shapes/tiny split).
+smaller runs (the quick one on the 256-scene shapes/tiny split). `"flow"` (and `"demo_flow"`,
+`"quick_flow"`) trains the same network by flow matching (see diffusion_digits' use_flow):
+
+    jaxgen train diffusion_shapes:flow --workdir runs/diffusion_shapes_flow
 """
 import ml_collections
 
-from experiments.configs.diffusion_digits import base
+from experiments.configs.diffusion_digits import FLOW_SUFFIX, base, split_flow, use_flow
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    variant, flow = split_flow(arg)
     c = base("", conditioning="none")
     c.data.update(name="shapes", image_size=32)
     c.model.update(channels=(32, 64, 128), attention_levels=(2,), dropout=0.0)
     c.train.update(steps=6000, batch_size=32)
     c.eval.update(batch_size=100, vlb_select_examples=300)
-    if arg == "demo":
+    if variant == "demo":
         c.model.update(channels=(16, 32, 64))
         c.train.update(steps=500, ckpt_every=500, sample_every=0)
         c.eval.vlb = False
-    elif arg == "quick":
+    elif variant == "quick":
         c.data.name = "shapes/tiny"
         # No attention and a 50-step chain: the likelihood bound runs the network over every step.
         c.model.update(channels=(16, 32), attention_levels=(), timesteps=50)
         c.sample.update(steps=10)
         c.train.update(steps=10, log_every=5, ckpt_every=10, sample_every=10, batch_size=16)
         c.eval.update(batch_size=32, vlb_select_examples=32)
-    elif arg:
-        raise ValueError(f"diffusion_shapes takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    elif variant:
+        raise ValueError(f"diffusion_shapes takes '', 'demo' or 'quick', each optionally with '{FLOW_SUFFIX}' "
+                         f"(or 'flow' alone), not {arg!r}.")
+    return use_flow(c) if flow else c

@@ -1,5 +1,16 @@
-"""Diffusion models as a task: train the denoiser on the simple (or min-SNR) loss, sample with
-DDPM/DDIM and classifier-free guidance, evaluate the likelihood bound and sample quality.
+"""Diffusion models as a task: train the denoiser on the simple (or min-SNR) loss, or by flow
+matching, sample with DDPM/DDIM, the ODE solvers or the flow's Euler/Heun and classifier-free
+guidance, evaluate the likelihood bound and sample quality.
+
+model.process picks how the network learns to generate:
+- 'ddpm' (the default): noise prediction on the discrete chain of model.schedule (process.py,
+  losses.py), sampled by sample.method in sampling.METHODS;
+- 'flow': flow matching on the straight path x_t = (1 - t) x_0 + t e (flow.py): the same network
+  regresses the velocity e - x_0 at times drawn from model.flow_time ('logit_normal' with
+  model.flow_time_mean / flow_time_std, or 'uniform'), shifted by model.flow_shift, and is sampled
+  by sample.method 'euler' or 'heun' on the same shifted time grid. The network sees
+  model.timesteps * t as its time (flow.network_time). The DDPM-only fields (schedule,
+  parameterization, loss_weighting, the likelihood bound of eval.vlb) do not apply.
 
 Images are scaled to [-1, 1] at `data.image_size` (bilinear from the dataset's resolution; at the
 native resolution the data stay on their discrete grid, so the bound in bits/dim is a bound on the
@@ -12,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen.config import is_finite_number
 from jaxgen.data import transforms
-from jaxgen.models.diffusion import likelihood, losses, process, samplers, sampling, schedules
+from jaxgen.models.diffusion import flow, likelihood, losses, process, samplers, sampling, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
                                check_positive_int, check_range)
@@ -21,6 +33,9 @@ from jaxgen.train import accumulate, log, parallel, precision
 from jaxgen.train.optim import make_optimizer
 
 CONDITIONINGS = ("none", "class")
+# The flow-matching fields of the model section, for configs (and runs) written before they existed.
+FLOW_DEFAULTS = {"process": "ddpm", "flow_time": "logit_normal", "flow_time_mean": 0.0, "flow_time_std": 1.0,
+                 "flow_shift": 1.0}
 
 
 class DiffusionTask(Task):
@@ -30,11 +45,13 @@ class DiffusionTask(Task):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         m, s = config.model, config.sample
+        self.flow_config = {k: m.get(k, v) for k, v in FLOW_DEFAULTS.items()}
+        self.process = self.flow_config["process"]
         check_choice("model.conditioning", m.conditioning, self.conditionings)
         check_choice("model.parameterization", m.parameterization, process.PARAMETERIZATIONS)
         check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
         check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
-        check_choice("sample.method", s.method, sampling.METHODS)
+        self.check_process(s.method)
         check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         check_channels("model.channels", m.channels)
         check_positive_int("model.timesteps", m.timesteps)
@@ -47,7 +64,7 @@ class DiffusionTask(Task):
         check_non_negative("sample.eta", s.get("eta", 0.0))
         if "percentile" in s:
             check_range("sample.percentile", s.percentile, 0.0, 1.0, high_open=False)
-        if not 1 <= s.steps <= m.timesteps:
+        if self.process == "ddpm" and not 1 <= s.steps <= m.timesteps:
             raise TaskError(f"sample.steps must be in 1..model.timesteps={m.timesteps}, not {s.steps}.")
         if m.conditioning == "class" and dataset.num_classes is None:
             raise TaskError(f"class conditioning needs a labelled dataset; {dataset.name} has no labels.")
@@ -67,10 +84,37 @@ class DiffusionTask(Task):
         self.native = dataset.arrays["image"].shape[1] == size
         self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
         self.model = self.network()
-        self.schedule = schedules.make(m.schedule, m.timesteps)
+        # What the sampler integrates: the noise chain, or the flow's time scale and shift.
+        self.schedule = (flow.FlowSchedule(float(m.timesteps), float(self.flow_config["flow_shift"]))
+                         if self.process == "flow" else schedules.make(m.schedule, m.timesteps))
         self.tx = make_optimizer(config.optim, config.train.steps)
         self.grad_accum = accumulate.num_micro_batches(config)
         self._samplers = {}
+
+    def check_process(self, method: str) -> None:
+        """TaskError unless model.process and its fields are valid and sample.method samples that
+        process (the flow fields are checked whatever the process: a typo there is still a typo)."""
+        m, f = self.config.model, self.flow_config
+        check_choice("model.process", self.process, sampling.PROCESSES)
+        check_choice("model.flow_time", f["flow_time"], flow.TIME_DISTRIBUTIONS)
+        if not is_finite_number(f["flow_time_mean"]):
+            raise TaskError(f"model.flow_time_mean must be a finite number, not {f['flow_time_mean']!r}.")
+        for name in ("flow_time_std", "flow_shift"):
+            if not (is_finite_number(f[name]) and f[name] > 0):
+                raise TaskError(f"model.{name} must be a finite number > 0, not {f[name]!r}.")
+        other = "flow" if self.process == "ddpm" else "ddpm"
+        if method in sampling.methods(other):
+            raise TaskError(f"sample.method={method!r} samples a model.process={other!r} model; this "
+                            f"model.process={self.process!r} model samples with one of "
+                            f"{', '.join(sampling.methods(self.process))}.")
+        check_choice("sample.method", method, sampling.methods(self.process))
+        if self.process == "flow":
+            # A flow model regresses the velocity with time weighted by its time density: these
+            # DDPM settings would silently do nothing.
+            for name, default in (("parameterization", "eps"), ("loss_weighting", "simple")):
+                if m[name] != default:
+                    raise TaskError(f"model.{name}={m[name]!r} applies to model.process='ddpm' only (a flow "
+                                    f"model regresses the velocity e - x0); leave it at {default!r}.")
 
     # ---- data and network ------------------------------------------------------------------------
     def preprocess(self, images: jax.Array) -> jax.Array:
@@ -100,7 +144,9 @@ class DiffusionTask(Task):
         return self.condition(inputs.get("label"))
 
     def denoise(self, params, x, t, cond):
-        """The network as the samplers see it: (params, x [B,H,W,C], t int [B], cond) -> output."""
+        """The network as the samplers see it: (params, x [B,H,W,C], t [B], cond) -> output. t is the
+        integer timestep (ddpm) or model.timesteps times the flow time in [0, 1] (flow): the
+        Denoiser's sinusoidal time embedding takes either (see flow.py)."""
         return self.model.apply({"params": params}, x, t, cond)
 
     def condition(self, labels: jax.Array | None):
@@ -115,20 +161,19 @@ class DiffusionTask(Task):
 
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):
-        """The gradient of the diffusion loss over `inputs` {"image": int [b, h, w, C], "label": [b]
-        (class-conditional only), "key": the examples' own keys [b, 2]}: (grads, {"loss"}, None),
-        see accumulate.mean_gradients."""
+        """The gradient of the diffusion (or flow-matching) loss over `inputs` {"image": int [b, h, w, C],
+        "label": [b] (class-conditional only), "key": the examples' own keys [b, 2]}: (grads,
+        {"loss"}, None), see accumulate.mean_gradients."""
         m = self.config.model
         x0 = self.diffusion_target(inputs)
 
-        def draws(key):  # each example's own step, noise, condition drop and dropout key
+        def draws(key):  # each example's own time, noise, condition drop and dropout key
             k_t, k_noise, k_drop, k_dropout = jax.random.split(key, 4)
-            return (jax.random.randint(k_t, (), 0, self.schedule.num_steps),
-                    jax.random.normal(k_noise, x0.shape[1:]),
+            return (self.draw_time(k_t), jax.random.normal(k_noise, x0.shape[1:]),
                     jax.random.bernoulli(k_drop, m.cond_drop_prob), k_dropout)
 
-        i, noise, drop, dropout_keys = jax.vmap(draws)(inputs["key"])
-        x_t = process.q_sample(self.schedule, x0, i, noise)
+        time, noise, drop, dropout_keys = jax.vmap(draws)(inputs["key"])
+        x_t, network_time = self.noised(x0, time, noise)
         cond = self.train_condition(inputs)
         if cond is not None:
             cond = drop_condition(cond, drop, self.num_classes)
@@ -138,13 +183,34 @@ class DiffusionTask(Task):
                 c = None if c is None else jax.tree.map(lambda v: v[None], c)
                 return self.model.apply({"params": params}, x[None], t[None], c, train=True,
                                         rngs={"dropout": k})[0]
-            out = jax.vmap(one)(x_t, self.schedule.timesteps[i], cond, dropout_keys)
-            per_example = losses.per_example_loss(out, m.parameterization, self.schedule, x0, i, noise,
-                                                  m.loss_weighting, m.min_snr_gamma)
-            return jnp.mean(per_example)
+            out = jax.vmap(one)(x_t, network_time, cond, dropout_keys)
+            return jnp.mean(self.per_example_loss(out, x0, time, noise))
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         return grads, {"loss": loss}, None
+
+    def draw_time(self, key: jax.Array) -> jax.Array:
+        """One example's training time: a schedule index, int (ddpm), or t in [0, 1], float (flow)."""
+        if self.process == "flow":
+            f = self.flow_config
+            return flow.sample_time(key, (), f["flow_time"], f["flow_time_mean"], f["flow_time_std"],
+                                    self.schedule.shift)
+        return jax.random.randint(key, (), 0, self.schedule.num_steps)
+
+    def noised(self, x0: jax.Array, time: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(x_t [B, H, W, C], the network's time input [B]) for data x0 and noise [B, H, W, C] at the
+        draw_time times [B]."""
+        if self.process == "flow":
+            return flow.interpolate(x0, noise, time), flow.network_time(self.schedule, time)
+        return process.q_sample(self.schedule, x0, time, noise), self.schedule.timesteps[time]
+
+    def per_example_loss(self, out: jax.Array, x0: jax.Array, time: jax.Array, noise: jax.Array) -> jax.Array:
+        """The loss [B] of the network's output [B, H, W, C] for x_t made by `noised`."""
+        if self.process == "flow":
+            return flow.per_example_loss(out, x0, noise)
+        m = self.config.model
+        return losses.per_example_loss(out, m.parameterization, self.schedule, x0, time, noise,
+                                       m.loss_weighting, m.min_snr_gamma)
 
     def train_step(self, state, batch):
         state, metrics, grads = self.gradient_step(state, batch)  # image (+ label, + text, ...)
@@ -203,13 +269,14 @@ class DiffusionTask(Task):
 
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(self, state):
-        """The likelihood bound on the test split (at the native resolution), and, with a classifier
+        """The likelihood bound on the test split (at the native resolution, DDPM only: the bound is
+        that of the discrete chain, which a flow model does not have), and, with a classifier
         (eval.classifier_workdir), the Frechet distance, class coverage and (class-conditional)
         accuracy of samples, and the saturation of samples next to real images."""
         e = self.config.eval
         params = self.eval_params(state)
         results = {}
-        if e.vlb and self.native:
+        if e.vlb and self.native and self.process == "ddpm":
             results.update(self.likelihood_bound(params))
         if e.get("classifier_workdir"):
             from jaxgen.eval.features import ClassifierJudge
@@ -222,6 +289,8 @@ class DiffusionTask(Task):
         """The bound L(t0) on -log p(x) of the test split (likelihood.py), in nats/image and bits/dim,
         per reverse variance: for the full chain (t0 = 0) and for the t0 that minimises the bound on
         eval.vlb_select_examples training images (a hyper-parameter of the model, chosen on train)."""
+        if self.process != "ddpm":
+            raise TaskError("the likelihood bound is that of the DDPM chain; a model.process='flow' model has none.")
         e = self.config.eval
         train = self.dataset.arrays["image"][:e.get("vlb_select_examples", 360)]  # runs saved before it existed
         test = self.eval_dataset().arrays["image"]
@@ -282,15 +351,20 @@ class DiffusionTask(Task):
 
     def figures(self, state):
         """Samples (one row per class when class-conditional) and the forward process of test images
-        at ten noise levels."""
+        at ten noise levels (ten times from 0 to 1 on a flow model's straight path)."""
         params = self.eval_params(state)
         rows = self.num_classes or 8
         images, _ = self.generate(params, jax.random.PRNGKey(self.config.seed + 4), rows * 10,
                                   labels=np.repeat(np.arange(rows), 10) if self.num_classes else None)
         x0 = self.preprocess(self.eval_dataset().arrays["image"][:8])
-        ts = np.linspace(0, self.schedule.num_steps - 1, 10).astype(np.int32)
-        noised = [process.q_sample(self.schedule, x0, jnp.full((8,), t), jax.random.normal(
-            jax.random.PRNGKey(t), x0.shape)) for t in ts]
+        if self.process == "flow":
+            ts = np.linspace(0.0, 1.0, 10)
+            noised = [flow.interpolate(x0, jax.random.normal(jax.random.PRNGKey(k), x0.shape), jnp.full((8,), t))
+                      for k, t in enumerate(ts)]
+        else:
+            ts = np.linspace(0, self.schedule.num_steps - 1, 10).astype(np.int32)
+            noised = [process.q_sample(self.schedule, x0, jnp.full((8,), t), jax.random.normal(
+                jax.random.PRNGKey(t), x0.shape)) for t in ts]
         noised = np.clip((np.stack(noised, 1) + 1.0) / 2.0, 0.0, 1.0).reshape(-1, *self.image_shape)
         return {"samples": log.make_grid(images, columns=10),
                 "forward_process": log.make_grid(noised, columns=10)}

@@ -8,9 +8,12 @@
              static and dynamic thresholding. They take any `denoise(params, x, t, cond)`.
 - solvers:   few-step ODE solvers for the same networks: DPM-Solver++(2M), EDM's Euler and Heun
              on Karras sigmas.
+- flow:      flow matching / rectified flow on the straight path x_t = (1 - t) x_0 + t e: the
+             velocity loss, logit-normal times, the resolution shift, Euler and Heun samplers.
 - sampling:  the one entry point: `sample(denoise, params, schedule, steps, ...)` with any method of
-             samplers or solvers (`sample.method` in the configs).
+             samplers, solvers or flow (`sample.method` in the configs).
 - likelihood: the variational bound in bits/dim for discrete data.
 - network:   the Linen denoiser (U-Net plus class / text conditioning with a null condition).
 """
-from jaxgen.models.diffusion import likelihood, losses, process, samplers, sampling, schedules, solvers  # noqa: F401
+from jaxgen.models.diffusion import (flow, likelihood, losses, process, samplers, sampling, schedules,  # noqa: F401
+                                     solvers)

@@ -48,7 +48,8 @@ def drop_condition(cond: dict[str, jax.Array], drop: jax.Array, num_classes: int
 
 
 class Denoiser(nn.Module):
-    """x [B,H,W,C], t int [B], cond (see module docstring) -> output [B,H,W,C] (eps, x0 or v).
+    """x [B,H,W,C], t [B] (the int timestep, or model.timesteps * t for a flow model), cond (see
+    module docstring) -> output [B,H,W,C] (eps, x0 or v; the velocity for a flow model).
 
     dtype: the U-Net's activation dtype (None: float32; bfloat16 for mixed precision). Params stay
     float32, the time / condition embeddings are computed in float32, and the output is float32,
