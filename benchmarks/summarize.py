@@ -7,7 +7,7 @@ benchmarks/README.md links to results/summary.md instead of transcribing numbers
 quotes is recomputed from the rows of the run that produced it (results/kernels.json,
 results/sampling.json, and where committed the extra sampling runs in OPTIONAL): geometric means over
 the shapes of a group, per-shape ranges, percent of the measured fp32 ceiling, sampling throughput
-ratios, memory and compile times. tests/test_benchmark_summary.py fails when summary.md differs from
+ratios, memory and compile times. tests/benchmarks/test_summary.py fails when summary.md differs from
 what this script makes of the committed JSON, so a re-run benchmark with a stale table fails CI.
 
 Ratios are speed-ups: time of the other implementation over time of the jaxgen one (> 1: jaxgen
@@ -252,7 +252,7 @@ def summarize(results: Path = RESULTS) -> tuple[dict, str]:
     missing = [(n, cmd) for n, (path, cmd) in OPTIONAL.items() if n not in extra]
     md = ["# Benchmark summary (generated)", "",
           "Written by `python -m benchmarks.summarize` from the committed JSON in benchmarks/results; do not "
-          "edit by hand (tests/test_benchmark_summary.py fails when this file is stale). Ratios > 1: jaxgen "
+          "edit by hand (tests/benchmarks/test_summary.py fails when this file is stale). Ratios > 1: jaxgen "
           "faster.", "", *k_md, "", *s_md]
     if missing:
         md += ["", "## Runs not committed", "",
