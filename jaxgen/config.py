@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import os
+import re
 from typing import Any, Sequence
 
 import ml_collections
@@ -28,6 +29,17 @@ TRAIN_DEFAULTS = {
 # Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
 EVAL_DEFAULTS = {
     "use_ema": True,  # sample and evaluate with the EMA of the weights when the run keeps one
+}
+# The `lora` section every config has (added when a config leaves it out): LoRA fine-tuning
+# (jaxgen.nn.lora) of a trained model, off at rank 0. With rank r > 0 the run trains only low-rank
+# adapters of the kernels `targets` selects, at scale alpha / r, on top of the frozen params of
+# `init_from` (a trained run folder, whose sampling params, its EMA when it keeps one, become the
+# base; or a pretrained model's folder or name).
+LORA_DEFAULTS = {
+    "rank": 0,           # 0 = off (train every param, as without the section)
+    "alpha": 4.0,        # the update is (alpha / rank) A B: keep alpha when changing rank (LoRA sec. 4.1)
+    "targets": "dense",  # preset names (dense, attention, conv, embedding; comma-separated) or a path regex
+    "init_from": "",     # the run folder or pretrained model whose params are the frozen base
 }
 
 
@@ -95,12 +107,21 @@ def _takes_an_argument(fn) -> bool:
 
 
 def fill_defaults(config: ml_collections.ConfigDict) -> None:
-    """Adds the engine fields (TRAIN_DEFAULTS, EVAL_DEFAULTS) that `config` leaves out, in place."""
-    for section, defaults in (("train", TRAIN_DEFAULTS), ("eval", EVAL_DEFAULTS)):
+    """Adds the engine fields (TRAIN_DEFAULTS, EVAL_DEFAULTS, and the whole LORA_DEFAULTS section)
+    that `config` leaves out, in place."""
+    if "lora" not in config:
+        config.lora = ml_collections.ConfigDict()
+    for section, defaults in (("train", TRAIN_DEFAULTS), ("eval", EVAL_DEFAULTS), ("lora", LORA_DEFAULTS)):
         if section in config:
             for key, value in defaults.items():
                 if key not in config[section]:
                     config[section][key] = value
+
+
+def lora_enabled(config: ml_collections.ConfigDict) -> bool:
+    """Whether `config` fine-tunes LoRA adapters (lora.rank > 0) instead of training every param."""
+    section = config.get("lora")
+    return section is not None and section.get("rank", 0) > 0
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
@@ -216,12 +237,38 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         value = o.get(field, 0.0)
         _require(value is None or (is_finite_number(value) and 0.0 <= value < 1.0),
                  f"optim.{field} must be in [0, 1), not {value!r}.")
+    _validate_lora(config.get("lora"))
     e = config.get("eval")
     if isinstance(e, ml_collections.ConfigDict):
         for field in ("batch_size", "num_fd_samples"):
             if field in e:
                 _require(is_int(e[field]) and e[field] > 0,
                          f"eval.{field} must be a positive integer, not {e[field]!r}.")
+
+
+def _validate_lora(lora: Any) -> None:
+    """Checks the `lora` section (absent in configs written before it existed: LoRA off)."""
+    if lora is None:
+        return
+    _require(isinstance(lora, ml_collections.ConfigDict), f"lora must be a section (rank, alpha, targets, "
+                                                          f"init_from), not {lora!r}.")
+    rank = lora.get("rank", 0)
+    _require(is_int(rank) and rank >= 0, f"lora.rank must be an integer >= 0 (0 = off), not {rank!r}.")
+    alpha = lora.get("alpha", LORA_DEFAULTS["alpha"])
+    _require(is_finite_number(alpha) and alpha > 0, f"lora.alpha must be a positive number, not {alpha!r}.")
+    targets = lora.get("targets", LORA_DEFAULTS["targets"])
+    _require(isinstance(targets, str) and targets.strip(),
+             f"lora.targets must be preset names (dense, attention, conv, embedding) or a regular expression "
+             f"over param paths, not {targets!r}.")
+    try:
+        re.compile(targets)
+    except re.error as e:
+        raise ConfigError(f"lora.targets {targets!r} is not a valid regular expression ({e}).") from None
+    init_from = lora.get("init_from", "")
+    _require(isinstance(init_from, str), f"lora.init_from must be a folder path or model name, not {init_from!r}.")
+    _require(rank == 0 or init_from.strip(),
+             f"lora.rank={rank} needs lora.init_from: the trained run folder (or pretrained model) whose params "
+             f"LoRA adapts.")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -11,11 +11,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen.config import is_finite_number, is_int
+from jaxgen.config import is_finite_number, is_int, lora_enabled
 from jaxgen.data.pipeline import Dataset, load
+from jaxgen.nn import lora
 from jaxgen.train import accumulate, parallel
 from jaxgen.train import state as state_lib
-from jaxgen.train.state import TrainState
+from jaxgen.train.state import LoraState, TrainState
 
 PyTree = Any
 
@@ -60,6 +61,10 @@ class Task:
 
     #: the dataset features the train step reads (everything else, e.g. caption strings, stays on host)
     batch_keys: tuple[str, ...] = ("image",)
+    #: whether the task can fine-tune LoRA adapters (config lora.rank > 0): true for a task whose state
+    #: comes from `new_state` and whose train_step updates it through `gradient_step`; a task that
+    #: updates its params its own way (CLIP's step, a GAN's two optimizers) sets it False.
+    supports_lora: bool = True
 
     def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
         self.config = config
@@ -73,8 +78,24 @@ class Task:
 
     def new_state(self, params: PyTree, rng: jax.Array) -> TrainState:
         """The state at step 0 of a single-optimizer task: `params`, the optimizer state of `self.tx`,
-        the step rng, and an EMA copy of the params when train.ema_decay > 0."""
-        return state_lib.create(params, self.tx, rng, ema=self.config.train.ema_decay > 0)
+        the step rng, and an EMA copy of the params when train.ema_decay > 0.
+
+        With LoRA on (lora.rank > 0) a LoraState instead: `params` become its frozen base_params, and
+        the optimizer state and EMA cover only the fresh adapters of the kernels lora.targets selects
+        (B = 0: the adapted model is the base). The training loop swaps in lora.init_from's params
+        for this base before the first step; only their shapes matter here."""
+        ema = self.config.train.ema_decay > 0
+        if not lora_enabled(self.config):
+            return state_lib.create(params, self.tx, rng, ema=ema)
+        cfg = self.config.lora
+        # A stream of its own, so the step keys (fold_in(rng, step)) are those of a full fine-tune.
+        adapters = lora.init_adapters(params, jax.random.fold_in(rng, 0x10BA), cfg.rank, cfg.targets)
+        return state_lib.create_lora(params, adapters, self.tx, rng, ema=ema)
+
+    @property
+    def lora_scale(self) -> float:
+        """alpha / rank of the config's LoRA adapters (see jaxgen.nn.lora.scale)."""
+        return lora.scale(self.config.lora.alpha, self.config.lora.rank)
 
     def gradient_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict, PyTree]:
         """The step every single-optimizer task shares: `self.loss_and_grads(params, inputs)` over the
@@ -82,10 +103,17 @@ class Task:
         rng, so a device split draws the same noise), averaged over train.grad_accum micro-batches and
         over devices, then one update of `self.tx` with the EMA at train.ema_decay. Returns (the new
         state, this device's metrics, the averaged gradients): train_step adds what it derives from
-        them and averages the metrics over devices."""
+        them and averages the metrics over devices.
+
+        For a LoraState the loss sees the merged params W + s A B of its frozen base, and the
+        gradients, optimizer update and EMA are those of the adapters alone (jaxgen.nn.lora.
+        adapter_grad_fn); the base passes through the step untouched."""
         inputs = {k: batch[k] for k in self.batch_keys}
         inputs["key"] = parallel.example_keys(state_lib.step_rng(state), batch[self.batch_keys[0]].shape[0])
-        grads, metrics, _ = accumulate.mean_gradients(self.loss_and_grads, state.params, inputs, self.grad_accum)
+        grad_fn = self.loss_and_grads
+        if isinstance(state, LoraState):
+            grad_fn = lora.adapter_grad_fn(grad_fn, state.base_params, self.lora_scale)
+        grads, metrics, _ = accumulate.mean_gradients(grad_fn, state.params, inputs, self.grad_accum)
         grads = parallel.pmean(grads)
         return state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay), metrics, grads
 
@@ -123,8 +151,13 @@ class Task:
     def eval_params(self, state: TrainState) -> PyTree:
         """The params to sample and evaluate with: the EMA when the run keeps one, unless
         eval.use_ema is False (the EMA has no warm-up: after t steps at decay d it still holds d**t of
-        the initial weights, 45% at d = 0.999 and t = 800, so a short run evaluates its raw params)."""
-        return state.ema_params if self.uses_ema(state) else state.params
+        the initial weights, 45% at d = 0.999 and t = 800, so a short run evaluates its raw params).
+        A LoRA run's adapters come merged into its frozen base: a plain params tree, as the model's
+        apply expects."""
+        params = state.ema_params if self.uses_ema(state) else state.params
+        if isinstance(state, LoraState):
+            return lora.merge(state.base_params, params, self.lora_scale)
+        return params
 
     def uses_ema(self, state: TrainState) -> bool:
         """Whether eval_params gives the EMA (a run with one, eval.use_ema not False)."""

@@ -38,6 +38,7 @@ TOKENIZER_FILE = "tokenizer.json"
 
 class CLIPTask(Task):
     batch_keys = ("image", "tokens")
+    supports_lora = False  # its step (embeddings all-gathered across devices) is its own, not gradient_step
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

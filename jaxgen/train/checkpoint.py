@@ -28,8 +28,12 @@ PyTree = Any
 # Config sections whose change makes a checkpoint's arrays mean something else (the model), or makes
 # a resumed run another run (its data): a resume must match them field by field. train.* may change
 # (e.g. more steps extend a run), and so may where the data is cached.
-IDENTITY_KEYS = ("task", "model", "data")
-IDENTITY_IGNORED = ("data.data_dir",)
+# LoRA settings change what the arrays are (adapters of which kernels, at which rank); where the
+# base came from does not, once the checkpoint holds it.
+IDENTITY_KEYS = ("task", "model", "data", "lora")
+IDENTITY_IGNORED = ("data.data_dir", "lora.init_from")
+# Sections added after runs were saved: a saved config without one was written with these values.
+SECTION_DEFAULTS = {"lora": config_lib.LORA_DEFAULTS}
 MANIFEST = "jaxgen_manifest.json"
 TMP_MARK = ".orbax-checkpoint-tmp"
 # What every Orbax step directory of ours holds (JSON files), checked when there is no manifest.
@@ -252,23 +256,20 @@ class Checkpointer:
 
     def check_compatible(self, config: ml_collections.ConfigDict, step: int | None = None) -> None:
         """Raises CheckpointError, naming the first field that differs, when the checkpoint was
-        written by another task, model or data (IDENTITY_KEYS; IDENTITY_IGNORED may differ)."""
+        written by another task, model, data or LoRA setting (IDENTITY_KEYS; IDENTITY_IGNORED may differ)."""
         saved = self.saved_config(step)
         current = _normalise(config.to_dict())
         if saved.get("task") != current.get("task"):
             raise CheckpointError(
                 f"the checkpoint in {self.directory} was written with task = {json.dumps(saved.get('task'))}, but "
                 f"this run's task is {json.dumps(current.get('task'))}; use another --workdir or the same config.")
-        for key in IDENTITY_KEYS[1:]:
-            a, b = _flatten(saved.get(key), key), _flatten(current.get(key), key)
-            for field in sorted(set(a) | set(b)):
-                if field not in IDENTITY_IGNORED and a.get(field, _ABSENT) != b.get(field, _ABSENT):
-                    raise CheckpointError(
-                        f"the checkpoint in {self.directory} was written with {field} = "
-                        f"{_show(a.get(field, _ABSENT))}, but this run's {field} is "
-                        f"{_show(b.get(field, _ABSENT))}; a run resumes with the data.* and "
-                        f"model.* settings it was started with (train.* may change): use another --workdir or "
-                        f"the saved settings.")
+        diff = first_difference(saved, current, IDENTITY_KEYS[1:])
+        if diff:
+            field, was, now = diff
+            raise CheckpointError(
+                f"the checkpoint in {self.directory} was written with {field} = {was}, but this run's {field} is "
+                f"{now}; a run resumes with the data.*, model.* and lora.* settings it was started with (train.* "
+                f"may change): use another --workdir or the saved settings.")
 
     def restore(self, target: PyTree, step: int | None = None) -> PyTree:
         """Restores the state at `step` (default: newest complete) into `target`'s structure.
@@ -293,6 +294,39 @@ class Checkpointer:
             self.manager.wait_until_finished()
             self._seal()
             self.manager.close()
+
+
+def _section(config: dict, key: str) -> Any:
+    """config[key], with the SECTION_DEFAULTS of a section the config predates."""
+    value = config.get(key)
+    if key in SECTION_DEFAULTS and (value is None or isinstance(value, dict)):
+        return _normalise({**SECTION_DEFAULTS[key], **(value or {})})
+    return value
+
+
+def first_difference(saved: dict, current: dict, keys) -> tuple[str, str, str] | None:
+    """(field, saved value, current value), both as JSON, of the first field of the sections `keys`
+    where two normalised configs differ (IDENTITY_IGNORED fields aside), or None."""
+    for key in keys:
+        a, b = _flatten(_section(saved, key), key), _flatten(_section(current, key), key)
+        for field in sorted(set(a) | set(b)):
+            if field not in IDENTITY_IGNORED and a.get(field, _ABSENT) != b.get(field, _ABSENT):
+                return field, _show(a.get(field, _ABSENT)), _show(b.get(field, _ABSENT))
+    return None
+
+
+def check_same_model(base_config: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+                     source: str) -> None:
+    """CheckpointError unless the LoRA base `source` (with config `base_config`) is a model of this
+    run's task and model.* settings: adapters fit only the network they were made for."""
+    base, current = _normalise(base_config.to_dict()), _normalise(config.to_dict())
+    diff = (("task", json.dumps(base.get("task")), json.dumps(current.get("task")))
+            if base.get("task") != current.get("task") else first_difference(base, current, ("model",)))
+    if diff:
+        field, was, now = diff
+        raise CheckpointError(f"lora.init_from {source} was trained with {field} = {was}, but this run's {field} is "
+                              f"{now}; LoRA adapts a base of this run's model, so give the base run's config (and "
+                              f"its argument, e.g. :8x8).")
 
 
 def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyTree:

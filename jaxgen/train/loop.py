@@ -19,9 +19,11 @@ import numpy as np
 
 from jaxgen import config as config_lib
 from jaxgen import data, tasks
+from jaxgen.nn import lora
 from jaxgen.train import log, mfu, parallel
-from jaxgen.train.checkpoint import (Checkpointer, WorkdirError, abstract_state, barrier, nearest_existing,
-                                     read_config_file)
+from jaxgen.train.checkpoint import (CheckpointError, Checkpointer, WorkdirError, abstract_state, barrier,
+                                     check_same_model, nearest_existing, read_config_file)
+from jaxgen.train.state import LoraState
 
 PyTree = Any
 
@@ -154,6 +156,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     # The restore target is abstract (shapes and the current mesh's sharding): no init compute, and
     # the saved arrays land on this run's devices whatever layout wrote them.
     target = abstract_state(init.out_info, step_fn.replicated)
+    lora_on = config_lib.lora_enabled(config)
+    if lora_on:
+        check_lora_support(task, config, init.out_info)
 
     # ---- state: resume from the newest complete checkpoint (read only: a checkpoint of another
     # model or data, or one that cannot be restored, stops the run with nothing written), or init --
@@ -165,9 +170,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
             state = reader.restore(target, start)
     finally:
         reader.close()
+    base_info = None  # a LoRA run's {"init_from", "step", "fingerprint"} of its base (process 0)
     if start is None:
         # One compiled call (eager Flax init would compile every initializer separately).
         state = init.lower().compile()(rng)
+        if lora_on:  # the frozen base comes from lora.init_from (a resumed run's from its checkpoint)
+            base, base_info = load_lora_base(config, like=state.base_params)
+            state = state.replace(base_params=base)
+    elif lora_on and main:
+        base_info = resumed_lora_base_info(workdir, config, state.base_params)
+    if lora_on:
+        say(describe_lora(config, state, base_info))
     state = step_fn.put_state(state)
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     # The step compiled for the first batch, still before any write: a config whose step cannot be
@@ -235,6 +248,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
                 if save_now:
                     ckpt.save(step, _checkpointable(step_fn, state), config)
                     last_saved = step
+                    if lora_on and main:
+                        _save_adapters(task, step_fn, state, config, workdir, step, base_info)
                 if stopped_by:
                     break
         finally:
@@ -254,6 +269,91 @@ def _checkpointable(step_fn, state) -> PyTree:
     the global arrays, which Orbax writes from the primary host."""
     state = step_fn.host_state(state)
     return parallel.to_local(state) if jax.process_count() == 1 else state
+
+
+# ---- LoRA: the frozen base of a fine-tune and its adapters on their own -----------------------------
+
+ADAPTERS_DIR = "adapters"  # <workdir>/adapters: the newest checkpoint's adapters (jaxgen.nn.lora.save)
+
+
+def check_lora_support(task, config: ml_collections.ConfigDict, state_shapes: PyTree) -> None:
+    """TaskError unless the task fine-tunes LoRA adapters (Task.supports_lora, and its init builds a
+    LoraState through Task.new_state)."""
+    if not (task.supports_lora and isinstance(state_shapes, LoraState)):
+        raise tasks.TaskError(f"task {config.task} cannot fine-tune LoRA adapters (lora.rank={config.lora.rank}): "
+                              f"its train step updates its params its own way; set lora.rank=0.")
+
+
+def load_lora_base(config: ml_collections.ConfigDict, like: PyTree) -> tuple[PyTree, dict]:
+    """The frozen base of a LoRA run and where it came from: (params, {"init_from", "step",
+    "fingerprint"}). The params are those lora.init_from samples with (Task.eval_params: its EMA when
+    it keeps one; a LoRA run's merged adapters), from a trained run folder or a pretrained model
+    (folder or shipped name). One sentence (CheckpointError) unless it is a model of this run's task
+    and model.* settings with the shapes of `like`."""
+    from jaxgen.train import pretrained
+
+    source = config.lora.init_from
+    if os.path.isfile(os.path.join(source, "config.json")) or os.path.isdir(os.path.join(source, "checkpoints")):
+        base_config, base_task, state = restore_for_eval(source)
+        params, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
+    else:
+        try:
+            where = pretrained.resolve(source)
+        except CheckpointError:
+            raise CheckpointError(f"lora.init_from {source!r} is neither a trained run folder (config.json, "
+                                  f"checkpoints/) nor a pretrained model (shipped: "
+                                  f"{', '.join(pretrained.available()) or 'none'}).") from None
+        base_config, _, params = pretrained.load(where)
+        with open(os.path.join(where, pretrained.META_FILE)) as f:
+            step = json.load(f).get("step")
+    check_same_model(base_config, config, source)
+    want, got = lora.leaves_by_path(like), lora.leaves_by_path(params)
+    for path in sorted(set(want) | set(got)):
+        theirs, ours = _leaf_type(got.get(path)), _leaf_type(want.get(path))
+        if theirs != ours:
+            raise CheckpointError(f"lora.init_from {source} does not fit this run's model: its {path} is {theirs}, "
+                                  f"this run's is {ours}.")
+    return params, {"init_from": where, "step": step, "fingerprint": lora.fingerprint(params)}
+
+
+def _leaf_type(x) -> str:
+    return "missing" if x is None else f"{x.dtype}{list(x.shape)}"
+
+
+def resumed_lora_base_info(workdir: str, config: ml_collections.ConfigDict, base: PyTree) -> dict:
+    """The {"init_from", "step", "fingerprint"} of a resumed LoRA run's restored base: as its saved
+    adapters recorded it when that base is the same (by fingerprint), else what is known now."""
+    fingerprint = lora.fingerprint(base)
+    try:
+        with open(os.path.join(workdir, ADAPTERS_DIR, lora.META_FILE)) as f:
+            saved = json.load(f).get("base") or {}
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("fingerprint") == fingerprint:
+        return saved
+    return {"init_from": config.lora.init_from, "step": None, "fingerprint": fingerprint}
+
+
+def describe_lora(config: ml_collections.ConfigDict, state: LoraState, base_info: dict | None) -> str:
+    """One line: the rank, the adapted kernels, trainable params against the model's, the base."""
+    trained, total = lora.num_params(state.params), sum(int(x.size) for x in jax.tree.leaves(state.base_params))
+    line = (f"LoRA rank {config.lora.rank} (alpha {config.lora.alpha:g}) on {len(lora.pairs(state.params))} kernels "
+            f"({config.lora.targets}): {trained:,} trainable params, {100 * trained / total:.2f} % of the model's "
+            f"{total:,}")
+    if base_info:
+        step = f" step {base_info['step']}" if base_info.get("step") is not None else ""
+        line += f"; frozen base {base_info['init_from']}{step} ({base_info['fingerprint'][:12]})"
+    return line
+
+
+def _save_adapters(task, step_fn, state, config, workdir: str, step: int, base_info: dict) -> None:
+    """Writes the adapters the run samples with (their EMA when it keeps one) to <workdir>/adapters."""
+    local = parallel.to_local(step_fn.host_state(state))
+    ema = task.uses_ema(local)
+    lora.save(os.path.join(workdir, ADAPTERS_DIR), local.ema_params if ema else local.params,
+              config.lora.alpha, config.lora.targets,
+              {"step": step, "ema": ema, "task": config.task, "config_name": config.get("name", ""),
+               "base": base_info})
 
 
 def compile_step(step_fn, state, batch, config, say) -> tuple[float | None, float | None, int]:

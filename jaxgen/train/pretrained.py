@@ -74,7 +74,12 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
     try:
         with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
             f.write(blob)
-        loop.save_json(os.path.join(tmp, CONFIG_FILE), config.to_dict())
+        saved = config.to_dict()
+        if saved.get("lora", {}).get("rank", 0):
+            # A LoRA run exports its merged params: a plain model of the base's config, no adapters.
+            info["lora"] = dict(saved["lora"])
+            saved["lora"] = {**saved["lora"], "rank": 0, "init_from": ""}
+        loop.save_json(os.path.join(tmp, CONFIG_FILE), saved)
         loop.save_json(os.path.join(tmp, META_FILE), info)
         if os.path.isdir(out):
             shutil.rmtree(out)

@@ -4,6 +4,7 @@ A step is a pure function `step(state, batch) -> (state, metrics)`. Its randomne
 `jax.random.fold_in(state.rng, state.step)`, so the same state and batch always give the same result,
 and a run resumed from a checkpoint replays the uninterrupted one bit for bit.
 """
+import dataclasses
 from typing import Any
 
 import flax
@@ -28,12 +29,29 @@ class TrainState:
     ema_params: PyTree = None
 
 
+@flax.struct.dataclass
+class LoraState(TrainState):
+    """The state of a LoRA fine-tune (jaxgen.nn.lora): `params`, `opt_state` and `ema_params` hold
+    only the low-rank adapters; base_params is the frozen base they adapt, stored once (no optimizer
+    state, no EMA, never updated). A subclass rather than a field of TrainState, so the checkpoints
+    of every other run keep their tree structure and restore as before."""
+
+    base_params: PyTree = None
+
+
 def create(params: PyTree, tx: optax.GradientTransformation, rng: jax.Array,
            ema: bool = False) -> TrainState:
     """A fresh state at step 0 for one optimizer over all params."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=rng, ema_params=jax.tree.map(jnp.copy, params) if ema else None)
     # A copy, not the same buffers: the step donates its state, and one buffer cannot be donated twice.
+
+
+def create_lora(base: PyTree, adapters: PyTree, tx: optax.GradientTransformation, rng: jax.Array,
+                ema: bool = False) -> LoraState:
+    """A fresh LoRA state at step 0: the optimizer (and the EMA) over `adapters` only, `base` frozen."""
+    state = create(adapters, tx, rng, ema)
+    return LoraState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, base_params=base)
 
 
 def step_rng(state: TrainState) -> jax.Array:
