@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     elif overrides and args.command != "train":
         return _fail(f"--config.* overrides only apply to `jaxgen train`, `sample` and `eval`, not `{args.command}`.")
     if args.command == "configs":
-        # Answered without importing JAX (which takes seconds): the names are the files of
-        # experiments/configs, and jaxgen.config reads them with os.listdir.
+        # Answered without importing JAX (which takes seconds): the names are the modules of
+        # jaxgen.configs, and jaxgen.config lists them without importing them.
         from jaxgen import config as config_lib
 
         print("\n".join(config_lib.available()))

@@ -1,9 +1,9 @@
-"""Configs: `experiments/configs/<family>_<dataset>.py` files with `get_config()` -> ConfigDict.
+"""Configs: `jaxgen/configs/<family>_<dataset>.py` modules with `get_config()` -> ConfigDict.
 
-`load(spec, overrides)` takes a config name (`vae_digits`), a path to such a file, optionally with
-an argument after a colon (`vae_digits:quick`, passed to `get_config`), and `--config.a.b=value`
-overrides typed like the field they replace. `validate` checks the fields every run needs; tasks
-check their own.
+`load(spec, overrides)` takes a config name (`vae_digits`, a module of jaxgen.configs) or a path to
+a config file, optionally with an argument after a colon (`vae_digits:quick`, passed to
+`get_config`), and `--config.a.b=value` overrides typed like the field they replace. `validate`
+checks the fields every run needs; tasks check their own.
 """
 import ast
 import importlib
@@ -12,10 +12,13 @@ import inspect
 import json
 import math
 import os
+import pkgutil
 import re
 from typing import Any, Sequence
 
 import ml_collections
+
+import jaxgen.configs
 
 PARALLEL_MODES = ("shard_map", "pmap")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -47,12 +50,14 @@ class ConfigError(ValueError):
     """A config that cannot run: unknown name, unknown field, or a bad value."""
 
 
-def available() -> list[str]:
-    """Names of the configs that ship in experiments/configs."""
-    import experiments.configs as pkg
+# Modules of jaxgen.configs that are not configs: the helpers the configs share.
+_CONFIG_HELPERS = ("common",)
 
-    folder = os.path.dirname(pkg.__file__)
-    return sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+
+def available() -> list[str]:
+    """Names of the configs that ship in jaxgen.configs."""
+    return sorted(m.name for m in pkgutil.iter_modules(jaxgen.configs.__path__)
+                  if not m.ispkg and not m.name.startswith("_") and m.name not in _CONFIG_HELPERS)
 
 
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -71,7 +76,7 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     else:
         if name not in available():
             raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
-        module = importlib.import_module(f"experiments.configs.{name}")
+        module = importlib.import_module(f"jaxgen.configs.{name}")
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(f"config {name} has no get_config() function; a config file defines "

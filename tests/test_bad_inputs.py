@@ -68,7 +68,7 @@ def _build(path):
     (path / "import_error.py").write_text("import jaxgen_no_such_module\n")
     (path / "no_get_config.py").write_text("CONFIG = {}\n")
     (path / "not_a_dict.py").write_text("def get_config(arg=''):\n    return [1, 2]\n")
-    (path / "no_argument.py").write_text("from experiments.configs.vae_digits import get_config as _g\n\n\n"
+    (path / "no_argument.py").write_text("from jaxgen.configs.vae_digits import get_config as _g\n\n\n"
                                          "def get_config():\n    return _g('quick')\n")
 
 

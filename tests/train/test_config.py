@@ -1,13 +1,19 @@
-"""Config loading, typed overrides and validation errors."""
+"""Config loading, the shipped configs' variants, typed overrides and validation errors."""
+import subprocess
+import sys
+
+import ml_collections
 import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.config import ConfigError
+from jaxgen.configs import common
 
 
 def test_every_shipped_config_loads_and_validates():
     names = config_lib.available()
     assert {"vae_digits", "classifier_digits"} <= set(names)
+    assert "common" not in names  # jaxgen/configs/common.py: the helpers, not a config
     for name in names:
         for arg in ("", "demo", "quick"):
             config = config_lib.load(f"{name}:{arg}" if arg else name)
@@ -73,7 +79,7 @@ def test_unknown_config_lists_the_known_ones():
 
 def test_config_file_path(tmp_path):
     path = tmp_path / "mine.py"
-    path.write_text("from experiments.configs.vae_digits import get_config\n")
+    path.write_text("from jaxgen.configs.vae_digits import get_config\n")
     assert config_lib.load(str(path)).name == "mine"
     with pytest.raises(ConfigError, match="does not exist"):
         config_lib.load(str(tmp_path / "missing.py"))
@@ -110,7 +116,7 @@ def test_eval_use_ema_picks_the_params_and_reaches_runs_saved_without_it(tmp_pat
     ("CONFIG = 1\n", "{}", "has no get_config"),
     ("def get_config(arg=''):\n    return {'task': 'vae'}\n", "{}",
      "returned dict .* not an ml_collections.ConfigDict"),
-    ("from experiments.configs.vae_digits import get_config as g\n\ndef get_config():\n    return g()\n",
+    ("from jaxgen.configs.vae_digits import get_config as g\n\ndef get_config():\n    return g()\n",
      "{}:quick", "takes no argument"),
     ("def get_config(arg=''):\n    raise ValueError(f'mine takes nothing, not {arg!r}.')\n", "{}:x",
      "^mine takes nothing, not 'x'.$"),
@@ -122,10 +128,64 @@ def test_a_config_file_that_cannot_load_is_one_sentence(tmp_path, source, spec, 
         config_lib.load(spec.format(path))
 
 
-def test_a_shipped_config_refuses_an_unknown_argument():
+def test_a_shipped_config_refuses_an_unknown_argument_in_one_sentence_naming_itself():
     for name in config_lib.available():
-        with pytest.raises(ConfigError, match="bogus"):
-            config_lib.load(f"{name}:bogus")
+        for arg in ("bogus", "bogus_flow"):
+            with pytest.raises(ConfigError, match=rf"^{name} takes '', .*'quick'.*, not '{arg}'\.$"):
+                config_lib.load(f"{name}:{arg}")
+
+
+def _note(word):
+    """An update that appends `word` to the toy config's log."""
+    def update(config):
+        config.log += (word,)
+    return update
+
+
+def _applied(arg, variants=None, modifiers=None):
+    """The updates that apply_variant runs on a toy config for `arg`, in order."""
+    c = ml_collections.ConfigDict({"log": ()})
+    variants = {"demo": None, "quick": _note("quick")} if variants is None else variants
+    return common.apply_variant(c, arg, variants, name="toy", modifiers=modifiers).log
+
+
+def test_apply_variant_runs_the_variant_then_the_modifier():
+    flow = {"flow": _note("flow")}
+    assert _applied("") == () and _applied("demo") == () and _applied("quick") == ("quick",)
+    assert _applied("quick_flow", modifiers=flow) == ("quick", "flow")
+    assert _applied("flow", modifiers=flow) == ("flow",) and _applied("demo_flow", modifiers=flow) == ("flow",)
+    own_default = {"": _note("default"), "demo": None}
+    assert _applied("", own_default) == ("default",) and _applied("demo", own_default) == ()
+    with pytest.raises(ValueError, match=r"^toy takes '', 'demo' or 'quick', not 'quick_flow'\.$"):
+        _applied("quick_flow")
+    with pytest.raises(ValueError, match=r"^toy takes '', 'demo' or 'quick', each optionally with '_flow' "
+                                         r"\(or 'flow' alone\), not 'flow_flow'\.$"):
+        _applied("flow_flow", modifiers=flow)
+    with pytest.raises(ValueError, match=r"^toy takes '' or 'demo', not 'quick'\.$"):
+        _applied("quick", own_default)
+
+
+def test_the_flow_suffix_applies_to_every_diffusion_variant():
+    for spec in ("diffusion_digits:flow", "diffusion_digits:8x8_flow", "diffusion_digits_class:quick_flow",
+                 "diffusion_shapes:demo_flow"):
+        c = config_lib.load(spec)
+        assert c.model.process == "flow" and c.sample.method == "heun" and c.eval.vlb is False, spec
+    assert config_lib.load("diffusion_digits:8x8_flow").data.image_size == 8
+    assert config_lib.load("diffusion_digits:8x8").sample.method == "ddpm"  # ancestral for the unconditional
+    assert config_lib.load("diffusion_digits_class:8x8").sample.method == "ddim"
+
+
+def test_configs_load_from_the_package_alone():
+    """The configs ship inside jaxgen: loading every one needs no `experiments` package."""
+    code = ("import sys\n"
+            "sys.modules['experiments'] = None  # importing it now raises ImportError\n"
+            "from jaxgen import config\n"
+            "for name in config.available():\n"
+            "    for arg in ('', 'demo', 'quick'):\n"
+            "        config.load(f'{name}:{arg}')\n"
+            "assert 'jax' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -130,7 +130,7 @@ def test_configs_without_the_new_fields_get_the_defaults(tmp_path):
     """A user's config file written before the switches existed still loads, takes overrides of
     them, and runs float32 without accumulation."""
     path = tmp_path / "old.py"
-    path.write_text("from experiments.configs.vae_digits import get_config as _new\n\n"
+    path.write_text("from jaxgen.configs.vae_digits import get_config as _new\n\n"
                     "def get_config(arg=''):\n"
                     "    c = _new(arg)\n"
                     "    del c.train['grad_accum'], c.train['compute_dtype']\n"

@@ -17,6 +17,8 @@ classes, KL to uniform 0.0014; precision 0.68, recall 0.84 (real test vs train: 
 """
 import ml_collections
 
+from jaxgen.configs import common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -30,23 +32,22 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # lr: the generator's; d_lr: the discriminator's (0 = same as lr).
     c.optim = {"name": "adam", "lr": 2e-4, "d_lr": 0.0, "b1": 0.5, "b2": 0.999, "momentum": 0.9, "warmup_steps": 0,
                "schedule": "constant", "grad_clip": 0.0}
-    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
-    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
-    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
-    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
-    c.train = {"steps": 3000, "batch_size": 64, "d_steps": 1, "parallel": "shard_map", "log_every": 100,
-               "ckpt_every": 1000, "sample_every": 500, "keep": 2, "ema_decay": 0.995, "grad_accum": 1,
-               "compute_dtype": "float32"}
+    # d_steps: discriminator updates per iteration (k in Algorithm 1).
+    c.train = common.train_section(steps=3000, batch_size=64, sample_every=500, ema_decay=0.995, d_steps=1)
     # classifier_workdir: a trained classifier_digits run (jaxgen demo sets it); when empty, eval
     # reports only the discriminator's outputs and the samples' diversity.
     c.eval = {"classifier_workdir": "", "num_fd_samples": 2160, "pr_k": 3, "batch_size": 360}
-    if arg == "demo":
-        c.train.update(steps=500, ckpt_every=500, sample_every=250)
-        c.eval.update(num_fd_samples=1080)
-    elif arg == "quick":
-        c.model.update(latent_dim=8, g_channels=(16,), d_channels=(16,), d_feature_dim=16)
-        c.train.update(steps=6, log_every=2, ckpt_every=3, sample_every=3, batch_size=16)
-        c.eval.update(num_fd_samples=512, batch_size=256)
-    elif arg:
-        raise ValueError(f"gan_digits takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="gan_digits")
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """The run of `jaxgen demo`; also cgan_digits' "demo"."""
+    c.train.update(steps=500, ckpt_every=500, sample_every=250)
+    c.eval.update(num_fd_samples=1080)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A smoke run of a few steps; also cgan_digits' "quick"."""
+    c.model.update(latent_dim=8, g_channels=(16,), d_channels=(16,), d_feature_dim=16)
+    c.train.update(steps=6, log_every=2, ckpt_every=3, sample_every=3, batch_size=16)
+    c.eval.update(num_fd_samples=512, batch_size=256)

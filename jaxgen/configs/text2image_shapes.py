@@ -16,6 +16,8 @@ shapes/tiny (tests).
 """
 import ml_collections
 
+from jaxgen.configs import common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -44,34 +46,39 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                     percentile=0.995, variance="small", noise_aug=0.0)
     c.optim = dict(name="adamw", lr=1e-3, b1=0.9, b2=0.999, weight_decay=0.0, warmup_steps=500,
                    schedule="cosine", grad_clip=1.0)
-    c.train = dict(steps=20000, batch_size=32, parallel="shard_map", log_every=500, ckpt_every=2500,
-                   sample_every=2500, keep=2, ema_decay=0.999, grad_accum=1, compute_dtype="float32")
+    c.train = common.train_section(steps=20000, batch_size=32, log_every=500, ckpt_every=2500, sample_every=2500,
+                                   ema_decay=0.999)
     # The prompt suite: prompts_per_category prompts per category (jaxgen.eval.prompts), each
     # generated images_per_prompt times in batches of batch_size; clip_workdir: a trained clip run
     # for the CLIP score; base_workdir (SR stage): the base run that feeds the cascade;
     # sr_examples: real test scenes the SR stage up-samples.
     c.eval = dict(prompts_per_category=16, images_per_prompt=4, prompt_seed=0, batch_size=32,
                   clip_workdir="", base_workdir="", sr_examples=256)
-    if arg == "demo":
-        # `jaxgen demo`'s text-to-image run: the same U-Net for 1,200 steps (about three minutes on 2
-        # cores), full captions only. At 1,500 steps v-prediction already drew clean backgrounds and
-        # objects in the prompt's colours, where eps-prediction still left speckle. EMA 0.99: a 0.999
-        # average would span most of the run, early weights included.
-        c.data.update(name="shapes", caption_styles=("full",))
-        c.model.update(max_text_length=32, num_res_blocks=1, cross_attention_levels=(1,))
-        c.sample.update(steps=25)
-        c.optim.update(warmup_steps=100)
-        c.train.update(steps=1200, log_every=100, ckpt_every=1200, sample_every=0, ema_decay=0.99)
-        c.eval.update(prompts_per_category=8, sr_examples=64)
-    elif arg == "quick":
-        c.data.name = "shapes/t2i_tiny"
-        c.model.update(channels=(16, 32), num_res_blocks=1, attention_levels=(1,), cross_attention_levels=(0, 1),
-                       norm_groups=8,
-                       timesteps=100, max_text_length=20)
-        c.sample.update(steps=5)
-        c.train.update(steps=4, log_every=2, ckpt_every=4, sample_every=0, batch_size=16)
-        c.optim.warmup_steps = 2
-        c.eval.update(prompts_per_category=2, images_per_prompt=2, batch_size=16, sr_examples=16)
-    elif arg:
-        raise ValueError(f"text2image_shapes takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="text2image_shapes")
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """`jaxgen demo`'s text-to-image run (text2image_shapes_sr's "demo" starts from it too).
+
+    The same U-Net for 1,200 steps (about three minutes on 2 cores), full captions only. At 1,500
+    steps v-prediction already drew clean backgrounds and objects in the prompt's colours, where
+    eps-prediction still left speckle. EMA 0.99: a 0.999 average would span most of the run, early
+    weights included.
+    """
+    c.data.update(name="shapes", caption_styles=("full",))
+    c.model.update(max_text_length=32, num_res_blocks=1, cross_attention_levels=(1,))
+    c.sample.update(steps=25)
+    c.optim.update(warmup_steps=100)
+    c.train.update(steps=1200, log_every=100, ckpt_every=1200, sample_every=0, ema_decay=0.99)
+    c.eval.update(prompts_per_category=8, sr_examples=64)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A smoke run of a few steps on shapes/t2i_tiny (tests); text2image_shapes_sr's "quick" starts from it too."""
+    c.data.name = "shapes/t2i_tiny"
+    c.model.update(channels=(16, 32), num_res_blocks=1, attention_levels=(1,), cross_attention_levels=(0, 1),
+                   norm_groups=8, timesteps=100, max_text_length=20)
+    c.sample.update(steps=5)
+    c.train.update(steps=4, log_every=2, ckpt_every=4, sample_every=0, batch_size=16)
+    c.optim.warmup_steps = 2
+    c.eval.update(prompts_per_category=2, images_per_prompt=2, batch_size=16, sr_examples=16)

@@ -17,6 +17,8 @@ GAN loss, cycle weight 10 and identity weight 5 (0.5 x 10), history pools of 50,
 """
 import ml_collections
 
+from jaxgen.configs import common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -28,21 +30,20 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                "cycle_weight": 10.0, "identity_weight": 5.0, "pool_size": 50}
     c.optim = {"name": "adam", "lr": 2e-4, "b1": 0.5, "b2": 0.999, "warmup_steps": 0, "schedule": "constant",
                "grad_clip": 0.0}
-    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
-    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
-    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
-    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
-    c.train = {"steps": 600, "batch_size": 8, "parallel": "shard_map", "log_every": 50, "ckpt_every": 200,
-               "sample_every": 200, "keep": 2, "ema_decay": 0.0, "grad_accum": 1, "compute_dtype": "float32"}
+    c.train = common.train_section(steps=600, batch_size=8, log_every=50, ckpt_every=200, sample_every=200)
     c.eval = {"batch_size": 100, "num_examples": 1000}
-    if arg == "demo":
-        c.train.update(steps=100, ckpt_every=100, sample_every=0)
-        c.eval.update(num_examples=200)
-    elif arg == "quick":
-        c.data.name = "shapes/tiny"
-        c.model.update(g_channels=(8,), num_res_blocks=1, d_channels=(8,), pool_size=8, edge_kernel=3)  # compiles fast
-        c.train.update(steps=4, log_every=2, ckpt_every=2, sample_every=2, batch_size=8)
-        c.eval.update(batch_size=32, num_examples=64)
-    elif arg:
-        raise ValueError(f"cyclegan_shapes takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="cyclegan_shapes")
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """The run of `jaxgen demo`."""
+    c.train.update(steps=100, ckpt_every=100, sample_every=0)
+    c.eval.update(num_examples=200)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A smoke run of a few steps on shapes/tiny, with networks that compile fast."""
+    c.data.name = "shapes/tiny"
+    c.model.update(g_channels=(8,), num_res_blocks=1, d_channels=(8,), pool_size=8, edge_kernel=3)
+    c.train.update(steps=4, log_every=2, ckpt_every=2, sample_every=2, batch_size=8)
+    c.eval.update(batch_size=32, num_examples=64)

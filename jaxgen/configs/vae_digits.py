@@ -11,6 +11,8 @@ rises after 2-4k steps. `get_config("demo")` is the run of `jaxgen demo` (the sa
 """
 import ml_collections
 
+from jaxgen.configs import common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -20,20 +22,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model = dict(latent_dim=8, channels=(16, 32), likelihood="categorical", variational=True,
                    upsample="nearest")
     c.optim = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, warmup_steps=0, schedule="cosine", grad_clip=0.0)
-    # grad_accum: micro-batches per optimizer update, run one after another inside the compiled step
-    # (must divide the per-device batch; the same update as 1, with 1/grad_accum of the activation
-    # memory). compute_dtype: 'float32', or 'bfloat16' for mixed precision (bfloat16 activations,
-    # float32 params and optimizer state: the fast path on TPU/GPU; on CPU only correct, not faster).
-    c.train = dict(steps=5000, batch_size=64, parallel="shard_map", log_every=100, ckpt_every=1000,
-                   sample_every=1000, keep=2, ema_decay=0.0, grad_accum=1, compute_dtype="float32")
+    c.train = common.train_section(steps=5000, batch_size=64, sample_every=1000)
     # classifier_workdir: a trained classifier_digits run; when set, eval adds the Frechet distance of
     # num_fd_samples samples in its feature space (jaxgen demo sets it).
     c.eval = dict(iwae_k=1000, iwae_chunk=100, batch_size=120, classifier_workdir="", num_fd_samples=1000)
-    if arg == "demo":
-        pass
-    elif arg == "quick":
-        c.train.update(steps=20, log_every=5, ckpt_every=10, sample_every=10, batch_size=32)
-        c.eval.update(iwae_k=8, iwae_chunk=4, batch_size=120)
-    elif arg:
-        raise ValueError(f"vae_digits takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": None, "quick": quick}, name="vae_digits")
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A smoke run of a few steps."""
+    c.train.update(steps=20, log_every=5, ckpt_every=10, sample_every=10, batch_size=32)
+    c.eval.update(iwae_k=8, iwae_chunk=4, batch_size=120)

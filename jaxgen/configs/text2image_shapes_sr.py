@@ -12,13 +12,11 @@ edge sharpness next to bilinear up-sampling). `"quick"` is a smoke run on shapes
 """
 import ml_collections
 
-from experiments.configs.text2image_shapes import get_config as base_config
+from jaxgen.configs import common, text2image_shapes
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    if arg not in ("", "demo", "quick"):
-        raise ValueError(f"text2image_shapes_sr takes '', 'demo' or 'quick', not {arg!r}.")
-    c = base_config(arg)
+    c = text2image_shapes.get_config()
     c.data.image_size = 32
     # Noise augmentation over [0, 0.3] of the chain: enough to hide the base stage's artefacts
     # (Imagen and CDM find small levels best at sampling), where the old 0.5 let the input be
@@ -33,21 +31,35 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # scenes on real inputs, below bilinear's 53.5 %).
     c.model.update(stage="sr", low_res_size=16, noise_aug_max=0.3, loss_weighting="simple", residual_scale=0.4)
     c.sample.noise_aug = 0.1
-    if arg in ("", "demo"):
-        # The low-res input carries the layout: a smaller, attention-light U-Net suffices (Imagen's
-        # SR stages drop self-attention and keep cross-attention to the text at the lower levels):
-        # no self-attention, the text at 16x16 and 8x8, one res block per level.
-        c.model.update(channels=(32, 64, 128), num_res_blocks=1, attention_levels=(),
-                       cross_attention_levels=(1, 2))
-        if arg == "":
-            # The low-res input makes it a far easier task than the base's: 6,000 steps (the schedule's
-            # length is the run's), and DDIM-25 at sampling, which halves the cascade's cost.
-            c.train.steps = 6000
-            c.optim.warmup_steps = 300
-            c.sample.steps = 25
-    else:
-        # The smoke run: no attention at 32x32 (the base stage's quick config keeps cross-attention),
-        # and the text dropped for half the examples, so that one batch of 16 holds both kinds. The
-        # 8-vs-1-device test of the SR step uses this config as it is, sharing the compiled step.
-        c.model.update(attention_levels=(), cross_attention_levels=(), cond_drop_prob=0.5)
-    return c
+    # Each variant starts from the base stage's ("demo" from its demo, "quick" from its smoke run).
+    return common.apply_variant(c, arg, {"": full, "demo": demo, "quick": quick}, name="text2image_shapes_sr")
+
+
+def full(c: ml_collections.ConfigDict) -> None:
+    """The default run. The low-res input makes it a far easier task than the base's: 6,000 steps
+    (the schedule's length is the run's), and DDIM-25 at sampling, which halves the cascade's cost."""
+    _attention_light_unet(c)
+    c.train.steps = 6000
+    c.optim.warmup_steps = 300
+    c.sample.steps = 25
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """The base stage's demo run, with this stage's U-Net."""
+    text2image_shapes.demo(c)
+    _attention_light_unet(c)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """The smoke run: the base stage's, with no attention at 32x32 (the base stage's quick config keeps
+    cross-attention) and the text dropped for half the examples, so that one batch of 16 holds both
+    kinds. The 8-vs-1-device test of the SR step uses this config as it is, sharing the compiled step."""
+    text2image_shapes.quick(c)
+    c.model.update(attention_levels=(), cross_attention_levels=(), cond_drop_prob=0.5)
+
+
+def _attention_light_unet(c: ml_collections.ConfigDict) -> None:
+    """The low-res input carries the layout: a smaller, attention-light U-Net suffices (Imagen's SR
+    stages drop self-attention and keep cross-attention to the text at the lower levels): no
+    self-attention, the text at 16x16 and 8x8, one res block per level."""
+    c.model.update(channels=(32, 64, 128), num_res_blocks=1, attention_levels=(), cross_attention_levels=(1, 2))

@@ -12,24 +12,29 @@ position captions need it); no random shifts, which would move objects between n
 """
 import ml_collections
 
-from experiments.configs.clip_digits import get_config as digits_config
+from jaxgen.configs import clip_digits, common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    c = digits_config()
+    c = clip_digits.get_config()
     c.data.update(name="shapes", caption_styles=("full", "count", "colour", "position"))
     c.model.update(image_size=32, image_channels=(16, 32, 64), context_length=40, text_width=64)
     c.optim.warmup_steps = 200
     c.train.update(steps=3000, augment_shift=0)
-    if arg == "demo":  # not part of `jaxgen demo` (too slow for its budget); a shorter run
-        c.train.update(steps=1000, ckpt_every=1000)
-    elif arg == "t2i":  # on the text-to-image split (shapes/t2i), as unclip_shapes needs it
-        c.data.name = "shapes/t2i"
-    elif arg == "quick":
-        c.data.name = "shapes/tiny"
-        c.model.update(image_channels=(8, 16), image_width=32, text_width=32, text_depth=1, embed_dim=32)
-        c.train.update(steps=10, log_every=5, ckpt_every=10, batch_size=32)
-        c.optim.warmup_steps = 2
-    elif arg:
-        raise ValueError(f"clip_shapes takes '', 'demo', 't2i' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": demo, "t2i": t2i, "quick": quick}, name="clip_shapes")
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """A shorter run (not part of `jaxgen demo`: too slow for its budget)."""
+    c.train.update(steps=1000, ckpt_every=1000)
+
+
+def t2i(c: ml_collections.ConfigDict) -> None:
+    """On the text-to-image split (shapes/t2i), as unclip_shapes needs it."""
+    c.data.name = "shapes/t2i"
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """clip_digits' smoke run on shapes/tiny."""
+    c.data.name = "shapes/tiny"
+    clip_digits.quick(c)

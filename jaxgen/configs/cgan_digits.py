@@ -12,12 +12,10 @@ run of `jaxgen demo`, `"quick"` a smoke run.
 """
 import ml_collections
 
-from experiments.configs import gan_digits
+from jaxgen.configs import common, gan_digits
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    if arg not in ("", "demo", "quick"):
-        raise ValueError(f"cgan_digits takes '', 'demo' or 'quick', not {arg!r}.")
-    c = gan_digits.get_config(arg)
+    c = gan_digits.get_config()
     c.model.conditional = True
-    return c
+    return common.apply_variant(c, arg, {"demo": gan_digits.demo, "quick": gan_digits.quick}, name="cgan_digits")

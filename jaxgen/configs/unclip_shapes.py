@@ -18,6 +18,8 @@ levels) and as a vector added to its time embedding. Each condition is dropped w
 """
 import ml_collections
 
+from jaxgen.configs import common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -42,28 +44,31 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                    grad_clip=1.0)
     c.prior_optim = dict(name="adamw", lr=3e-4, b1=0.9, b2=0.999, warmup_steps=200, schedule="cosine",
                          grad_clip=1.0, weight_decay=1e-4)
-    c.train = dict(steps=10000, batch_size=32, parallel="shard_map", log_every=100, ckpt_every=1000,
-                   sample_every=0, keep=2, ema_decay=0.999, grad_accum=1, compute_dtype="float32",
-                   parts=("prior", "decoder"))
+    # parts: the models trained ("prior", "decoder" or both).
+    c.train = common.train_section(steps=10000, batch_size=32, ema_decay=0.999, parts=("prior", "decoder"))
     # num_samples: held-out captions for the prior cosine and the CLIP score; clip_workdir: the CLIP
     # run that judges (empty: the conditioning one; the prompt suite's CLIP score needs it). The
     # prompt suite, as text2image_shapes reads it: prompts_per_category prompts per category (0:
     # skip), drawn by prompt_seed, each generated images_per_prompt times in batches of batch_size.
     c.eval = dict(num_samples=200, clip_workdir="", prompts_per_category=24, images_per_prompt=4, prompt_seed=0,
                   batch_size=64)
-    if arg == "demo":  # a shorter run (not part of `jaxgen demo`)
-        c.train.update(steps=2000, ckpt_every=1000)
-    elif arg == "quick":
-        c.data.update(name="shapes/t2i_tiny", image_size=16)
-        c.model.prior.update(width=32, depth=2, timesteps=100)
-        c.model.decoder.update(channels=(16, 32), num_res_blocks=1, attention_levels=(1,), cross_attention_levels=(1,),
-                               num_tokens=2, token_dim=16, timesteps=100)
-        c.sample.update(steps=5, prior_steps=5)
-        c.optim.warmup_steps = 2
-        c.prior_optim.warmup_steps = 2
-        c.train.update(steps=4, log_every=2, ckpt_every=4, batch_size=16, ema_decay=0.0)
-        # batch_size = num_samples: the suite reuses the compiled chains of the CLIP-score samples.
-        c.eval.update(num_samples=16, prompts_per_category=2, images_per_prompt=1, batch_size=16)
-    elif arg:
-        raise ValueError(f"unclip_shapes takes '', 'demo' or 'quick', not {arg!r}.")
-    return c
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="unclip_shapes")
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """A shorter run (not part of `jaxgen demo`)."""
+    c.train.update(steps=2000, ckpt_every=1000)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A 16x16 smoke run of a few steps on shapes/t2i_tiny."""
+    c.data.update(name="shapes/t2i_tiny", image_size=16)
+    c.model.prior.update(width=32, depth=2, timesteps=100)
+    c.model.decoder.update(channels=(16, 32), num_res_blocks=1, attention_levels=(1,), cross_attention_levels=(1,),
+                           num_tokens=2, token_dim=16, timesteps=100)
+    c.sample.update(steps=5, prior_steps=5)
+    c.optim.warmup_steps = 2
+    c.prior_optim.warmup_steps = 2
+    c.train.update(steps=4, log_every=2, ckpt_every=4, batch_size=16, ema_decay=0.0)
+    # batch_size = num_samples: the suite reuses the compiled chains of the CLIP-score samples.
+    c.eval.update(num_samples=16, prompts_per_category=2, images_per_prompt=1, batch_size=16)

@@ -13,28 +13,31 @@ smaller runs (the quick one on the 256-scene shapes/tiny split). `"flow"` (and `
 """
 import ml_collections
 
-from experiments.configs.diffusion_digits import FLOW_SUFFIX, base, split_flow, use_flow
+from jaxgen.configs import common, diffusion_digits
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variant, flow = split_flow(arg)
-    c = base("", conditioning="none")
+    c = diffusion_digits.base(conditioning="none")
     c.data.update(name="shapes", image_size=32)
     c.model.update(channels=(32, 64, 128), attention_levels=(2,), dropout=0.0)
     c.train.update(steps=6000, batch_size=32)
     c.eval.update(batch_size=100, vlb_select_examples=300)
-    if variant == "demo":
-        c.model.update(channels=(16, 32, 64))
-        c.train.update(steps=500, ckpt_every=500, sample_every=0)
-        c.eval.vlb = False
-    elif variant == "quick":
-        c.data.name = "shapes/tiny"
-        # No attention and a 50-step chain: the likelihood bound runs the network over every step.
-        c.model.update(channels=(16, 32), attention_levels=(), timesteps=50)
-        c.sample.update(steps=10)
-        c.train.update(steps=10, log_every=5, ckpt_every=10, sample_every=10, batch_size=16)
-        c.eval.update(batch_size=32, vlb_select_examples=32)
-    elif variant:
-        raise ValueError(f"diffusion_shapes takes '', 'demo' or 'quick', each optionally with '{FLOW_SUFFIX}' "
-                         f"(or 'flow' alone), not {arg!r}.")
-    return use_flow(c) if flow else c
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="diffusion_shapes",
+                                modifiers={"flow": diffusion_digits.use_flow})
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+    """A smaller, shorter run."""
+    c.model.update(channels=(16, 32, 64))
+    c.train.update(steps=500, ckpt_every=500, sample_every=0)
+    c.eval.vlb = False
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """A smoke run of a few steps on the 256-scene shapes/tiny split. No attention and a 50-step
+    chain: the likelihood bound runs the network over every step."""
+    c.data.name = "shapes/tiny"
+    c.model.update(channels=(16, 32), attention_levels=(), timesteps=50)
+    c.sample.update(steps=10)
+    c.train.update(steps=10, log_every=5, ckpt_every=10, sample_every=10, batch_size=16)
+    c.eval.update(batch_size=32, vlb_select_examples=32)
