@@ -29,6 +29,10 @@ TRAIN_DEFAULTS = {
     "grad_accum": 1,             # micro-batches per optimizer update (jaxgen.train.accumulate)
     "compute_dtype": "float32",  # 'float32' | 'bfloat16' activations (jaxgen.train.precision)
 }
+# Likewise for the data section: input-pipeline fields that apply to any dataset (jaxgen.data.pipeline).
+DATA_DEFAULTS = {
+    "classes": None,  # None = every class; a tuple of labels keeps only those examples of the train split
+}
 # Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
 EVAL_DEFAULTS = {
     "use_ema": True,  # sample and evaluate with the EMA of the weights when the run keeps one
@@ -112,11 +116,12 @@ def _takes_an_argument(fn) -> bool:
 
 
 def fill_defaults(config: ml_collections.ConfigDict) -> None:
-    """Adds the engine fields (TRAIN_DEFAULTS, EVAL_DEFAULTS, and the whole LORA_DEFAULTS section)
-    that `config` leaves out, in place."""
+    """Adds the engine fields (DATA_DEFAULTS, TRAIN_DEFAULTS, EVAL_DEFAULTS, and the whole
+    LORA_DEFAULTS section) that `config` leaves out, in place."""
     if "lora" not in config:
         config.lora = ml_collections.ConfigDict()
-    for section, defaults in (("train", TRAIN_DEFAULTS), ("eval", EVAL_DEFAULTS), ("lora", LORA_DEFAULTS)):
+    for section, defaults in (("data", DATA_DEFAULTS), ("train", TRAIN_DEFAULTS), ("eval", EVAL_DEFAULTS),
+                              ("lora", LORA_DEFAULTS)):
         if section in config:
             for key, value in defaults.items():
                 if key not in config[section]:
@@ -205,6 +210,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     data_dir = d.get("data_dir")
     _require(data_dir is None or (isinstance(data_dir, str) and data_dir.strip()),
              f"data.data_dir must be a folder path (or None for the default cache), not {data_dir!r}.")
+    _validate_classes(d.get("classes"))
     t = config.train
     _require(is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
     _require(is_int(t.batch_size) and t.batch_size > 0,
@@ -249,6 +255,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             if field in e:
                 _require(is_int(e[field]) and e[field] > 0,
                          f"eval.{field} must be a positive integer, not {e[field]!r}.")
+
+
+def _validate_classes(classes: Any) -> None:
+    """Checks the form of data.classes (None, or distinct labels >= 0); whether the dataset has those
+    labels is checked when it is loaded (jaxgen.data.pipeline.select_classes)."""
+    if classes is None:
+        return
+    _require(isinstance(classes, (tuple, list)) and classes and all(is_int(c) and c >= 0 for c in classes),
+             f"data.classes must be None (every class) or a non-empty tuple of class labels such as (9,) or "
+             f"(0, 1, 2), not {classes!r}.")
+    twice = next((c for i, c in enumerate(classes) if c in classes[:i]), None)
+    _require(twice is None, f"data.classes lists label {twice} twice; list each class once.")
 
 
 def _validate_lora(lora: Any) -> None:

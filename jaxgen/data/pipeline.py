@@ -18,6 +18,12 @@ process holding it clears what killed builds left behind.
 partial batch of an epoch is dropped), order `np.random.default_rng([seed, e]).permutation(N)`. It
 depends on nothing else, so a resumed run replays exactly; each process takes its contiguous
 B / process_count rows.
+
+`select_classes(dataset, classes)` keeps the examples of some labels (config `data.classes`, applied
+to a task's training split by `Task.__init__`): the rows of those labels in their stored order, with
+`num_classes` unchanged, so a class-conditional model keeps an embedding row for a held-out class
+(e.g. one a LoRA adapter teaches it later). Its batches are then those of a smaller split, still a
+pure function of (seed, step).
 """
 from __future__ import annotations
 
@@ -53,7 +59,9 @@ class Dataset:
     arrays: feature name -> array with a leading example axis [N, ...]; images uint8 [N, H, W, C],
       labels int64 [N], text features str [N]. Read-only: they are shared through the load cache.
     num_levels: distinct pixel values (17 for digits, 256 for uint8 images).
-    num_classes: classes of the `label` feature, None when there is none.
+    num_classes: classes of the `label` feature, None when there is none; the classes of the
+      dataset, even where `classes` keeps only some of them.
+    classes: the labels this split was narrowed to by `select_classes`, None when it holds every class.
     """
 
     name: str
@@ -63,6 +71,7 @@ class Dataset:
     num_levels: int
     num_classes: int | None
     image_key: str = "image"
+    classes: tuple[int, ...] | None = None
 
     def batch(self, seed: int, step: int, global_batch_size: int, process_index: int = 0,
               process_count: int = 1, *, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -97,8 +106,9 @@ def _check_batch(dataset: Dataset, global_batch_size: int, process_count: int) -
     if global_batch_size <= 0:
         raise DataError(f"the global batch size must be positive, not {global_batch_size}.")
     if global_batch_size > dataset.num_examples:
+        kept = "" if dataset.classes is None else f" that data.classes {dataset.classes} keeps"
         raise DataError(f"the global batch size {global_batch_size} is larger than the "
-                        f"{dataset.num_examples} examples of {dataset.name}:{dataset.split}.")
+                        f"{dataset.num_examples} examples of {dataset.name}:{dataset.split}{kept}.")
     if process_count <= 0 or global_batch_size % process_count:
         raise DataError(f"the global batch size {global_batch_size} is not divisible by the "
                         f"{process_count} processes; use a multiple of {process_count}.")
@@ -112,6 +122,50 @@ def check_divisible(global_batch_size: int, num_devices: int) -> None:
     if global_batch_size % num_devices:
         raise DataError(f"global batch size {global_batch_size} is not divisible by the "
                         f"{num_devices} devices; use a multiple of {num_devices}.")
+
+
+# ------------------------------------------------------------------------------------ classes
+LABEL_KEY = "label"
+
+
+def select_classes(dataset: Dataset, classes: Sequence[int] | None) -> Dataset:
+    """`dataset` narrowed to the examples whose label is in `classes` (config data.classes), or
+    `dataset` itself for None.
+
+    The kept rows stay in their stored order (so the narrowed split, and every batch of it, is a
+    pure function of the split and `classes`); every feature is narrowed alike; `num_classes` is
+    unchanged. DataError, in one sentence, when `classes` is empty, when the dataset has no labels,
+    when a label is not one of its classes, or when a kept class has no example in this split.
+    """
+    if classes is None:
+        return dataset
+    where = f"{dataset.name}:{dataset.split}"
+    if isinstance(classes, (str, bytes)) or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes):
+        raise DataError(f"data.classes must be a tuple of class labels (integers) such as (9,), not {classes!r}.")
+    wanted = tuple(int(c) for c in classes)
+    if not wanted:
+        raise DataError("data.classes must list at least one class, or be None to keep every class.")
+    labels = dataset.arrays.get(LABEL_KEY)
+    if labels is None:
+        raise DataError(f"data.classes keeps examples by their label, but {where} has no {LABEL_KEY!r} "
+                        f"feature; leave data.classes at None for an unlabelled dataset.")
+    known = range(dataset.num_classes) if dataset.num_classes else sorted(set(labels.tolist()))
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        listed = f"0..{dataset.num_classes - 1}" if dataset.num_classes else ", ".join(map(str, known))
+        raise DataError(f"data.classes names label {unknown[0]}, which is not a class of {dataset.name} "
+                        f"(its labels are {listed}).")
+    keep = np.isin(labels, wanted)
+    missing = [c for c in wanted if not np.any(labels == c)]
+    if missing:
+        raise DataError(f"data.classes keeps class {missing[0]}, but {where} has no example of it.")
+    rows = np.flatnonzero(keep)
+    arrays = {}
+    for key, values in dataset.arrays.items():
+        arrays[key] = values[rows]  # a copy: the cached full split is left as it is
+        arrays[key].flags.writeable = False
+    return dataclasses.replace(dataset, arrays=arrays, num_examples=len(rows), classes=tuple(sorted(set(wanted))))
 
 
 # ------------------------------------------------------------------------------------ load

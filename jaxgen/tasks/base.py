@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from jaxgen.config import is_finite_number, is_int, lora_enabled
-from jaxgen.data.pipeline import Dataset, load
+from jaxgen.data.pipeline import Dataset, load, select_classes
 from jaxgen.nn import lora
 from jaxgen.train import accumulate, parallel
 from jaxgen.train import state as state_lib
@@ -67,8 +67,11 @@ class Task:
     supports_lora: bool = True
 
     def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
+        """`dataset` is the training split; with data.classes set, the task trains on the examples of
+        those labels only (jaxgen.data.pipeline.select_classes: num_classes is kept, so the model still
+        has every class). Evaluation reads data.eval_split whole."""
         self.config = config
-        self.dataset = dataset
+        self.dataset = select_classes(dataset, config.data.get("classes"))
 
     def init(self, rng: jax.Array) -> TrainState:
         raise NotImplementedError

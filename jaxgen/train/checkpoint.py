@@ -32,8 +32,9 @@ PyTree = Any
 # base came from does not, once the checkpoint holds it.
 IDENTITY_KEYS = ("task", "model", "data", "lora")
 IDENTITY_IGNORED = ("data.data_dir", "lora.init_from")
-# Sections added after runs were saved: a saved config without one was written with these values.
-SECTION_DEFAULTS = {"lora": config_lib.LORA_DEFAULTS}
+# Sections, and fields of existing sections, added after runs were saved: a saved config without
+# one was written with these values (a whole `lora` section; data.classes = None, every class).
+SECTION_DEFAULTS = {"lora": config_lib.LORA_DEFAULTS, "data": config_lib.DATA_DEFAULTS}
 MANIFEST = "jaxgen_manifest.json"
 TMP_MARK = ".orbax-checkpoint-tmp"
 # What every Orbax step directory of ours holds (JSON files), checked when there is no manifest.
@@ -297,7 +298,8 @@ class Checkpointer:
 
 
 def _section(config: dict, key: str) -> Any:
-    """config[key], with the SECTION_DEFAULTS of a section the config predates."""
+    """config[key], with the SECTION_DEFAULTS of a section, or of the fields of one, that the config
+    predates (the saved fields win)."""
     value = config.get(key)
     if key in SECTION_DEFAULTS and (value is None or isinstance(value, dict)):
         return _normalise({**SECTION_DEFAULTS[key], **(value or {})})
