@@ -94,10 +94,11 @@ def use_flow(c: ml_collections.ConfigDict) -> None:
     the velocity target on the straight path with logit-normal times (SD3's m = 0, s = 1), no
     resolution shift (these images are the size the time grid is made for), sampled by Heun in 10
     steps (19 network evaluations, the budget at which the issue compares it with the DDPM-trained
-    model). No thresholding: x0_hat = x_t - t v is well conditioned at both ends of the path (DDIM's
-    x0 estimate from eps at abar ~ 0 is not, which is why the DDPM variants clip). No likelihood
-    bound: it is the DDPM chain's."""
+    model). Dynamic thresholding, as the DDPM variants sample: without it 35 % of the flow model's x0
+    estimates leave [-1, 1] and the samples saturate (Frechet distance to test 77.5 at Heun-10 on
+    the 8x8 class-conditional run, 45.6 with it; README results). No likelihood bound: it is the
+    DDPM chain's."""
     c.model.update(process="flow", flow_time="logit_normal", flow_time_mean=0.0, flow_time_std=1.0,
                    flow_shift=1.0)
-    c.sample.update(method="heun", steps=10, thresholding="none")
+    c.sample.update(method="heun", steps=10, thresholding="dynamic")
     c.eval.vlb = False
