@@ -15,6 +15,10 @@ the U-Net). The prior predicts x_0 = sqrt(E) z_i (DALL-E 2's choice) from the ca
 embedding; the decoder is a U-Net that reads z_i as four context tokens (cross-attention at both
 levels) and as a vector added to its time embedding. Each condition is dropped with probability 0.1 for classifier-free guidance.
 `train.parts=("prior",)` trains the prior alone. "quick" is a 16x16 smoke run on shapes/t2i_tiny.
+"captions" is DALL-E 2's decoder: it also attends to the caption's tokens from the frozen
+all-MiniLM-L6-v2 (the Imagen-style base's encoder), the caption dropped half of the time in training
+(`model.decoder.text_encoder`, `text_drop_prob`, `max_text_length`; absent = z_i alone, as in runs
+saved before the option); "quick_captions" is its smoke run.
 """
 import ml_collections
 
@@ -52,7 +56,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # skip), drawn by prompt_seed, each generated images_per_prompt times in batches of batch_size.
     c.eval = dict(num_samples=200, clip_workdir="", prompts_per_category=24, images_per_prompt=4, prompt_seed=0,
                   batch_size=64)
-    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="unclip_shapes")
+    return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="unclip_shapes",
+                                modifiers={"captions": with_captions})
+
+
+def with_captions(c: ml_collections.ConfigDict) -> None:
+    """The decoder also reads the caption's tokens (DALL-E 2 sec. 2.1: GLIDE's text encoder, the
+    caption dropped 50 % of the time), from the encoder the Imagen-style base uses."""
+    c.model.decoder.update(text_encoder="minilm", text_drop_prob=0.5, max_text_length=40)
 
 
 def demo(c: ml_collections.ConfigDict) -> None:

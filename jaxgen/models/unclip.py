@@ -17,7 +17,9 @@ where y is a caption, z_t its CLIP text embedding and z_i a CLIP image embedding
 * the decoder P(x | z_i): `Decoder`, the jaxgen diffusion U-Net (`Denoiser`) conditioned on z_i in
   the two ways of GLIDE / DALL-E 2 (sec. 2.1): projected and added to the time embedding (the
   "pooled" condition), and projected into `num_tokens` extra context tokens that cross-attention
-  reads.
+  reads; DALL-E 2's decoder also attends to the caption's text tokens (its GLIDE text encoder's
+  outputs, the caption dropped 50 % of the time in training), here optional (task config
+  `model.decoder.text_encoder`): without them the decoder sees the prompt only through z_i.
 
 Classifier-free guidance for both: the condition vector (z_t for the prior, z_i for the decoder) is
 replaced by zeros with probability p during training. Zeros are never a real condition (real ones
@@ -38,6 +40,8 @@ from jaxgen.nn.unet import sinusoidal_embedding
 
 PRIOR_KEY = "text"  # the prior's condition: {"text": z_t [B, E]}
 DECODER_KEY = "embedding"  # the decoder's condition: {"embedding": z_i [B, E]}
+# The decoder's optional caption tokens [B, L, D] and their mask [B, L] (the text encoder's keys).
+TEXT_KEY, TEXT_MASK_KEY = "context", "context_mask"
 
 
 # ------------------------------------------------------------------------------------ embeddings
@@ -107,7 +111,9 @@ class Decoder(nn.Module):
     z_i (zeros = the null condition) reaches the U-Net as `num_tokens` context tokens of width
     `token_dim` (one Dense, reshaped; the context mask is False for a null row, so it attends to the
     U-Net's learned null token instead) and as the "pooled" vector added to the time embedding.
-    The other fields are the `Denoiser`'s.
+    Optionally, as DALL-E 2's GLIDE-based decoder, the caption's own text tokens as well: cond
+    "context" [B, L, D] and "context_mask" bool [B, L] (all False: no caption) are projected to
+    `token_dim` and attended after the CLIP tokens. The other fields are the `Denoiser`'s.
     """
 
     out_channels: int
@@ -130,6 +136,10 @@ class Decoder(nn.Module):
         tokens = nn.Dense(self.num_tokens * self.token_dim, name="token_proj")(z)
         tokens = tokens.reshape(z.shape[0], self.num_tokens, self.token_dim)
         mask = jnp.broadcast_to(present[:, None], (z.shape[0], self.num_tokens))
+        if TEXT_KEY in cond:  # the caption's tokens, after the CLIP tokens
+            text = nn.Dense(self.token_dim, name="caption_proj")(cond[TEXT_KEY].astype(jnp.float32))
+            tokens = jnp.concatenate([tokens, text.astype(tokens.dtype)], axis=1)
+            mask = jnp.concatenate([mask, cond[TEXT_MASK_KEY].astype(bool)], axis=1)
         denoiser = Denoiser(out_channels=self.out_channels, channels=tuple(self.channels),
                             num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
                             cross_attention_levels=self.cross_attention_levels, num_heads=self.num_heads,

@@ -15,7 +15,10 @@ image embeddings of every training image and text embeddings of every training c
 are computed once on the host, on first use, and cached per process, so a step reads z_i and z_t as
 plain batch features: "image" uint8 [B, H, W, C], "z_image" float32 [B, E], "z_text" float32 [B, E]
 (the embedding of one of the example's captions in `data.caption_styles`, drawn per (seed, step,
-row) as the clip task draws them). The CLIP checkpoint step is saved with the run (clip.json) and
+row) as the clip task draws them). With `model.decoder.text_encoder` set (DALL-E 2's decoder), the
+same caption's tokens from that frozen encoder (jaxgen.models.imagen.TextEncoder, cached per caption
+on the host) travel too, as "context" float32 [B, L, D] and "context_mask" bool [B, L], and are
+dropped with probability `model.decoder.text_drop_prob` (DALL-E 2: 0.5) independently of z_i. The CLIP checkpoint step is saved with the run (clip.json) and
 checked when the run is loaded: a CLIP trained further would give other embeddings.
 
 Sampling: `text_to_image` (CLIP text embedding -> prior -> decoder) and `variations` (CLIP image
@@ -40,6 +43,7 @@ import optax
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
+from jaxgen.models import imagen
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
 from jaxgen.tasks import cascade
@@ -55,7 +59,7 @@ _EMBEDDING_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 class UnCLIPTask(Task):
-    batch_keys = ("image", "z_image", "z_text")
+    batch_keys = ("image", "z_image", "z_text")  # + the caption tokens when the decoder reads them
     #: the text-to-image contract (jaxgen.tasks.cascade): a first stage, which takes no low-res input
     stage = "base"
     low_res_shape = None
@@ -92,6 +96,17 @@ class UnCLIPTask(Task):
         if not m.clip_workdir:
             raise TaskError("model.clip_workdir must name a trained clip run (jaxgen train clip_shapes ...).")
         self.clip, self.clip_step = _load_clip(m.clip_workdir)
+        # The decoder's caption tokens (absent in runs saved before the option: none).
+        self.text = None
+        if m.decoder.get("text_encoder", ""):
+            if not 0.0 <= m.decoder.get("text_drop_prob", 0.5) < 1.0:
+                raise TaskError(f"model.decoder.text_drop_prob must be in [0, 1), not {m.decoder.text_drop_prob}.")
+            try:
+                self.text = imagen.TextEncoder(m.decoder.text_encoder, m.decoder.get("max_text_length", 40))
+            except imagen.TextEncoderError as e:
+                raise TaskError(str(e).replace("model.text_encoder", "model.decoder.text_encoder")) from None
+            self.batch_keys = UnCLIPTask.batch_keys + (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)
+        self._train_captions_encoded = False
         self.embed_dim = int(self.clip.config.model.embed_dim)
         self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
         dtype = precision.compute_dtype(config)
@@ -148,11 +163,30 @@ class UnCLIPTask(Task):
     def host_batch(self, step, process_index=0, process_count=1):
         t = self.config.train
         keys = [self.text_key(st) for st in self.styles]
+        text_keys = [shapes_lib.CAPTION_KEYS[st] for st in self.styles] if self.text is not None else []
         rows = self.embedded_dataset().batch(self.config.seed, step, t.batch_size, process_index, process_count,
-                                             keys=("image", "z_image", *keys))
-        z_text = np.stack(captions.drawn_captions(rows, keys, self.config.seed, step, t.batch_size,
-                                                  process_index, process_count))
-        return {"image": rows["image"], "z_image": rows["z_image"], "z_text": z_text}
+                                             keys=("image", "z_image", *keys, *text_keys))
+        drawn = lambda ks: captions.drawn_captions(rows, ks, self.config.seed, step, t.batch_size,  # noqa: E731
+                                                   process_index, process_count)
+        batch = {"image": rows["image"], "z_image": rows["z_image"], "z_text": np.stack(drawn(keys))}
+        if self.text is not None:  # the tokens of the very caption whose embedding z_text is (same draw)
+            if not self._train_captions_encoded:  # every distinct training caption once, in chunks
+                self.text.fill_cache([str(x) for k in text_keys for x in self.dataset.arrays[k]])
+                self._train_captions_encoded = True
+            features = self.text([str(x) for x in drawn(text_keys)])
+            batch.update({k: features[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)})
+        return batch
+
+    def caption_tokens(self, texts: list[str] | None, num: int) -> dict[str, np.ndarray]:
+        """The decoder's caption inputs for `num` rows: the tokens of `texts` (one per row), or no
+        caption (zeros, mask all False) when texts is None; {} for a decoder without caption tokens."""
+        if self.text is None:
+            return {}
+        if texts is None:
+            return {unclip_lib.TEXT_KEY: np.zeros((num, self.text.max_length, self.text.width), np.float32),
+                    unclip_lib.TEXT_MASK_KEY: np.zeros((num, self.text.max_length), bool)}
+        features = self.text(list(texts))
+        return {k: features[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)}
 
     def save_assets(self, workdir):
         with open(os.path.join(workdir, CLIP_FILE), "w") as f:
@@ -179,16 +213,18 @@ class UnCLIPTask(Task):
         return self.prior.apply({"params": params}, x, t, cond)
 
     def denoise_decoder(self, params, x, t, cond):
-        """The decoder as the samplers see it: (decoder params, x [B,H,W,C], t [B], {"embedding": [B,E]})."""
+        """The decoder as the samplers see it: (decoder params, x [B,H,W,C], t [B], {"embedding": [B,E]}
+        and, with caption tokens, "context" [B, L, D], "context_mask" [B, L])."""
         return self.decoder.apply({"params": params}, x, t, cond)
 
     def init(self, rng):
         k_prior, k_decoder, state_rng = jax.random.split(rng, 3)
         z = jnp.zeros((1, self.embed_dim), jnp.float32)
         t = jnp.zeros((1,), jnp.int32)
+        decoder_cond = {unclip_lib.DECODER_KEY: z, **self.caption_tokens(None, 1)}
         params = {"prior": self.prior.init(k_prior, z, t, {unclip_lib.PRIOR_KEY: z})["params"],
                   "decoder": self.decoder.init(k_decoder, jnp.zeros((1,) + self.image_shape, jnp.float32), t,
-                                               {unclip_lib.DECODER_KEY: z})["params"]}
+                                               decoder_cond)["params"]}
         return self.new_state(params, state_rng)
 
     # ---- update step -----------------------------------------------------------------------------
@@ -218,12 +254,17 @@ class UnCLIPTask(Task):
             x0 = self.preprocess(inputs["image"])
             i, noise, drop, dropout_keys = jax.vmap(lambda k: draws(k, x0.shape[1:], "decoder"))(inputs["key"])
             x_t = process.q_sample(sched, x0, i, noise)
-            z = unclip_lib.drop(z_image, drop)
+            cond = {unclip_lib.DECODER_KEY: unclip_lib.drop(z_image, drop)}
+            if self.text is not None:  # the caption dropped on its own draw (a stream apart from the parts' draws)
+                text_drop = jax.vmap(lambda k: jax.random.bernoulli(
+                    jax.random.fold_in(k, len(PARTS)), dm.get("text_drop_prob", 0.5)))(inputs["key"])
+                cond[unclip_lib.TEXT_KEY] = inputs[unclip_lib.TEXT_KEY]
+                cond[unclip_lib.TEXT_MASK_KEY] = inputs[unclip_lib.TEXT_MASK_KEY] & ~text_drop[:, None]
 
             def one(x, t, c, k):  # one example at a time, so dropout does not depend on the device split
-                return self.decoder.apply({"params": p}, x[None], t[None], {unclip_lib.DECODER_KEY: c[None]},
-                                          train=True, rngs={"dropout": k})[0]
-            out = jax.vmap(one)(x_t, sched.timesteps[i], z, dropout_keys)
+                c = jax.tree.map(lambda v: v[None], c)
+                return self.decoder.apply({"params": p}, x[None], t[None], c, train=True, rngs={"dropout": k})[0]
+            out = jax.vmap(one)(x_t, sched.timesteps[i], cond, dropout_keys)
             per_example = losses.per_example_loss(out, dm.parameterization, sched, x0, i, noise,
                                                   dm.loss_weighting, dm.min_snr_gamma)
             return jnp.mean(per_example)
@@ -283,21 +324,25 @@ class UnCLIPTask(Task):
         args = (params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s["prior_guidance"]))
         return self._run(("prior", len(z_text), steps, method, eta), make, args)
 
-    def decode(self, params, z_image: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
-        """Images float [N, H, W, C] in [0, 1] decoded from image embeddings z_image [N, E];
-        overrides: steps, guidance, method, eta, thresholding, percentile, variance."""
-        return self._decoder_chain(params, z_image, rng, self._settings(overrides))[0]
+    def decode(self, params, z_image: np.ndarray, rng: jax.Array, texts: list[str] | None = None,
+               **overrides) -> np.ndarray:
+        """Images float [N, H, W, C] in [0, 1] decoded from image embeddings z_image [N, E] (and, for a
+        decoder that reads captions, `texts`, one per row; None: no caption); overrides: steps,
+        guidance, method, eta, thresholding, percentile, variance."""
+        return self._decoder_chain(params, z_image, rng, self._settings(overrides), texts)[0]
 
-    def _decoder_chain(self, params, z_image, rng, s: dict) -> tuple[np.ndarray, dict[str, float]]:
+    def _decoder_chain(self, params, z_image, rng, s: dict, texts: list[str] | None = None
+                       ) -> tuple[np.ndarray, dict[str, float]]:
         setting = (int(s["steps"]), s["method"], float(s["eta"]), s["thresholding"], float(s["percentile"]),
                    s["variance"])
 
         def make():
             steps, method, eta, thresholding, percentile, variance = setting
 
-            def run(p, z, key, w):
-                cond = {unclip_lib.DECODER_KEY: z}
-                null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z)}
+            def run(p, z, caption, key, w):
+                # Guidance against neither condition: no z_i and no caption (DALL-E 2 drops both).
+                cond = {unclip_lib.DECODER_KEY: z, **caption}
+                null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z), **self.caption_tokens(None, z.shape[0])}
                 x, stats = sampling.sample(self.denoise_decoder, p, self.schedules["decoder"], steps,
                                            (z.shape[0],) + self.image_shape, key, cond, null_cond=null,
                                            guidance=w, method=method, eta=eta,
@@ -306,7 +351,8 @@ class UnCLIPTask(Task):
                 return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0), stats
             return run
 
-        args = (params["decoder"], jnp.asarray(z_image, jnp.float32), rng, jnp.float32(s["guidance"]))
+        caption = {k: jnp.asarray(v) for k, v in self.caption_tokens(texts, len(z_image)).items()}
+        args = (params["decoder"], jnp.asarray(z_image, jnp.float32), caption, rng, jnp.float32(s["guidance"]))
         return self._run(("decoder", len(z_image)) + setting, make, args)
 
     def text_to_image(self, params, rng: jax.Array, prompts: list[str], low_res: np.ndarray | None = None,
@@ -325,7 +371,7 @@ class UnCLIPTask(Task):
         s = self._settings(overrides)
         k_prior, k_decoder = jax.random.split(rng)
         z_image, prior_stats = self._prior_chain(params, self.clip.texts(list(prompts)), k_prior, s)
-        images, stats = self._decoder_chain(params, z_image, k_decoder, s)
+        images, stats = self._decoder_chain(params, z_image, k_decoder, s, list(prompts))
         for k in ("compile_seconds", "sample_seconds"):
             stats[k] += prior_stats[k]
         return images, stats
@@ -333,7 +379,7 @@ class UnCLIPTask(Task):
     def variations(self, params, images: np.ndarray, rng: jax.Array, num: int = 1, **overrides) -> np.ndarray:
         """`num` new images per input image, float [len(images) * num, H, W, C] in [0, 1] (image-major),
         decoded from the CLIP image embedding of each of images [N, H, W, C] (uint8 in the dataset's
-        levels or float in [0, 1]); overrides: the decoder's sample settings."""
+        levels or float in [0, 1]), with no caption; overrides: the decoder's sample settings."""
         if num < 1 or len(images) == 0:
             raise TaskError(f"variations needs at least one image and num >= 1, not {len(images)} images x {num}.")
         z_image = np.repeat(self.clip.images(np.asarray(images)), num, axis=0)

@@ -247,6 +247,41 @@ def test_bad_config_values_are_one_sentence(clip_run, tmp_path):
         task.load_assets(str(tmp_path))
 
 
+def test_a_decoder_that_reads_captions_gets_the_drawn_captions_tokens_and_they_reach_the_images(clip_run):
+    """unclip_shapes:captions (DALL-E 2's decoder): each row's caption tokens are those of the very
+    caption whose CLIP embedding is its z_text; with z_i fixed, the caption alone changes the decoded
+    image; no caption (texts=None) is independent of the caption projection; a caption that is
+    never dropped (text_drop_prob = 0) gives that projection a gradient."""
+    config = config_lib.load("unclip_shapes:quick_captions", [f"--config.model.clip_workdir={clip_run}", NO_ATTENTION,
+                                                              "--config.model.decoder.text_drop_prob=0.0"])
+    task = loop.make_task(config)
+    batch = task.host_batch(3)
+    assert batch["context"].shape[:2] == batch["context_mask"].shape and batch["context_mask"].any(1).all()
+    rows = task.dataset.batch(config.seed, 3, config.train.batch_size)
+    styles = ("caption", "caption_position")  # the config's caption styles, full and position
+    for i in range(len(batch["z_text"])):
+        drawn = [str(rows[k][i]) for k in styles if np.allclose(task.clip.texts([str(rows[k][i])])[0],
+                                                                 batch["z_text"][i], atol=1e-5)]
+        assert drawn, i
+        np.testing.assert_array_equal(batch["context"][i], task.text(drawn[:1])["context"][0])
+    params = _live(loop.init_state(task, config).params)
+    assert "caption_proj" in params["decoder"]
+    z = np.repeat(task.clip.images(task.dataset.arrays["image"][:1]), 2, axis=0)  # one z_i, two rows
+    key = jax.random.PRNGKey(0)
+    texts = ["two red circles", "a blue square"]
+    images = task.decode(params, z, key, texts=texts, steps=3)
+    same_noise = task.decode(params, z, key, texts=texts[:1] * 2, steps=3)
+    assert _rows_differ(images, same_noise) == [False, True]  # the caption alone changed row 1
+    other_proj = jax.tree.map(lambda x: x, params)
+    other_proj["decoder"]["caption_proj"] = jax.tree.map(lambda x: x + 1.0, params["decoder"]["caption_proj"])
+    np.testing.assert_array_equal(task.decode(params, z, key, steps=3), task.decode(other_proj, z, key, steps=3))
+    assert _rows_differ(images, task.decode(other_proj, z, key, texts=texts, steps=3)) == [True, True]
+    inputs = {k: jnp.asarray(batch[k]) for k in task.batch_keys}
+    inputs["key"] = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(1), i))(jnp.arange(len(batch["image"])))
+    grads, _, _ = task.loss_and_grads(params, inputs)
+    assert all(np.abs(np.asarray(g)).max() > 0 for g in jax.tree.leaves(grads["decoder"]["caption_proj"]))
+
+
 def test_generate_with_an_unclip_run_alone_and_before_a_super_resolution_stage(unclip_run, sr_run, tmp_path,
                                                                                 capsys, monkeypatch):
     prompt = "two red circles and a blue square"
