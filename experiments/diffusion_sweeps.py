@@ -32,8 +32,8 @@ import argparse
 import os
 
 from experiments.results_files import write_pair
-from jaxgen.eval.features import ClassifierJudge
-from jaxgen.train import loop, parallel
+from jaxgen.tasks.runs import classifier_judge, restore_for_eval
+from jaxgen.train import parallel
 
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 THRESHOLD_COMPARISON = (4.0, 8.0)  # the scales at which static / none are also run
@@ -104,16 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.flow_workdir and not args.solvers:
         raise SystemExit("--flow_workdir adds rows to the solver sweep; give --solvers with it.")
     parallel.configure_jax()
-    config, task, state = loop.restore_for_eval(args.workdir)
+    config, task, state = restore_for_eval(args.workdir)
     if not task.num_classes and not args.skip_guidance:
         raise SystemExit(f"{args.workdir} is not a class-conditional diffusion run; the guidance sweep needs "
                          f"one (--skip_guidance runs the others).")
     flow_run = None
     if args.flow_workdir:
-        flow_run = loop.restore_for_eval(args.flow_workdir)
+        flow_run = restore_for_eval(args.flow_workdir)
         if getattr(flow_run[1], "process", None) != "flow":
             raise SystemExit(f"--flow_workdir {args.flow_workdir} is not a flow-matching run (model.process='flow').")
-    params, judge = task.eval_params(state), ClassifierJudge(args.classifier)
+    params, judge = task.eval_params(state), classifier_judge(args.classifier)
     os.makedirs(args.out, exist_ok=True)
     meta = {"workdir": args.workdir, "step": int(state.step), "sampler": config.sample.to_dict()}
     if flow_run:

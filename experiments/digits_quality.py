@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one of --gan, --cgan, --diffusion, --diffusion_class.")
     if args.num < 2:
         parser.error(f"--num must be at least 2 (a covariance needs two samples), not {args.num}.")
-    from jaxgen.eval.features import ClassifierJudge
+    from jaxgen.tasks.runs import classifier_judge
     from jaxgen.train import parallel
 
     parallel.configure_jax()
-    judge = ClassifierJudge(args.classifier)
+    judge = classifier_judge(args.classifier)
     rows = [row for kind, workdir in runs for row in score_run(kind, workdir, judge, args.num)]
     first = rows[0]
     train_feats, _ = judge.real_features("train")

@@ -50,12 +50,12 @@ MIN_NEW_CLASS_ACCURACY = 0.95
 def load_run(workdir: str, flag: str):
     """(config, task, state) of a trained class-conditional diffusion run; SystemExit with one
     sentence when `workdir` is not one."""
-    from jaxgen.errors import EXPECTED
-    from jaxgen.train import loop
+    from jaxgen.errors import UserError
+    from jaxgen.tasks import runs
 
     try:
-        config, task, state = loop.restore_for_eval(workdir)
-    except EXPECTED as e:
+        config, task, state = runs.restore_for_eval(workdir)
+    except UserError as e:
         raise SystemExit(f"{flag} {workdir}: {e}") from None
     if config.task != "diffusion" or not getattr(task, "num_classes", 0):
         raise SystemExit(f"{flag} {workdir} is a {config.task} run without class conditioning; {flag} expects a "
@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num must be at least 1, not {args.num}.")
-    from jaxgen.errors import EXPECTED
-    from jaxgen.eval.features import ClassifierJudge
+    from jaxgen.errors import UserError
     from jaxgen.nn import lora
+    from jaxgen.tasks import runs
     from jaxgen.train import checkpoint, loop, parallel
     from jaxgen.train.state import LoraState
 
@@ -144,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint.check_same_model(base_config, adapted_config, args.base)
         adapters, lora_meta = lora.load(os.path.join(args.adapted, loop.ADAPTERS_DIR))
-    except (ValueError, *EXPECTED) as e:
+    except (ValueError, UserError) as e:
         raise SystemExit(f"--adapted {args.adapted}: {e}") from None
     num_classes = base_task.num_classes
     if not 0 <= args.label < num_classes:
         raise SystemExit(f"--label must be a class of the base model, 0..{num_classes - 1}, not {args.label}.")
     try:
-        judge = ClassifierJudge(args.classifier)
-    except EXPECTED as e:
+        judge = runs.classifier_judge(args.classifier)
+    except UserError as e:
         raise SystemExit(f"--classifier {args.classifier}: {e}") from None
 
     base_params = base_task.eval_params(base_state)

@@ -8,6 +8,9 @@ import argparse
 import os
 import sys
 
+from jaxgen import config as config_lib
+from jaxgen.errors import UserError
+
 USAGE_EXAMPLES = """examples:
   jaxgen train vae_digits --workdir runs/vae --config.train.steps=2000
   jaxgen sample --workdir runs/vae --num 64 --seed 0 --out samples.png
@@ -15,7 +18,7 @@ USAGE_EXAMPLES = """examples:
   jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --prompt "two red circles and a blue square" --out g.png
   jaxgen generate --workdir runs/unclip --prompt "a red circle at the top left" --num 8 --out u.png
   jaxgen generate --pretrained t2i_base_shapes16 --prompt "three green squares" --out g.png
-  jaxgen export --workdir runs/t2i --out experiments/pretrained/my_model
+  jaxgen export --workdir runs/t2i --out runs/t2i_model
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
   jaxgen embed --workdir runs/clip --text "two red circles and a blue square" --image scene.png
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     base = g.add_mutually_exclusive_group(required=True)
     base.add_argument("--workdir", help="the base stage's run (text2image base stage or unclip)")
     base.add_argument("--pretrained", help="a pretrained base stage: a name that ships with jaxgen "
-                                           "(experiments/pretrained) or an exported folder")
+                                           "(jaxgen/pretrained) or an exported folder")
     sr = g.add_mutually_exclusive_group()
     sr.add_argument("--sr_workdir", help="a super-resolution stage's run, applied to the base stage's images")
     sr.add_argument("--sr_pretrained", help="a pretrained super-resolution stage (name or exported folder)")
@@ -129,20 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "configs":
         # Answered without importing JAX (which takes seconds): the names are the modules of
         # jaxgen.configs, and jaxgen.config lists them without importing them.
-        from jaxgen import config as config_lib
-
         print("\n".join(config_lib.available()))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Imported here, after parsing: `--help`, a bad flag and `configs` answer without loading JAX.
     from jaxgen import commands
-    from jaxgen.errors import EXPECTED
+    from jaxgen.train import distributed
     from jaxgen.train.parallel import configure_jax
 
     configure_jax()
     try:
         if args.command == "train":
-            from jaxgen.train import distributed
-
             joined = distributed.initialize(distributed.resolve(args.coordinator, args.num_processes,
                                                                 args.process_id, args.distributed))
             try:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.embed(args.workdir, args.text, args.image, args.out)
         if args.command == "zeroshot":
             return commands.zeroshot(args.workdir, args.labels, args.template, args.images, args.split)
-    except EXPECTED as e:
+    except UserError as e:
         return _fail(str(e))
     return 0
 

@@ -1,11 +1,20 @@
-"""What each `jaxgen` sub-command does, as plain functions (the CLI parses, these work)."""
+"""What each `jaxgen` sub-command does, as plain functions (the CLI parses, these work).
+
+A command imports the jaxgen layers it needs (JAX among them) inside its function, so that each loads
+only what it uses (`jaxgen report` never loads JAX).
+"""
+import json
 import os
 import sys
 import time
 import unicodedata
+import warnings
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from jaxgen import config as config_lib
+from jaxgen import report as report_lib
 from jaxgen.errors import UsageError
 
 # A prompt or text longer than this is a mistake (a pasted file?): the text encoders read a few
@@ -18,7 +27,7 @@ DEMO_RUNS = ("classifier_digits", "vae_digits", "gan_digits", "cyclegan_shapes",
 
 
 def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) -> int:
-    from jaxgen import config as config_lib
+    # here, not at the top: the CLI starts without JAX
     from jaxgen.train import loop
 
     config = config_lib.load(spec, overrides)
@@ -27,9 +36,11 @@ def train(spec: str, overrides: list[str], workdir: str, quiet: bool = False) ->
 
 
 def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = ()) -> int:
+    # here, not at the top: the CLI starts without JAX
     import jax
 
-    from jaxgen.train import log, loop
+    from jaxgen.eval.images import make_grid, save_png
+    from jaxgen.tasks import runs
 
     if num < 1:
         raise UsageError(f"--num must be at least 1, not {num}.")
@@ -37,11 +48,11 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
     _check_out(out)
-    _, task, state = loop.restore_for_eval(workdir, overrides=overrides)
+    _, task, state = runs.restore_for_eval(workdir, overrides=overrides)
     result = {k: np.asarray(v) for k, v in task.sample(task.eval_params(state), jax.random.PRNGKey(seed), num).items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if kind == ".png":
-        log.save_png(log.make_grid(result["images"]), out)
+        save_png(make_grid(result["images"]), out)
     else:
         tmp = out + ".tmp.npz"
         np.savez(tmp, **result)
@@ -56,12 +67,11 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     """Images of `prompt` from a text-to-image run (text2image base stage or unclip; or a `pretrained`
     one), then up-sampled by the super-resolution stage in `sr_workdir` / `sr_pretrained` when given
     (jaxgen.tasks.cascade.run_cascade with PRNGKey(seed)); a grid (.png) or raw arrays (.npz)."""
-    import warnings
-
+    # here, not at the top: the CLI starts without JAX
     import jax
 
+    from jaxgen.eval.images import make_grid, save_png
     from jaxgen.tasks import cascade
-    from jaxgen.train import log
 
     _check_text("--prompt", prompt)
     if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
@@ -85,7 +95,7 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     images = images[-1]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if kind == ".png":
-        log.save_png(log.make_grid(images), out)
+        save_png(make_grid(images), out)
     else:
         tmp = out + ".tmp.npz"
         np.savez(tmp, images=images, prompt=np.asarray(prompt))
@@ -97,10 +107,12 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
 def _text_to_image_run(workdir: str | None, pretrained_name: str | None, stage: str):
     """(task, params) of a trained text-to-image run (text2image, unclip) in `workdir`, or of a
     pretrained one, of the given cascade stage ('base' or 'sr')."""
-    from jaxgen.train import loop, pretrained
+    # here, not at the top: the CLI starts without JAX
+    from jaxgen.tasks import runs
+    from jaxgen.train import pretrained
 
     if workdir is not None:
-        _, task, state = loop.restore_for_eval(workdir)
+        _, task, state = runs.restore_for_eval(workdir)
         source, params = workdir, None
     else:
         _, task, params = pretrained.load(pretrained_name)
@@ -117,8 +129,7 @@ def _text_to_image_run(workdir: str | None, pretrained_name: str | None, stage: 
 def export(workdir: str, out: str, note: str = "") -> int:
     """Writes the run's sampling params, config and provenance (with its eval.json scores when it
     has been evaluated) to the folder `out` (jaxgen.train.pretrained)."""
-    import json
-
+    # here, not at the top: the CLI starts without JAX
     from jaxgen.train import pretrained
 
     if os.path.exists(out) and not os.path.isdir(out):
@@ -139,6 +150,7 @@ def export(workdir: str, out: str, note: str = "") -> int:
 def _check_out(out: str) -> None:
     """UsageError unless the file `out` can be written: not a folder, under a folder (existing, or
     one that can be made) that this user may write. Writes nothing."""
+    # here, not at the top: the CLI starts without JAX
     from jaxgen.train.checkpoint import nearest_existing
 
     if os.path.isdir(out):
@@ -173,20 +185,23 @@ def _check_writable_run(workdir: str, outputs: str) -> None:
 
 
 def evaluate(workdir: str, overrides: list[str] = ()) -> int:
-    from jaxgen.train import log, loop
+    # here, not at the top: the CLI starts without JAX
+    from jaxgen.eval.images import save_png
+    from jaxgen.tasks import runs
+    from jaxgen.train.log import save_json
 
-    config, task, state = loop.restore_for_eval(workdir, overrides=overrides)
+    config, task, state = runs.restore_for_eval(workdir, overrides=overrides)
     _check_writable_run(workdir, "eval.json and figures/")
     start = time.time()
     results = {"step": int(state.step), **task.evaluate(state)}
     results["eval_seconds"] = round(time.time() - start, 1)
     captions = task.figure_captions()
     for name, image in task.figures(state).items():
-        log.save_png(image, os.path.join(workdir, "figures", f"{name}.png"))
+        save_png(image, os.path.join(workdir, "figures", f"{name}.png"))
         if name in captions:
             with open(os.path.join(workdir, "figures", f"{name}.txt"), "w", encoding="utf-8") as f:
                 f.write(captions[name])
-    loop.save_json(os.path.join(workdir, "eval.json"), results)
+    save_json(os.path.join(workdir, "eval.json"), results)
     print(f"evaluation of {config.name} at step {results['step']} ({workdir}):")
     for k, v in results.items():
         print(f"  {k:32s} {v:.5g}" if isinstance(v, float) else f"  {k:32s} {v}")
@@ -194,8 +209,6 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
 
 
 def report(workdir: str) -> int:
-    from jaxgen import report as report_lib
-
     path = report_lib.write_run_report(workdir)
     print(f"wrote {path}")
     return 0
@@ -203,8 +216,7 @@ def report(workdir: str) -> int:
 
 def demo(workdir: str, quick: bool = False) -> int:
     """Trains every family on the embedded data with small configs, evaluates, and reports."""
-    from jaxgen import config as config_lib
-    from jaxgen import report as report_lib
+    # here, not at the top: the CLI starts without JAX
     from jaxgen.nn import bert
     from jaxgen.train import loop
 
@@ -230,15 +242,14 @@ def demo(workdir: str, quick: bool = False) -> int:
 
 
 def _clip_run(workdir: str):
-    from jaxgen.eval.contrastive import CLIPScorer
+    # here, not at the top: the CLI starts without JAX
+    from jaxgen.tasks import runs
 
-    return CLIPScorer(workdir)
+    return runs.clip_scorer(workdir)
 
 
 def _read_images(paths: list[str], channels: int) -> list[np.ndarray]:
     """Image files -> float arrays [H, W, channels] in [0, 1] (grey or RGB, as the model takes)."""
-    from PIL import Image, UnidentifiedImageError
-
     out = []
     for path in paths:
         try:
@@ -252,8 +263,6 @@ def _read_images(paths: list[str], channels: int) -> list[np.ndarray]:
 def _check_images(paths: list[str]) -> None:
     """UsageError for the first of `paths` that is not a readable image (checked before the run is
     loaded)."""
-    from PIL import Image, UnidentifiedImageError
-
     for path in paths:
         if not os.path.isfile(path):
             raise UsageError(f"image {path} does not exist." if not os.path.exists(path)
@@ -296,6 +305,7 @@ def embed(workdir: str, texts: list[str], images: list[str], out: str | None = N
     for name, vec in [*zip(texts, text_emb), *zip(images, image_emb)]:
         print(f"{name!r}: {np.array2string(vec, **fmt)}")
     if texts and images:  # the CLIP score of every (text, image) pair
+        # here, not at the top: the CLI starts without JAX
         from jaxgen.eval.contrastive import clip_score
 
         for i, t in enumerate(texts):
@@ -329,6 +339,7 @@ def zeroshot(workdir: str, labels: str, templates: list[str], folder: str | None
     if folder is not None:
         emb = _embed_image_files(scorer, paths)
     else:
+        # here, not at the top: the CLI starts without JAX
         from jaxgen import data
 
         dataset = data.load(scorer.config.data.name, split, scorer.config.data.get("data_dir"))

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import ml_collections
 
 import jaxgen.configs
+from jaxgen.errors import UserError
 
 PARALLEL_MODES = ("shard_map", "pmap")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -50,7 +51,7 @@ LORA_DEFAULTS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run: unknown name, unknown field, or a bad value."""
 
 

@@ -23,7 +23,11 @@ import re
 import statistics
 from typing import NamedTuple
 
+from jaxgen.errors import UsageError
 from jaxgen.train import log
+
+# The classical density baselines on the digits test split, shipped beside this module (package data).
+BASELINES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baselines_digits.json")
 
 
 # ------------------------------------------------------------------------------------ files
@@ -83,7 +87,7 @@ def _metrics(workdir: str) -> list[dict]:
 
 def _curves_png(records: list[dict], names: list[str] | None = None, font: float = 9) -> bytes | None:
     """One small panel per logged metric (or per one of `names`) against the step; titles in `font` pt."""
-    import matplotlib
+    import matplotlib  # here: matplotlib takes a while to import, and only the curves need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -144,13 +148,9 @@ def _digits_native(config: dict) -> bool:
 
 
 def _classical_baseline() -> str | None:
-    """The best classical density model on the digits test split (experiments/baselines.py's shipped
-    results), as reference text; None when the results file is not there."""
-    try:
-        import experiments
-    except ImportError:
-        return None
-    results = _read_json(os.path.join(os.path.dirname(experiments.__file__), "results", "baselines_digits.json"))
+    """The best classical density model on the digits test split (BASELINES_FILE, written by
+    `python -m experiments.baselines --ship`), as reference text; None when the file is not there."""
+    results = _read_json(BASELINES_FILE)
     scored = {k: v["nats"] for k, v in (results or {}).items() if isinstance(v, dict) and _num(v, "nats") is not None}
     if not scored:
         return None
@@ -523,8 +523,6 @@ def _write(path: str, text: str) -> str:
 def write_run_report(workdir: str) -> str:
     """<workdir>/report.html: the run's card, then every metric, curves, figures and config."""
     if not os.path.isdir(workdir):
-        from jaxgen.errors import UsageError
-
         raise UsageError(f"{workdir} does not exist.")
     body = f"<div class=cards>{run_card(workdir)}</div>\n{run_section(workdir)}"
     return _write(os.path.join(workdir, "report.html"), _page("jaxgen run report", body))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 # What `jaxgen demo` imports and calls for its text-to-image run, up to the first text encoding
-# (jaxgen.models.imagen.TextEncoder with the installed all-MiniLM-L6-v2, as text2image_shapes uses
+# (jaxgen.tasks.text_encoder.TextEncoder with the installed all-MiniLM-L6-v2, as text2image_shapes uses
 # it), in a fresh interpreter: this one may have loaded torch for another test.
 _DEMO_PATH = """
 import importlib, pkgutil, sys
@@ -15,7 +15,7 @@ for info in pkgutil.iter_modules(jaxgen.tasks.__path__):
     importlib.import_module(f"jaxgen.tasks.{info.name}")
 from jaxgen.nn import bert
 bert.default_minilm_path()  # the demo's first check
-from jaxgen.models.imagen import TextEncoder
+from jaxgen.tasks.text_encoder import TextEncoder
 out = TextEncoder("minilm", max_length=16)(["two red circles and a blue square"])
 assert out["context"].shape == (1, 16, 384) and out["pooled"].shape == (1, 384), {k: v.shape for k, v in out.items()}
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "sentence_transformers", "transformers"))

@@ -105,7 +105,7 @@ def test_demo_report_opens_with_one_card_per_family_then_collapsed_details(tmp_p
     vae, cyclegan, t2i, gan, unet = (" ".join(c["text"].split()) for c in page.cards)
     # Headline numbers in words, each with its direction and reference.
     assert "test NLL" in vae and "83.1 ± 0.7 nats/image (1.874 bits/dim)" in vae and "lower is better" in vae
-    assert "best classical baseline 108.1 nats" in vae  # experiments/results/baselines_digits.json
+    assert "best classical baseline 108.1 nats" in vae  # jaxgen/baselines_digits.json
     assert "Frechet distance" in vae and "120" in vae and "floor 35.6" in vae
     assert "10 of 10" in vae
     assert "samples at step 100" in vae  # the newest sample grid is the VAE's picture

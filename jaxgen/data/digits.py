@@ -15,7 +15,7 @@ def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns (images uint8 [N, 8, 8, 1] in 0..16, labels int64 [N]) of one split."""
     if split not in SPLITS:
         raise ValueError(f"digits has splits {SPLITS}, not {split!r}.")
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here: scikit-learn takes a second to import, and only a build needs it
 
     bunch = load_digits()
     index = np.arange(len(bunch.target))

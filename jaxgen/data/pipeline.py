@@ -39,6 +39,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxgen.data.digits import Digits
+from jaxgen.data.shapes import Shapes
+from jaxgen.errors import UserError
 
 EMBEDDED = ("digits", "shapes")
 DEFAULT_DATA_DIR = "~/.cache/jaxgen/datasets"
@@ -47,7 +52,7 @@ _EMBEDDED_SPLITS = ("train", "test")
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset, split or batch size that cannot be served, in one sentence."""
 
 
@@ -239,9 +244,6 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _embedded_builder(name: str, data_dir: str):
-    from jaxgen.data.digits import Digits
-    from jaxgen.data.shapes import Shapes
-
     base, _, config = name.partition("/")
     cls = {"digits": Digits, "shapes": Shapes}[base]
     if config and config not in cls.builder_configs:
@@ -252,8 +254,6 @@ def _embedded_builder(name: str, data_dir: str):
 
 def _prepare_embedded(name: str, split: str, data_dir: str):
     """The builder of an embedded dataset, built into data_dir unless it is already there."""
-    import tensorflow_datasets as tfds
-
     _split_names(name, split, _EMBEDDED_SPLITS)  # before a build, not after
     builder = _embedded_builder(name, data_dir)
     if _is_prepared(builder):
@@ -293,8 +293,6 @@ def _as_source(builder, name: str, split: str):
 
 def _catalog_source(name: str, split: str, data_dir: str | None):
     """(builder, data source) of a TFDS catalog dataset, preparing it if TFDS can."""
-    import tensorflow_datasets as tfds
-
     base = name.split("/")[0].split(":")[0]
     # Without community datasets: listing those reaches for GCS, which fails without TensorFlow.
     if base not in tfds.list_builders(with_community_datasets=False):

@@ -1,5 +1,5 @@
 """Evaluating a text-image embedding: retrieval recall, a linear probe, the CLIP score, and
-`CLIPScorer`, a trained `clip` run loaded for use by other families (text-to-image scoring).
+`CLIPScorer`, a trained `clip` run used by other families (text-to-image scoring, text encoding).
 
 Retrieval with ambiguous captions. Many held-out scenes share a caption's content, so a retrieval
 is a hit when the retrieved item *matches* the query under the caption's style (equal
@@ -92,19 +92,13 @@ def clip_score_summary(image_emb: np.ndarray, text_emb: np.ndarray) -> dict[str,
 class CLIPScorer:
     """A trained `clip` run: embeddings of images and texts, and their CLIP score.
 
-    Images are float [N, H, W, C] in [0, 1] (any resolution: resized to the model's) or integer
-    images in the run's dataset levels.
+    `run` is the loaded run, (config, task, state) of a clip task (jaxgen.tasks.runs.clip_scorer
+    loads one from its folder). Images are float [N, H, W, C] in [0, 1] (any resolution: resized to
+    the model's) or integer images in the run's dataset levels.
     """
 
-    def __init__(self, workdir: str):
-        from jaxgen.tasks.base import TaskError
-        from jaxgen.train import loop
-        from jaxgen.train.checkpoint import load_run_config
-
-        task = load_run_config(workdir).get("task")
-        if task != "clip":
-            raise TaskError(f"{workdir} holds a {task} run, not a clip run.")
-        self.config, self.task, state = loop.restore_for_eval(workdir)
+    def __init__(self, run):
+        self.config, self.task, state = run
         self.params = self.task.eval_params(state)
 
     def images(self, images: np.ndarray) -> np.ndarray:

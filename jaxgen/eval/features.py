@@ -1,21 +1,21 @@
 """The digits-classifier feature space that every family's samples are judged in.
 
-`ClassifierJudge(workdir)` loads a trained `classifier_digits` run and maps float images in [0, 1]
-(any resolution; resized bilinearly to the classifier's) to logits and penultimate features, and
-scores samples there the same way for every family (`score`): Frechet distances, precision / recall,
-class coverage and class accuracy.
+`ClassifierJudge(run)` takes a loaded `classifier_digits` run (jaxgen.tasks.runs.classifier_judge
+loads one from its folder) and maps float images in [0, 1] (any resolution; resized bilinearly to the
+classifier's) to logits and penultimate features, and scores samples there the same way for every
+family (`score`): Frechet distances, precision / recall, class coverage and class accuracy.
 """
 import numpy as np
 
+from jaxgen import data
 from jaxgen.data import transforms
 from jaxgen.eval import frechet, precision_recall
 
 
 class ClassifierJudge:
-    def __init__(self, workdir: str):
-        from jaxgen.train import loop
-
-        self.config, self.task, state = loop.restore_for_eval(workdir)
+    def __init__(self, run):
+        """`run`: the loaded classifier run, (config, task, state)."""
+        self.config, self.task, state = run
         self.params = self.task.eval_params(state)
         self._real = {}  # split -> (features, labels): `score` needs train and test on every call
 
@@ -26,8 +26,6 @@ class ClassifierJudge:
     def real_features(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(features [N, F], labels [N]) of a real split of the classifier's dataset, computed once."""
         if split not in self._real:
-            from jaxgen import data
-
             d = data.load(self.config.data.name, split, self.config.data.get("data_dir"))
             _, feats = self(np.asarray(transforms.to_unit(d.arrays["image"], d.num_levels)))
             self._real[split] = (feats, d.arrays["label"])

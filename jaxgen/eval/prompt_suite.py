@@ -1,6 +1,6 @@
 """The prompt-suite score of a text-to-image model, shared by every text-to-image family.
 
-`prompt_suite_scores(make_images, settings, train_captions, reference, seed)` draws the suite of
+`prompt_suite_scores(make_images, settings, train_captions, reference, seed, clip)` draws the suite of
 jaxgen.eval.prompts (settings.prompts_per_category prompts per category, settings.prompt_seed),
 generates settings.images_per_prompt images of each prompt through `make_images(texts, rng)` in
 batches of settings.batch_size (batch i keyed PRNGKey(seed + i), the last batch padded so that one
@@ -27,14 +27,16 @@ the parser's 32x32 grid, and reports:
   t2i_parser_exact_real           the parser's exact-scene accuracy on real test scenes brought to
                                   the generated images' size;
   t2i_clip_score, t2i_clip_score_mismatched
-                                  with settings.clip_workdir, the CLIP score of each image against
-                                  its own prompt and against another prompt's (the gap to read).
+                                  with a CLIP run (`clip`, the run of settings.clip_workdir), the
+                                  CLIP score of each image against its own prompt and against
+                                  another prompt's (the gap to read).
 
 `make_images` may also return several named image sets made from the same texts and keys (e.g. the
 base stage of a cascade and the super-resolution of those very images): each set `name` is scored
 on its own, under t2i_<name>_<metric>.
 
-This module is the eval layer: it knows nothing of tasks or training, only images and captions.
+This module is the eval layer: it knows nothing of tasks or training, only images and captions (the
+caller loads the CLIP run: jaxgen.tasks.cascade.prompt_scores).
 """
 from __future__ import annotations
 
@@ -58,15 +60,16 @@ CEILING_IMAGES_PER_PROMPT = 8
 
 
 def prompt_suite_scores(make_images: MakeImages, settings: Mapping, train_captions: Iterable[str],
-                        reference: Dataset, seed: int) -> dict[str, float]:
+                        reference: Dataset, seed: int, clip: CLIPScorer | None = None) -> dict[str, float]:
     """The suite's scores of `make_images` (see the module docstring for the metrics).
 
     settings: the eval config section, read for prompts_per_category (0 skips the suite: {}),
-      images_per_prompt, prompt_seed, batch_size and clip_workdir (optional; empty: no CLIP score).
+      images_per_prompt, prompt_seed and batch_size.
     train_captions: every caption the model was trained on (every drawn style), which decides the
       held-out prompts.
     reference: the real scenes (the test split) the parser's ceiling is measured on.
     seed: batch i of images is made with PRNGKey(seed + i).
+    clip: the CLIP run that scores the images against their prompts (None: no CLIP score).
     """
     per_category, per_prompt = int(settings["prompts_per_category"]), int(settings["images_per_prompt"])
     if per_category <= 0:
@@ -75,7 +78,6 @@ def prompt_suite_scores(make_images: MakeImages, settings: Mapping, train_captio
     texts = [p.text for p in suite for _ in range(per_prompt)]
     generated = generate_in_batches(make_images, texts, int(settings["batch_size"]), seed)
     support = prompts_lib.prompt_support(suite, train_captions)
-    clip = CLIPScorer(settings["clip_workdir"]) if settings.get("clip_workdir") else None
     text_emb = clip.texts(texts) if clip is not None else None
     ceilings: dict[int, dict[str, float]] = {}  # by image size: image sets of one size share them
     out = {}

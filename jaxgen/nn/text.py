@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import unicodedata
 import warnings
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxgen.errors import UserError
 from jaxgen.nn.attention import MultiHeadAttention
 from jaxgen.nn.conv import lecun_normal_flat
 
@@ -40,7 +42,7 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)  # letter/digit runs, or one punctuation mark
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """Text that cannot be tokenized (empty), or a vocabulary file that cannot be read."""
 
 
@@ -114,8 +116,6 @@ class Tokenizer:
             raise TokenizerError(f"not a jaxgen tokenizer file ({type(e).__name__}: {e}).") from e
 
     def save(self, path: str) -> None:
-        import os
-
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(self.to_json())

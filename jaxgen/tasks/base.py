@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxgen.config import is_finite_number, is_int, lora_enabled
 from jaxgen.data.pipeline import Dataset, load, select_classes
+from jaxgen.errors import UserError
 from jaxgen.nn import lora
 from jaxgen.train import accumulate, parallel
 from jaxgen.train import state as state_lib
@@ -21,7 +22,7 @@ from jaxgen.train.state import LoraState, TrainState
 PyTree = Any
 
 
-class TaskError(ValueError):
+class TaskError(UserError, ValueError):
     """A config value that this task cannot run with."""
 
 

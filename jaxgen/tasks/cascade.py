@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
+from jaxgen.tasks import runs
 from jaxgen.tasks.base import TaskError
 
 Stage = tuple[Any, Any]  # (task, params)
@@ -50,10 +51,15 @@ def prompt_scores(task, make_images: prompt_suite.MakeImages, settings: Mapping 
     """jaxgen.eval.prompt_suite's scores of a text-to-image `task`'s `make_images(texts [n], rng) ->
     images [n, H, W, C]` in [0, 1] (or named image sets of those texts), over `settings` (default: the
     task's config.eval), against the training captions of every style the task draws (task.styles),
-    keyed from config.seed + 100: the one prompt-suite scorer of both text-to-image families."""
+    keyed from config.seed + 100: the one prompt-suite scorer of both text-to-image families. The CLIP
+    score is that of the clip run settings.clip_workdir names, if any."""
+    settings = task.config.eval if settings is None else settings
+    clip = None
+    if settings.get("clip_workdir") and int(settings["prompts_per_category"]) > 0:  # 0 prompts: no suite
+        clip = runs.clip_scorer(settings["clip_workdir"])
     seen = [t for style in task.styles for t in task.dataset.arrays[shapes_lib.CAPTION_KEYS[style]]]
-    return prompt_suite.prompt_suite_scores(make_images, task.config.eval if settings is None else settings, seen,
-                                            task.eval_dataset(), task.config.seed + 100)
+    return prompt_suite.prompt_suite_scores(make_images, settings, seen, task.eval_dataset(), task.config.seed + 100,
+                                            clip)
 
 
 def sample_settings(sample: Mapping, overrides: Mapping) -> dict:

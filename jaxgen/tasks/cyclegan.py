@@ -30,9 +30,10 @@ import numpy as np
 import optax
 
 from jaxgen.data.pipeline import Dataset
+from jaxgen.eval.images import make_grid
 from jaxgen.models import cyclegan as cg
 from jaxgen.tasks.base import Task, TaskError, check_channels
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -260,4 +261,4 @@ class CycleGANTask(Task):
         xf, yf = x.astype(np.float32) / 255.0, y.astype(np.float32) / 255.0
         rows = {"flat_to_painted": [xf, out["x_to_y"], yf, out["cycle_x"]],
                 "painted_to_flat": [yf, out["y_to_x"], xf, out["cycle_y"]]}
-        return {name: log.make_grid(np.concatenate(r), columns=8) for name, r in rows.items()}
+        return {name: make_grid(np.concatenate(r), columns=8) for name, r in rows.items()}

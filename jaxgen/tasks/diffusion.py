@@ -25,11 +25,13 @@ import optax
 
 from jaxgen.config import is_finite_number
 from jaxgen.data import transforms
+from jaxgen.eval.images import make_grid
 from jaxgen.models.diffusion import flow, likelihood, losses, process, samplers, sampling, schedules
 from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
+from jaxgen.tasks import runs
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
                                check_positive_int, check_range)
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train.optim import make_optimizer
 
 CONDITIONINGS = ("none", "class")
@@ -279,9 +281,7 @@ class DiffusionTask(Task):
         if e.vlb and self.native and self.process == "ddpm":
             results.update(self.likelihood_bound(params))
         if e.get("classifier_workdir"):
-            from jaxgen.eval.features import ClassifierJudge
-
-            judge = ClassifierJudge(e.classifier_workdir)
+            judge = runs.classifier_judge(e.classifier_workdir)
             results.update(self.sample_quality(params, judge, e.num_fd_samples))
         return results
 
@@ -366,8 +366,8 @@ class DiffusionTask(Task):
             noised = [process.q_sample(self.schedule, x0, jnp.full((8,), t), jax.random.normal(
                 jax.random.PRNGKey(t), x0.shape)) for t in ts]
         noised = np.clip((np.stack(noised, 1) + 1.0) / 2.0, 0.0, 1.0).reshape(-1, *self.image_shape)
-        return {"samples": log.make_grid(images, columns=10),
-                "forward_process": log.make_grid(noised, columns=10)}
+        return {"samples": make_grid(images, columns=10),
+                "forward_process": make_grid(noised, columns=10)}
 
 
 def saturated_fraction(images: np.ndarray, margin: float = 1e-3) -> float:

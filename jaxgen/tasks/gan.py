@@ -33,9 +33,11 @@ import numpy as np
 import optax
 
 from jaxgen.data import transforms
+from jaxgen.eval.images import make_grid
 from jaxgen.models import gan as gan_lib
+from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
 from jaxgen.train.optim import make_optimizer
 
@@ -267,9 +269,9 @@ class GANTask(Task):
             labels = jnp.tile(jnp.arange(self.num_classes, dtype=jnp.int32), 10)
             images = np.asarray(self._generate(params, keys, labels))
             grid = images.reshape(10, self.num_classes, *images.shape[1:]).swapaxes(0, 1)
-            return {"samples_per_class": log.make_grid(grid.reshape(-1, *images.shape[1:]), columns=10)}
+            return {"samples_per_class": make_grid(grid.reshape(-1, *images.shape[1:]), columns=10)}
         images, _ = self._samples(params, rng, 100)
-        return {"samples": log.make_grid(images, columns=10)}
+        return {"samples": make_grid(images, columns=10)}
 
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(self, state):
@@ -297,8 +299,6 @@ class GANTask(Task):
         return results
 
     def _judge(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        from jaxgen.eval.features import ClassifierJudge
-
         e = self.config.eval
-        judge = ClassifierJudge(e.classifier_workdir)
+        judge = runs.classifier_judge(e.classifier_workdir)
         return judge.score(images, labels if self.num_classes else None, pr_k=e.pr_k)

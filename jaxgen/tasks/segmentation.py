@@ -7,9 +7,10 @@ import optax
 
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.data import transforms
+from jaxgen.eval.images import make_grid
 from jaxgen.nn.unet import UNet
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_range
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train.optim import make_optimizer
 
 NUM_CLASSES = 1 + len(shapes_lib.SHAPES)
@@ -102,4 +103,4 @@ class SegmentationTask(Task):
         pred = self.predict(self.eval_params(state), images)
         rows = [images.astype(np.float32) / 255.0, PALETTE[test.arrays["mask"][:16]], PALETTE[pred]]
         triplets = np.stack(rows, 1).reshape(-1, *rows[0].shape[1:])
-        return {"segmentation": log.make_grid(triplets, columns=6)}
+        return {"segmentation": make_grid(triplets, columns=6)}

@@ -1,5 +1,6 @@
 """Imagen-style text-to-image as a task: one stage of a diffusion cascade conditioned on a frozen text
-encoder, trained on the `shapes` captions (see jaxgen.models.imagen for the cascade's pieces).
+encoder (jaxgen.tasks.text_encoder), trained on the `shapes` captions (see jaxgen.models.imagen for the
+cascade's pieces).
 
 model.stage = 'base': a text-conditional denoiser at data.image_size (16x16, down-sampled bilinearly
   from the 32x32 scenes), cross-attending to the encoder's token embeddings (at model.cross_attention_levels)
@@ -41,13 +42,14 @@ from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
 from jaxgen.eval import prompts as prompts_lib
 from jaxgen.eval import scene as scene_lib
+from jaxgen.eval.images import make_grid
 from jaxgen.models import imagen
 from jaxgen.models.diffusion import sampling
 from jaxgen.models.diffusion.network import null_condition
-from jaxgen.tasks import cascade
+from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import TaskError
 from jaxgen.tasks.diffusion import DiffusionTask
-from jaxgen.train import log
+from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 
 STAGES = ("base", "sr")
 TEXT_KEYS = ("context", "context_mask", "pooled")
@@ -84,8 +86,8 @@ class Text2ImageTask(DiffusionTask):
         if self.residual_scale and self.stage != "sr":
             raise TaskError("model.residual_scale applies to a super-resolution stage (model.stage='sr') only.")
         try:
-            self.text = imagen.TextEncoder(m.text_encoder, m.max_text_length)
-        except imagen.TextEncoderError as e:
+            self.text = TextEncoder(m.text_encoder, m.max_text_length)
+        except TextEncoderError as e:
             raise TaskError(str(e)) from None
         self.model = self.network(context_dim=self.text.width)
         self.batch_keys = ("image",) + TEXT_KEYS
@@ -248,9 +250,7 @@ class Text2ImageTask(DiffusionTask):
             return self.prompt_scores(lambda texts, rng: self.text_to_image(params, rng, texts)[0])
         results = self.super_resolution_scores(params)
         if e.get("base_workdir"):
-            from jaxgen.train import loop
-
-            _, base, base_state = loop.restore_for_eval(e.base_workdir)
+            _, base, base_state = runs.restore_for_eval(e.base_workdir)
             if getattr(base, "stage", None) != "base":
                 raise TaskError(f"eval.base_workdir {e.base_workdir} is not a base-stage text-to-image run.")
             results.update(self.cascade_scores([(base, base.eval_params(base_state)), (self, params)]))
@@ -332,12 +332,12 @@ class Text2ImageTask(DiffusionTask):
             texts = [p.text for p in suite for _ in range(8)]
             images = prompt_suite.generate_in_batches(lambda t, rng: self.text_to_image(params, rng, t)[0], texts,
                                                       self.config.eval.batch_size, self.config.seed + 4)
-            return {f"prompt_{i}": log.make_grid(images[8 * i:8 * (i + 1)], columns=8) for i in range(len(suite))}
+            return {f"prompt_{i}": make_grid(images[8 * i:8 * (i + 1)], columns=8) for i in range(len(suite))}
         texts, real = self.test_prompts(8)
         real = np.asarray(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels))
         out, _ = self.text_to_image(params, jax.random.PRNGKey(self.config.seed + 4), texts, low_res=real)
         up = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), self.image_shape[0]))
-        return {"super_resolution": log.make_grid(np.concatenate([up, out, real]), columns=8)}
+        return {"super_resolution": make_grid(np.concatenate([up, out, real]), columns=8)}
 
 
 def edge_sharpness(images: np.ndarray) -> float:

@@ -16,7 +16,7 @@ are computed once on the host, on first use, and cached per process, so a step r
 plain batch features: "image" uint8 [B, H, W, C], "z_image" float32 [B, E], "z_text" float32 [B, E]
 (the embedding of one of the example's captions in `data.caption_styles`, drawn per (seed, step,
 row) as the clip task draws them). With `model.decoder.text_encoder` set (DALL-E 2's decoder), the
-same caption's tokens from that frozen encoder (jaxgen.models.imagen.TextEncoder, cached per caption
+same caption's tokens from that frozen encoder (jaxgen.tasks.text_encoder.TextEncoder, cached per caption
 on the host) travel too, as "context" float32 [B, L, D] and "context_mask" bool [B, L], and are
 dropped with probability `model.decoder.text_drop_prob` (DALL-E 2: 0.5) independently of z_i. The CLIP checkpoint step is saved with the run (clip.json) and
 checked when the run is loaded: a CLIP trained further would give other embeddings.
@@ -43,12 +43,14 @@ import optax
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
-from jaxgen.models import imagen
+from jaxgen.eval.images import make_grid
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
-from jaxgen.tasks import cascade
+from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
+from jaxgen.train import accumulate, parallel, precision
+from jaxgen.train.checkpoint import Checkpointer
 from jaxgen.train.optim import make_optimizer
 
 PARTS = ("prior", "decoder")
@@ -102,8 +104,8 @@ class UnCLIPTask(Task):
             if not 0.0 <= m.decoder.get("text_drop_prob", 0.5) < 1.0:
                 raise TaskError(f"model.decoder.text_drop_prob must be in [0, 1), not {m.decoder.text_drop_prob}.")
             try:
-                self.text = imagen.TextEncoder(m.decoder.text_encoder, m.decoder.get("max_text_length", 40))
-            except imagen.TextEncoderError as e:
+                self.text = TextEncoder(m.decoder.text_encoder, m.decoder.get("max_text_length", 40))
+            except TextEncoderError as e:
                 raise TaskError(str(e).replace("model.text_encoder", "model.decoder.text_encoder")) from None
             self.batch_keys = UnCLIPTask.batch_keys + (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)
         self._train_captions_encoded = False
@@ -442,14 +444,11 @@ class UnCLIPTask(Task):
         real = np.asarray(transforms.resize(transforms.to_unit(jnp.asarray(real), self.dataset.num_levels),
                                             self.image_shape[0]))
         rows = np.concatenate([real[:, None], var], axis=1).reshape((-1,) + self.image_shape)
-        return {"text_to_image": log.make_grid(t2i, columns=8), "variations": log.make_grid(rows, columns=8)}
+        return {"text_to_image": make_grid(t2i, columns=8), "variations": make_grid(rows, columns=8)}
 
 
 def _load_clip(workdir: str):
     """(CLIPScorer, its checkpoint step) of a trained clip run, with one-sentence errors."""
-    from jaxgen.eval.contrastive import CLIPScorer
-    from jaxgen.train.checkpoint import Checkpointer
-
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise TaskError(f"{workdir} holds no trained clip run (no checkpoints/); train one there first.")
     ckpt = Checkpointer(workdir)
@@ -457,6 +456,6 @@ def _load_clip(workdir: str):
     ckpt.close()
     if step is None:
         raise TaskError(f"{workdir} has no complete checkpoint yet; train the clip run first.")
-    return CLIPScorer(workdir), int(step)
+    return runs.clip_scorer(workdir), int(step)
 
 

@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.eval import likelihood
+from jaxgen.eval.images import make_grid
 from jaxgen.models import vae as vae_lib
+from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
-from jaxgen.train import accumulate, log, parallel, precision
+from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train.optim import make_optimizer
 
 
@@ -92,8 +94,8 @@ class VAETask(Task):
         steps = 10
         lerp = jax.jit(lambda p, a, b: vae_lib.interpolate(p, self.model, a, b, steps))
         grid = np.asarray(lerp(params, x[:8], x[8:16]))
-        return {"reconstructions": log.make_grid(pairs.reshape(-1, *real.shape[1:]), columns=8),
-                "interpolations": log.make_grid(grid.reshape(-1, *grid.shape[2:]), columns=steps)}
+        return {"reconstructions": make_grid(pairs.reshape(-1, *real.shape[1:]), columns=8),
+                "interpolations": make_grid(grid.reshape(-1, *grid.shape[2:]), columns=steps)}
 
     def evaluate(self, state):
         """Test-split ELBO and IWAE NLL (nats per image and bits/dim), plus reconstructions error."""
@@ -111,8 +113,6 @@ class VAETask(Task):
                                           batch_size=e.batch_size)
             results.update({f"test_iwae{e.iwae_k}_{k}": v for k, v in nll.items()})
         if e.get("classifier_workdir"):
-            from jaxgen.eval.features import ClassifierJudge
-
             samples = self.sample(params, jax.random.PRNGKey(self.config.seed + 3), e.num_fd_samples)["images"]
-            results.update(ClassifierJudge(e.classifier_workdir).score(np.asarray(samples)))
+            results.update(runs.classifier_judge(e.classifier_workdir).score(np.asarray(samples)))
         return results

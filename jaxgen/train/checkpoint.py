@@ -16,6 +16,7 @@ the current devices, whatever device count or process count wrote it (re-shardin
 """
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -23,6 +24,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxgen import config as config_lib
+from jaxgen.errors import UserError
 
 PyTree = Any
 # Config sections whose change makes a checkpoint's arrays mean something else (the model), or makes
@@ -42,11 +44,11 @@ REQUIRED_JSON = ("_CHECKPOINT_METADATA", os.path.join("state", "_METADATA"), os.
 _barriers = 0  # Orbax barrier names must be unique within a process
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be restored into this run."""
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError, ValueError):
     """A --workdir that cannot hold or be read as a run: a file, not writable, or holding files that
     are not a jaxgen run's."""
 
@@ -145,8 +147,6 @@ def incomplete_checkpoints(directory: str) -> list[tuple[str, str]]:
 
 
 def _remove(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 

@@ -21,12 +21,17 @@ import dataclasses
 import os
 from typing import Mapping
 
+import jax
+from jax._src import xla_bridge
+
+from jaxgen.errors import UserError
+
 ENV = {"coordinator": "JAXGEN_COORDINATOR", "num_processes": "JAXGEN_NUM_PROCESSES",
        "process_id": "JAXGEN_PROCESS_ID", "mode": "JAXGEN_DISTRIBUTED"}
 MODES = ("auto", "off")
 
 
-class DistributedError(ValueError):
+class DistributedError(UserError, ValueError):
     """A bad multi-process setting, or a run that could not join its peers."""
 
 
@@ -115,9 +120,6 @@ def initialize(spec: Spec, timeout_s: int = 300) -> bool:
     """
     if spec.mode == "off":
         return False
-    import jax
-    from jax._src import xla_bridge
-
     if jax.distributed.is_initialized():
         raise DistributedError("jax.distributed is already initialised in this process; join a run only once.")
     if xla_bridge.backends_are_initialized():
@@ -147,7 +149,5 @@ def initialize(spec: Spec, timeout_s: int = 300) -> bool:
 
 def shutdown() -> None:
     """Leaves the run: waits for every process to arrive, so none exits while a peer still needs it."""
-    import jax
-
     if jax.distributed.is_initialized():
         jax.distributed.shutdown()

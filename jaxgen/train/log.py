@@ -1,16 +1,16 @@
-"""Run outputs: metrics.jsonl, TensorBoard event files, a progress bar and sample-grid PNGs.
+"""Run outputs: metrics.jsonl, TensorBoard event files, JSON results and a progress bar (image grids
+and PNGs: jaxgen.eval.images).
 
 Only process 0 writes (`enabled=False` elsewhere). TensorBoard files come from tensorboardX, which
 works without TensorFlow.
 """
 import json
-import math
 import os
 import time
 from typing import Mapping
 
 import numpy as np
-from PIL import Image
+from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -24,7 +24,7 @@ class MetricsWriter:
         self.path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
         if enabled:
-            from tensorboardX import SummaryWriter
+            from tensorboardX import SummaryWriter  # here: it takes a second or two to import; only process 0 writes
 
             self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
@@ -58,6 +58,15 @@ class MetricsWriter:
             self._tb.close()
 
 
+def save_json(path: str, obj) -> None:
+    """Writes `obj` as indented JSON atomically (temp file + rename): eval.json, a pretrained model's
+    config and meta."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
 def read_metrics(workdir: str) -> list[dict]:
     path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
@@ -66,43 +75,12 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def make_grid(images: np.ndarray, columns: int | None = None, min_size: int = 32, pad: int = 1) -> np.ndarray:
-    """Tiles images [N, H, W, C] in [0, 1] into one uint8 image [rows*H', cols*W', 3], each image
-    scaled up by an integer factor (nearest) to at least `min_size` pixels so 8x8 digits stay visible."""
-    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-    if images.ndim != 4:
-        raise ValueError(f"make_grid expects images [N, H, W, C], got shape {images.shape}.")
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    n, h, w, _ = images.shape
-    scale = max(1, math.ceil(min_size / max(h, w)))
-    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    h, w = h * scale, w * scale
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.float32)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
-    return (grid * 255 + 0.5).astype(np.uint8)
-
-
-def save_png(image: np.ndarray, path: str) -> None:
-    """Writes a uint8 HWC image atomically (temp file + rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 class Progress:
     """A tqdm bar showing step, steps/s, loss, images/s, MFU and ETA; silent when disabled."""
 
     def __init__(self, total: int, initial: int, enabled: bool = True):
         self._bar = None
         if enabled:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                              mininterval=1.0, smoothing=0.1)
 

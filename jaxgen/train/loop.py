@@ -1,5 +1,8 @@
 """The one generic training loop: any task, any number of devices, resumable.
 
+The loop sits above the tasks and drives them; building a task and loading a trained run live in
+jaxgen.tasks.runs (its `make_task`, `init_state` and `restore_for_eval` are importable from here too).
+
 Sections: setup (config, data, mesh) · state (init or resume) · loop (step, log, sample, save) ·
 shutdown (final save, signals). The batch of step s is a pure function of (seed, s) and the step's
 randomness a pure function of (state.rng, s), so a run resumed from a checkpoint continues exactly
@@ -10,17 +13,22 @@ import json
 import math
 import os
 import signal
+import threading
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
 from jaxgen import config as config_lib
-from jaxgen import data, tasks
+from jaxgen import data
+from jaxgen.errors import UserError
+from jaxgen.eval.images import make_grid, save_png
 from jaxgen.nn import lora
-from jaxgen.train import log, mfu, parallel
+from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.runs import init_state, make_task, restore_for_eval  # noqa: F401 (public here too)
+from jaxgen.train import log, mfu, parallel, pretrained
 from jaxgen.train.checkpoint import (CheckpointError, Checkpointer, WorkdirError, abstract_state, barrier,
                                      check_same_model, nearest_existing, read_config_file)
 from jaxgen.train.state import LoraState
@@ -28,7 +36,7 @@ from jaxgen.train.state import LoraState
 PyTree = Any
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Raised when a step's loss is NaN or infinite; the newest checkpoint is the last good state."""
 
 
@@ -52,18 +60,6 @@ def setup(config: ml_collections.ConfigDict, devices: list | None = None):
         task.eval_dataset()
     step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
     return task, step_fn
-
-
-def make_task(config: ml_collections.ConfigDict) -> tasks.Task:
-    """The config's task over its training split."""
-    dataset = data.load(config.data.name, config.data.split, config.data.get("data_dir"))
-    return tasks.get(config.task)(config, dataset)
-
-
-def init_state(task, config: ml_collections.ConfigDict) -> PyTree:
-    """The task's fresh state, initialised in one compiled call (eager Flax init would compile
-    every initializer separately: seconds per model on CPU)."""
-    return jax.jit(task.init)(jax.random.PRNGKey(config.seed))
 
 
 def check_workdir(workdir: str) -> None:
@@ -110,8 +106,6 @@ class _StopFlag:
         self._previous = {}
 
     def __enter__(self):
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -280,7 +274,7 @@ def check_lora_support(task, config: ml_collections.ConfigDict, state_shapes: Py
     """TaskError unless the task fine-tunes LoRA adapters (Task.supports_lora, and its init builds a
     LoraState through Task.new_state)."""
     if not (task.supports_lora and isinstance(state_shapes, LoraState)):
-        raise tasks.TaskError(f"task {config.task} cannot fine-tune LoRA adapters (lora.rank={config.lora.rank}): "
+        raise TaskError(f"task {config.task} cannot fine-tune LoRA adapters (lora.rank={config.lora.rank}): "
                               f"its train step updates its params its own way; set lora.rank=0.")
 
 
@@ -290,8 +284,6 @@ def load_lora_base(config: ml_collections.ConfigDict, like: PyTree) -> tuple[PyT
     it keeps one; a LoRA run's merged adapters), from a trained run folder or a pretrained model
     (folder or shipped name). One sentence (CheckpointError) unless it is a model of this run's task
     and model.* settings with the shapes of `like`."""
-    from jaxgen.train import pretrained
-
     source = config.lora.init_from
     if os.path.isfile(os.path.join(source, "config.json")) or os.path.isdir(os.path.join(source, "checkpoints")):
         base_config, base_task, state = restore_for_eval(source)
@@ -411,49 +403,6 @@ def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved, rat
 def _save_samples(task, step_fn, state, rng, workdir, writer, step) -> None:
     local = parallel.to_local(step_fn.host_state(state))
     images = np.asarray(task.sample(task.eval_params(local), rng, 64)["images"])
-    grid = log.make_grid(images)
-    log.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    grid = make_grid(images)
+    save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
     writer.image("samples", grid, step)
-
-
-def restore_for_eval(workdir: str, devices: list | None = None, overrides: Sequence[str] = ()):
-    """(config, task, state) of the run in `workdir` at its newest checkpoint, on one device;
-    `overrides` (--config.sample.x=y, ...) change how it is sampled or evaluated, not the model."""
-    from jaxgen.config import apply_override
-    from jaxgen.train.checkpoint import CheckpointError, incomplete_checkpoints, load_run_config
-
-    config = load_run_config(workdir)
-    for item in overrides:
-        apply_override(config, item)
-    config_lib.validate(config)
-    task = make_task(config)  # the task checks the (overridden) sample and eval settings
-    ckpt = Checkpointer(workdir)  # a reader: creates and deletes nothing
-    try:
-        latest = ckpt.latest_step()
-        # A damaged step folder newer than the newest complete one (not an unfinished save, whose
-        # temporary folder is not named by its step) would otherwise be passed over in silence, and
-        # the user would sample an older model than the one they trained.
-        damaged = [(int(n), why) for n, why in incomplete_checkpoints(ckpt.directory)
-                   if n.isdigit() and (latest is None or int(n) > latest)]
-        if damaged:
-            step, why = max(damaged)
-            raise CheckpointError(f"checkpoint {step} in {ckpt.directory} cannot be used ({why}); `jaxgen train` "
-                                  f"with the same --workdir removes it and resumes from the last complete one.")
-        if latest is None:
-            raise CheckpointError(f"{workdir} has no checkpoint yet; train it first with jaxgen train.")
-        ckpt.check_compatible(config)
-        task.load_assets(workdir)
-        device = (devices or jax.local_devices())[0]
-        target = abstract_state(jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)),
-                                jax.sharding.SingleDeviceSharding(device))
-        state = ckpt.restore(target)
-    finally:
-        ckpt.close()
-    return config, task, state
-
-
-def save_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)

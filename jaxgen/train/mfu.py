@@ -17,6 +17,10 @@ import math
 import time
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 # Dense (no structured sparsity) peak TFLOP/s of ONE JAX device, per dtype of the step's matmuls.
 # 'float32' is the rate at JAX's default matmul precision, which is what a float32 step runs at:
 # on NVIDIA Ampere/Hopper that is TF32 on the tensor cores, on TPU one bfloat16 pass (so the bf16
@@ -75,10 +79,6 @@ def cpu_matmul_rate(n: int = 1024, repeats: int = 5) -> float:
     The best call, not the median: on a shared machine a slow call measures the other processes,
     and a low peak would overstate every MFU computed against it.
     """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
     cpu = jax.local_devices(backend="cpu")[0]
     a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), cpu)
     f = jax.jit(jnp.matmul)

@@ -18,6 +18,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxgen.config import ConfigError
+
 AXIS = "data"
 MODES = ("shard_map", "pmap")
 PyTree = Any
@@ -121,8 +123,6 @@ class DataParallel:
             self._step = jax.jit(per_device, donate_argnums=donate_argnums)
         else:
             if jax.process_count() > 1:
-                from jaxgen.config import ConfigError
-
                 raise ConfigError("train.parallel='pmap' runs on one host; use 'shard_map' for multi-process runs.")
             self._step = jax.pmap(with_stop, axis_name=AXIS, donate_argnums=donate_argnums,
                                   devices=list(self.mesh.devices.flat))

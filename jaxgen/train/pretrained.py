@@ -1,6 +1,6 @@
 """Pretrained models that ship with jaxgen: a trained run's sampling params, frozen into a folder.
 
-A pretrained folder (experiments/pretrained/<name>/, or any path) holds
+A pretrained folder (jaxgen/pretrained/<name>/, package data, or any path) holds
   config.json    the run's config (its task, model, sampling and eval settings),
   params.msgpack the params the run samples with (its EMA when it keeps one: Task.eval_params),
                  Flax-serialised; no optimizer state, so a model is a few MB,
@@ -23,7 +23,10 @@ from typing import Any
 import jax
 from flax import serialization
 
+from jaxgen import config as config_lib
+from jaxgen.tasks import runs
 from jaxgen.train.checkpoint import CheckpointError, read_config_file
+from jaxgen.train.log import save_json
 
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "config.json"
@@ -31,10 +34,8 @@ META_FILE = "meta.json"
 
 
 def pretrained_dir() -> str:
-    """The folder of the models that ship with jaxgen (experiments/pretrained)."""
-    import experiments
-
-    return os.path.join(os.path.dirname(os.path.abspath(experiments.__file__)), "pretrained")
+    """The folder of the models that ship with jaxgen (jaxgen/pretrained, installed as package data)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 
 
 def available() -> list[str]:
@@ -58,9 +59,7 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
     """Writes the sampling params and config of the run in `workdir` (its newest checkpoint) to the
     folder `out`, with `meta` (e.g. command, commit, scores) added to meta.json; returns `out`.
     An existing `out` is replaced only once the new folder is complete."""
-    from jaxgen.train import loop
-
-    config, task, state = loop.restore_for_eval(workdir)
+    config, task, state = runs.restore_for_eval(workdir)
     params = jax.device_get(task.eval_params(state))
     blob = serialization.to_bytes(params)
     info = {"source_workdir": os.path.abspath(workdir), "step": int(state.step), "task": config.task,
@@ -79,8 +78,8 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
             # A LoRA run exports its merged params: a plain model of the base's config, no adapters.
             info["lora"] = dict(saved["lora"])
             saved["lora"] = {**saved["lora"], "rank": 0, "init_from": ""}
-        loop.save_json(os.path.join(tmp, CONFIG_FILE), saved)
-        loop.save_json(os.path.join(tmp, META_FILE), info)
+        save_json(os.path.join(tmp, CONFIG_FILE), saved)
+        save_json(os.path.join(tmp, META_FILE), info)
         if os.path.isdir(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -93,9 +92,6 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
 def load(name: str):
     """(config, task, params) of a pretrained model (a shipped name or an exported folder), the
     params checked against meta.json's sha256 and the task's own param structure."""
-    from jaxgen import config as config_lib
-    from jaxgen.train import loop
-
     path = resolve(name)
     # The config is read as a run's config.json is (truncated or foreign: one sentence).
     config = config_lib.from_dict(read_config_file(os.path.join(path, CONFIG_FILE)))
@@ -111,7 +107,7 @@ def load(name: str):
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"pretrained model {name!r}: {PARAMS_FILE} does not match the sha256 in {META_FILE} "
                               f"(damaged or replaced); export it again.")
-    task = loop.make_task(config)
+    task = runs.make_task(config)
     target = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)).params
     try:
         params = serialization.from_bytes(target, blob)

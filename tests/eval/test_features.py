@@ -3,14 +3,14 @@ import numpy as np
 
 from jaxgen import data
 from jaxgen.data import transforms
-from jaxgen.eval.features import ClassifierJudge
+from jaxgen.tasks import runs
 
 
 def test_real_test_digits_score_as_the_floor(classifier_run):
     """Scored as if they were samples, the real test digits are one chunk of the test split's size:
     their chunked distance is the floor itself, their distance to the test split is zero, and their
     class accuracy is the classifier's own test accuracy."""
-    judge = ClassifierJudge(classifier_run)
+    judge = runs.classifier_judge(classifier_run)
     test = data.load("digits", "test")
     images = np.asarray(transforms.to_unit(test.arrays["image"], test.num_levels))
     r = judge.score(images, test.arrays["label"])
@@ -28,7 +28,7 @@ def test_real_test_digits_score_as_the_floor(classifier_run):
 
 
 def test_a_collapsed_generator_scores_far_from_the_floor(classifier_run):
-    judge = ClassifierJudge(classifier_run)
+    judge = runs.classifier_judge(classifier_run)
     test = data.load("digits", "test")
     one = np.asarray(transforms.to_unit(test.arrays["image"][:1], test.num_levels))
     r = judge.score(np.repeat(one, 720, axis=0))

@@ -6,7 +6,7 @@ import numpy as np
 from jaxgen import config as config_lib
 from jaxgen.data import captions as captions_lib
 from jaxgen.data import shapes
-from jaxgen.models import imagen
+from jaxgen.tasks.text_encoder import TextEncoder
 from jaxgen.train import loop
 
 
@@ -47,7 +47,7 @@ def test_text_encoder_is_frozen_outside_the_train_state():
     texts = [str(x) for x in captions_lib.drawn_captions(rows, keys, config.seed, 0, 16)]
     full = set(task.dataset.arrays["caption"].tolist())
     assert {t in full for t in texts} == {True, False}  # both styles occur in the batch
-    alone = imagen.TextEncoder(config.model.text_encoder, config.model.max_text_length)(texts)
+    alone = TextEncoder(config.model.text_encoder, config.model.max_text_length)(texts)
     for k in ("context", "context_mask", "pooled"):
         np.testing.assert_array_equal(alone[k], batch[k], err_msg=k)
     again = task.host_batch(0)

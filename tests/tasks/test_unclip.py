@@ -16,10 +16,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxgen import config as config_lib
 from jaxgen.cli import main
-from jaxgen.eval.contrastive import CLIPScorer
 from jaxgen.eval.prompts import CATEGORIES
 from jaxgen.nn.text import TokenizerError
-from jaxgen.tasks import cascade
+from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import TaskError
 from jaxgen.tasks.text2image import Text2ImageTask
 from jaxgen.train import accumulate, loop, parallel
@@ -81,7 +80,7 @@ def test_clip_is_frozen_and_feeds_the_batch(clip_run, run_steps):
     assert sorted(state.params) == ["decoder", "prior"]
     # ...and the CLIP the task embeds with is still the checkpoint's, bit for bit.
     task = loop.make_task(config)
-    saved = CLIPScorer(clip_run).params
+    saved = runs.clip_scorer(clip_run).params
     for a, b in zip(jax.tree.leaves(task.clip.params), jax.tree.leaves(saved)):
         np.testing.assert_array_equal(a, b)
     # The batch's embeddings are CLIP's of the batch's images and of one of each row's captions.

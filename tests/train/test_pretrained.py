@@ -60,7 +60,7 @@ def test_damaged_or_unknown_pretrained_models_are_one_sentence(run, tmp_path):
 
 
 def test_the_shipped_text_to_image_cascade_loads_and_generates(tmp_path):
-    """The committed Imagen-style base and SR stages (experiments/pretrained) load from a fresh clone
+    """The committed Imagen-style base and SR stages (jaxgen/pretrained) load from a fresh clone
     and run as a cascade: prompt -> 16x16 -> 32x32."""
     from jaxgen.cli import main
 
