@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1]")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sample.guidance)")
     g.add_argument("--steps", type=int, help="sampling steps (default: the run's sample.steps)")
+    g.add_argument("--method", help="sampler of every stage: ddpm, ddim, dpmpp_2m, edm_euler or edm_heun "
+                                    "(default: the run's sample.method)")
     g.add_argument("--seed", type=int, default=0)
 
     x = sub.add_parser("export", help="freeze a trained run's sampling params (EMA) and config into a folder "
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
         if args.command == "generate":
             return commands.generate(args.workdir, args.prompt, args.num, args.out, args.guidance, args.steps,
-                                     args.seed, args.sr_workdir, args.pretrained, args.sr_pretrained)
+                                     args.seed, args.sr_workdir, args.pretrained, args.sr_pretrained, args.method)
         if args.command == "export":
             return commands.export(args.workdir, args.out, args.note)
         if args.command == "eval":

@@ -63,17 +63,21 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
 
 def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: float | None = None,
              steps: int | None = None, seed: int = 0, sr_workdir: str | None = None, pretrained: str | None = None,
-             sr_pretrained: str | None = None) -> int:
+             sr_pretrained: str | None = None, method: str | None = None) -> int:
     """Images of `prompt` from a text-to-image run (text2image base stage or unclip; or a `pretrained`
     one), then up-sampled by the super-resolution stage in `sr_workdir` / `sr_pretrained` when given
-    (jaxgen.tasks.cascade.run_cascade with PRNGKey(seed)); a grid (.png) or raw arrays (.npz)."""
+    (jaxgen.tasks.cascade.run_cascade with PRNGKey(seed)); a grid (.png) or raw arrays (.npz).
+    guidance, steps, method: every stage's sample settings (None: each run's own)."""
     # here, not at the top: the CLI starts without JAX
     import jax
 
     from jaxgen.eval.images import make_grid, save_png
+    from jaxgen.models.diffusion import sampling
     from jaxgen.tasks import cascade
 
     _check_text("--prompt", prompt)
+    if method is not None and method not in sampling.METHODS:
+        raise UsageError(f"--method must be one of {', '.join(sampling.METHODS)}, not {method!r}.")
     if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
         raise UsageError(f"--guidance must be a finite number >= 0 (1 = the conditional model), not {guidance}.")
     if steps is not None and steps < 1:
@@ -89,7 +93,7 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     with warnings.catch_warnings(record=True) as caught:  # the tokenizer's truncation warning, said once
         warnings.simplefilter("always")
         images, _ = cascade.run_cascade(stages, [prompt] * num, jax.random.PRNGKey(seed), guidance=guidance,
-                                        steps=steps)
+                                        steps=steps, method=method)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"jaxgen: warning: {message}", file=sys.stderr)
     images = images[-1]

@@ -141,6 +141,19 @@ def test_generate_command_runs_the_cascade(runs, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "e.png")
     assert main(["generate", "--workdir", sr, "--prompt", "a red circle", "--out", str(tmp_path / "s.png")]) == 2
     assert "pass it as --sr_workdir" in capsys.readouterr().err
+    # --method picks every stage's sampler: the base's DDPM chain, as run_cascade draws it; a sampler
+    # jaxgen does not have is one sentence.
+    ddpm = str(tmp_path / "ddpm.npz")
+    assert main(["generate", "--workdir", base, "--prompt", "a red circle", "--num", "2", "--out", ddpm,
+                 "--steps", "2", "--method", "ddpm", "--seed", "3"]) == 0
+    images, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=2, method="ddpm")
+    np.testing.assert_array_equal(np.load(ddpm)["images"], images[0])
+    ddim, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=2)
+    assert not np.array_equal(ddim[0], images[0])
+    assert main(["generate", "--workdir", base, "--prompt", "a red circle", "--out", str(tmp_path / "m.png"),
+                 "--method", "euler"]) == 2
+    assert "--method must be one of ddpm, ddim, dpmpp_2m, edm_euler, edm_heun, not 'euler'." in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "m.png")
 
 
 def test_generate_writes_the_cascade_functions_images(runs, tmp_path):
