@@ -77,3 +77,19 @@ def classifier_run(shared_dir):
     def build(path):
         loop.train(config_lib.load("classifier_digits:quick"), str(path / "run"), quiet=True)
     return os.path.join(shared_dir("classifier_digits", build), "run")
+
+
+# The modules whose single tests run longest (tens of seconds each on 2 cores), started first. With
+# `--dist worksteal` a worker that finishes early takes tests from the other's queue, so the suite's
+# wall time is its CPU time over two plus whatever test is still running when the queues empty: a
+# 90-second test picked up last would add most of its length. Whole modules move, in their own
+# order, so module-scoped fixtures are set up once as before.
+SLOW_FIRST = ("tests/test_demo.py", "tests/tasks/test_unclip.py", "tests/benchmarks/test_sampling_smoke.py",
+              "tests/tasks/test_text2image.py", "tests/benchmarks/test_scaling_smoke.py",
+              "tests/test_lora_new_class.py", "tests/test_digits_quality.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    order = {id(item): (rank.get(item.nodeid.split("::")[0], len(SLOW_FIRST)), i) for i, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])
