@@ -1,4 +1,4 @@
-"""The `jaxgen` command: train, sample, generate, export, eval, report, demo, embed, zeroshot, configs.
+"""The `jaxgen` command: train, sample, generate, export, eval, report, demo, embed, zeroshot, fid, configs.
 
 Every expected failure (bad config value, unknown dataset, incompatible or corrupt checkpoint,
 non-finite loss) ends with one `jaxgen: error: ...` sentence on stderr and exit status 2, before
@@ -23,6 +23,7 @@ USAGE_EXAMPLES = """examples:
   jaxgen report --workdir runs/vae
   jaxgen embed --workdir runs/clip --text "two red circles and a blue square" --image scene.png
   jaxgen zeroshot --workdir runs/clip_digits --split test --labels zero,one,two,three,four,five,six,seven,eight,nine
+  jaxgen fid samples.npz data:shapes:test
   jaxgen demo
 """
 
@@ -112,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--images", help="a folder of .png / .jpg images")
     source.add_argument("--split", help="a split of the run's dataset, e.g. test (scored when it has labels)")
 
+    f = sub.add_parser("fid", help="FID between two image sets (the standard Inception features; weights "
+                                   "converted once: python -m jaxgen.eval.inception convert --from FILE)")
+    f.add_argument("a", help="an .npz (its 'images'), a folder of .png / .jpg, or data:<name>:<split>")
+    f.add_argument("b", help="the other set, in any of the same forms")
+    f.add_argument("--batch_size", type=int, default=50, help="images per network call")
+    f.add_argument("--out", help="also write the result to this .json")
+
     sub.add_parser("configs", help="list the configs that ship with jaxgen")
     return p
 
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             return commands.demo(args.workdir, args.quick)
         if args.command == "embed":
             return commands.embed(args.workdir, args.text, args.image, args.out)
+        if args.command == "fid":
+            return commands.fid(args.a, args.b, args.batch_size, args.out)
         if args.command == "zeroshot":
             return commands.zeroshot(args.workdir, args.labels, args.template, args.images, args.split)
     except UserError as e:

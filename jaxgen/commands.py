@@ -364,3 +364,65 @@ def zeroshot(workdir: str, labels: str, templates: list[str], folder: str | None
         print(f"accuracy {np.mean(pred == dataset.arrays['label']):.4f} (label {names[0]!r} = class 0, ...)")
     return 0
 
+
+
+def fid(a: str, b: str, batch_size: int = 50, out: str | None = None) -> int:
+    """FID between two image sets, each an .npz (its "images", as `jaxgen sample` / `generate` write
+    them), a folder of .png / .jpg files, or `data:<name>:<split>` (an embedded dataset's split),
+    with the standard FID Inception features (jaxgen.eval.fid; the converted weights must be in the
+    cache). Prints it, and writes {"fid", "num_a", "num_b", "a", "b"} to `out` (.json) if given."""
+    if batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, not {batch_size}.")
+    if out is not None and not out.endswith(".json"):
+        raise UsageError(f"--out must end in .json, not {out!r}.")
+    sets = [_fid_images(source) for source in (a, b)]
+    # here, not at the top: the CLI starts without JAX
+    from jaxgen.eval.fid import FIDScorer
+
+    score = FIDScorer(batch_size=batch_size).fid(*sets)
+    print(f"FID {score:.4f} ({len(sets[0])} images of {a} vs {len(sets[1])} of {b})")
+    if out is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out + ".tmp", "w") as f:
+            json.dump({"fid": score, "num_a": len(sets[0]), "num_b": len(sets[1]), "a": a, "b": b}, f, indent=2)
+        os.replace(out + ".tmp", out)
+    return 0
+
+
+def _fid_images(source: str) -> np.ndarray:
+    """One `jaxgen fid` input as float images [N, H, W, 1 or 3] in [0, 1] (at least two)."""
+    if source.startswith("data:"):
+        name, _, split = source[len("data:"):].partition(":")
+        if not name or not split:
+            raise UsageError(f"a dataset input is data:<name>:<split>, e.g. data:shapes:test, not {source!r}.")
+        # here, not at the top: the CLI starts without JAX
+        from jaxgen import data
+
+        d = data.load(name, split)
+        images = d.arrays["image"].astype(np.float32) / (d.num_levels - 1)
+    elif os.path.isdir(source):
+        paths = sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith((".png", ".jpg", ".jpeg")))
+        _check_images(paths)
+        images = _read_images(paths, 3)
+        if len({x.shape for x in images}) > 1:
+            raise UsageError(f"the images in {source} differ in size ({images[0].shape[:2]} and others); FID "
+                             "batches one size per set: resize them first.")
+        images = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.float32)
+    elif source.endswith(".npz") and os.path.isfile(source):
+        try:
+            with np.load(source) as f:
+                images = np.asarray(f["images"])
+        except (OSError, ValueError, KeyError) as e:
+            raise UsageError(f"cannot read images from {source} ({type(e).__name__}: {e}); jaxgen fid reads the "
+                             "'images' array that jaxgen sample and generate write.") from None
+        if images.dtype != np.uint8:
+            images = images.astype(np.float32)
+            if images.size and (images.min() < 0.0 or images.max() > 1.0):
+                raise UsageError(f"the images in {source} are floats outside [0, 1]; FID takes uint8 or [0, 1] images.")
+    else:
+        raise UsageError(f"{source} is neither an .npz file, a folder of images nor data:<name>:<split>.")
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise UsageError(f"{source} holds images of shape {images.shape}; FID takes [N, H, W, 1 or 3].")
+    if len(images) < 2:
+        raise UsageError(f"{source} holds {len(images)} image(s); FID needs at least two per set (a covariance).")
+    return images

