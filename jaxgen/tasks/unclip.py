@@ -46,6 +46,7 @@ from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval.images import make_grid
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
+from jaxgen.models.diffusion.network import drop_condition, null_condition
 from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
@@ -260,8 +261,8 @@ class UnCLIPTask(Task):
             if self.text is not None:  # the caption dropped on its own draw (a stream apart from the parts' draws)
                 text_drop = jax.vmap(lambda k: jax.random.bernoulli(
                     jax.random.fold_in(k, len(PARTS)), dm.get("text_drop_prob", 0.5)))(inputs["key"])
-                cond[unclip_lib.TEXT_KEY] = inputs[unclip_lib.TEXT_KEY]
-                cond[unclip_lib.TEXT_MASK_KEY] = inputs[unclip_lib.TEXT_MASK_KEY] & ~text_drop[:, None]
+                caption = {k: inputs[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)}
+                cond.update(drop_condition(caption, text_drop, num_classes=0))
 
             def one(x, t, c, k):  # one example at a time, so dropout does not depend on the device split
                 c = jax.tree.map(lambda v: v[None], c)
@@ -344,7 +345,7 @@ class UnCLIPTask(Task):
             def run(p, z, caption, key, w):
                 # Guidance against neither condition: no z_i and no caption (DALL-E 2 drops both).
                 cond = {unclip_lib.DECODER_KEY: z, **caption}
-                null = {unclip_lib.DECODER_KEY: jnp.zeros_like(z), **self.caption_tokens(None, z.shape[0])}
+                null = null_condition(cond, num_classes=0)
                 x, stats = sampling.sample(self.denoise_decoder, p, self.schedules["decoder"], steps,
                                            (z.shape[0],) + self.image_shape, key, cond, null_cond=null,
                                            guidance=w, method=method, eta=eta,
