@@ -378,14 +378,13 @@ def fid(a: str, b: str, batch_size: int = 50, out: str | None = None) -> int:
     sets = [_fid_images(source) for source in (a, b)]
     # here, not at the top: the CLI starts without JAX
     from jaxgen.eval.fid import FIDScorer
+    from jaxgen.train.log import save_json
 
     score = FIDScorer(batch_size=batch_size).fid(*sets)
     print(f"FID {score:.4f} ({len(sets[0])} images of {a} vs {len(sets[1])} of {b})")
     if out is not None:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out + ".tmp", "w") as f:
-            json.dump({"fid": score, "num_a": len(sets[0]), "num_b": len(sets[1]), "a": a, "b": b}, f, indent=2)
-        os.replace(out + ".tmp", out)
+        save_json(out, {"fid": score, "num_a": len(sets[0]), "num_b": len(sets[1]), "a": a, "b": b})
     return 0
 
 
@@ -397,9 +396,10 @@ def _fid_images(source: str) -> np.ndarray:
             raise UsageError(f"a dataset input is data:<name>:<split>, e.g. data:shapes:test, not {source!r}.")
         # here, not at the top: the CLI starts without JAX
         from jaxgen import data
+        from jaxgen.data import transforms
 
         d = data.load(name, split)
-        images = d.arrays["image"].astype(np.float32) / (d.num_levels - 1)
+        images = np.asarray(transforms.to_unit(d.arrays["image"], d.num_levels))
     elif os.path.isdir(source):
         paths = sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith((".png", ".jpg", ".jpeg")))
         _check_images(paths)
