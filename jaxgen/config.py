@@ -29,6 +29,9 @@ SCHEDULES = ("constant", "cosine")  # jaxgen.train.optim
 TRAIN_DEFAULTS = {
     "grad_accum": 1,             # micro-batches per optimizer update (jaxgen.train.accumulate)
     "compute_dtype": "float32",  # 'float32' | 'bfloat16' activations (jaxgen.train.precision)
+    # A warm start: a trained run folder (or pretrained model) of this task and model whose params,
+    # and EMA, a fresh run starts from, with a fresh optimizer and schedule ("" = random init).
+    "init_from": "",
 }
 # Likewise for the data section: input-pipeline fields that apply to any dataset (jaxgen.data.pipeline).
 DATA_DEFAULTS = {
@@ -250,6 +253,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         _require(value is None or (is_finite_number(value) and 0.0 <= value < 1.0),
                  f"optim.{field} must be in [0, 1), not {value!r}.")
     _validate_lora(config.get("lora"))
+    init_from = config.train.get("init_from", "")
+    _require(isinstance(init_from, str), f"train.init_from must be a folder path or model name, not {init_from!r}.")
+    _require(not (init_from.strip() and lora_enabled(config)),
+             "train.init_from and lora.rank > 0 do not go together: a LoRA run's starting point is lora.init_from.")
     e = config.get("eval")
     if isinstance(e, ml_collections.ConfigDict):
         for field in ("batch_size", "num_fd_samples"):

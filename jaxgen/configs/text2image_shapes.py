@@ -29,7 +29,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                   caption_styles=("full", "position"))
     # stage: 'base' or 'sr'; low_res_size, noise_aug_max: the SR stage's input size and the largest
     # noise-augmentation level drawn in training (a fraction of the chain; unused by the base stage);
-    # residual_scale: 0, or (SR stage) diffuse (image - bilinear(low_res)) / residual_scale.
+    # residual_scale (set by the SR stage only, so that base runs saved before the field existed
+    # still match this config for resume and warm starts): absent or 0 diffuses the image, > 0
+    # diffuses (image - bilinear(low_res)) / residual_scale.
     # A small U-Net (16x16 -> 8x8) with v-prediction and min-SNR weighting: self-attention at 8x8,
     # cross-attention to the text tokens at 16x16 and 8x8 (the 16x16 blocks draw the objects; with
     # text only at 8x8 they saw it through the pooled vector alone), two res blocks per level.
@@ -38,8 +40,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                    num_heads=4,
                    upsample="nearest", dropout=0.0, norm_groups=8, schedule="cosine", timesteps=1000,
                    parameterization="v", loss_weighting="min_snr", min_snr_gamma=5.0,
-                   conditioning="text", cond_drop_prob=0.1, low_res_size=16, noise_aug_max=0.0,
-                   residual_scale=0.0)
+                   conditioning="text", cond_drop_prob=0.1, low_res_size=16, noise_aug_max=0.0)
     # guidance: the classifier-free guidance scale w (1 = the conditional model); noise_aug: the fixed
     # augmentation level of the SR stage's input at sampling (a fraction of the chain).
     c.sample = dict(method="ddim", steps=50, eta=0.0, guidance=3.0, thresholding="dynamic",

@@ -318,17 +318,19 @@ def first_difference(saved: dict, current: dict, keys) -> tuple[str, str, str] |
 
 
 def check_same_model(base_config: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
-                     source: str) -> None:
-    """CheckpointError unless the LoRA base `source` (with config `base_config`) is a model of this
-    run's task and model.* settings: adapters fit only the network they were made for."""
+                     source: str, field: str = "lora.init_from") -> None:
+    """CheckpointError unless `source` (the run or model that `field` names, with config
+    `base_config`) is a model of this run's task and model.* settings: LoRA adapters and a warm
+    start's params fit only the network they were made for."""
     base, current = _normalise(base_config.to_dict()), _normalise(config.to_dict())
     diff = (("task", json.dumps(base.get("task")), json.dumps(current.get("task")))
             if base.get("task") != current.get("task") else first_difference(base, current, ("model",)))
     if diff:
-        field, was, now = diff
-        raise CheckpointError(f"lora.init_from {source} was trained with {field} = {was}, but this run's {field} is "
-                              f"{now}; LoRA adapts a base of this run's model, so give the base run's config (and "
-                              f"its argument, e.g. :8x8).")
+        key, was, now = diff
+        why = "LoRA adapts a base of this run's model" if field.startswith("lora.") else \
+            "a warm start needs params of this run's model"
+        raise CheckpointError(f"{field} {source} was trained with {key} = {was}, but this run's {key} is "
+                              f"{now}; {why}, so give that run's config (and its argument, e.g. :8x8).")
 
 
 def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyTree:

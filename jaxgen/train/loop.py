@@ -31,7 +31,7 @@ from jaxgen.tasks.runs import init_state, make_task, restore_for_eval  # noqa: F
 from jaxgen.train import log, mfu, parallel, pretrained
 from jaxgen.train.checkpoint import (CheckpointError, Checkpointer, WorkdirError, abstract_state, barrier,
                                      check_same_model, nearest_existing, read_config_file)
-from jaxgen.train.state import LoraState
+from jaxgen.train.state import LoraState, TrainState
 
 PyTree = Any
 
@@ -171,6 +171,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
         if lora_on:  # the frozen base comes from lora.init_from (a resumed run's from its checkpoint)
             base, base_info = load_lora_base(config, like=state.base_params)
             state = state.replace(base_params=base)
+        elif t.get("init_from"):
+            state, line = warm_start(config, state)
+            say(line)
     elif lora_on and main:
         base_info = resumed_lora_base_info(workdir, config, state.base_params)
     if lora_on:
@@ -284,28 +287,64 @@ def load_lora_base(config: ml_collections.ConfigDict, like: PyTree) -> tuple[PyT
     it keeps one; a LoRA run's merged adapters), from a trained run folder or a pretrained model
     (folder or shipped name). One sentence (CheckpointError) unless it is a model of this run's task
     and model.* settings with the shapes of `like`."""
-    source = config.lora.init_from
+    source = load_trained(config.lora.init_from, "lora.init_from", config, like)
+    return source.sampling, {"init_from": source.where, "step": source.step,
+                             "fingerprint": lora.fingerprint(source.sampling)}
+
+
+@dataclasses.dataclass
+class TrainedSource:
+    """The params of a trained run or pretrained model that a new run starts from."""
+    sampling: PyTree  # the params it samples with (Task.eval_params)
+    params: PyTree  # its raw trained params (a pretrained model's or a LoRA run's: `sampling`)
+    ema: PyTree | None  # its EMA of the params, None when it keeps none (a pretrained model)
+    step: int | None
+    where: str  # the absolute folder
+
+
+def load_trained(source: str, field: str, config: ml_collections.ConfigDict, like: PyTree) -> TrainedSource:
+    """The params of `source`, a trained run folder or a pretrained model (folder or shipped name),
+    which the config's `field` names. One sentence (CheckpointError) unless it is a model of this
+    run's task and model.* settings whose params have the shapes of `like`."""
     if os.path.isfile(os.path.join(source, "config.json")) or os.path.isdir(os.path.join(source, "checkpoints")):
         base_config, base_task, state = restore_for_eval(source)
-        params, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
+        sampling, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
+        plain = not isinstance(state, LoraState)  # a LoRA run's raw params are its adapters alone
+        params, ema = (state.params, state.ema_params) if plain else (sampling, None)
     else:
         try:
             where = pretrained.resolve(source)
         except CheckpointError:
-            raise CheckpointError(f"lora.init_from {source!r} is neither a trained run folder (config.json, "
+            raise CheckpointError(f"{field} {source!r} is neither a trained run folder (config.json, "
                                   f"checkpoints/) nor a pretrained model (shipped: "
                                   f"{', '.join(pretrained.available()) or 'none'}).") from None
-        base_config, _, params = pretrained.load(where)
+        base_config, _, sampling = pretrained.load(where)
+        params, ema = sampling, None
         with open(os.path.join(where, pretrained.META_FILE)) as f:
             step = json.load(f).get("step")
-    check_same_model(base_config, config, source)
+    check_same_model(base_config, config, source, field)
     want, got = lora.leaves_by_path(like), lora.leaves_by_path(params)
     for path in sorted(set(want) | set(got)):
         theirs, ours = _leaf_type(got.get(path)), _leaf_type(want.get(path))
         if theirs != ours:
-            raise CheckpointError(f"lora.init_from {source} does not fit this run's model: its {path} is {theirs}, "
+            raise CheckpointError(f"{field} {source} does not fit this run's model: its {path} is {theirs}, "
                                   f"this run's is {ours}.")
-    return params, {"init_from": where, "step": step, "fingerprint": lora.fingerprint(params)}
+    return TrainedSource(sampling, params, ema, step, where)
+
+
+def warm_start(config: ml_collections.ConfigDict, state: TrainState) -> tuple[TrainState, str]:
+    """A fresh `state` whose params start from train.init_from's trained params, and whose EMA (when
+    this run keeps one) from its EMA (its params when it keeps none); the optimizer state, step and
+    rng stay fresh, so the schedule starts over: SGDR's warm restart, or a fine-tune on other data.
+    Returns the state and one line saying what was loaded."""
+    source = load_trained(config.train.init_from, "train.init_from", config, state.params)
+    copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731 - own buffers: the step donates its state
+    state = state.replace(params=copy(source.params))
+    if state.ema_params is not None:
+        state = state.replace(ema_params=copy(source.ema if source.ema is not None else source.params))
+    step = f" step {source.step}" if source.step is not None else ""
+    return state, f"warm start: params{' and EMA' if source.ema is not None and state.ema_params is not None else ''} " \
+                  f"from {source.where}{step}; fresh optimizer and schedule"
 
 
 def _leaf_type(x) -> str:
