@@ -306,7 +306,9 @@ def load_trained(source: str, field: str, config: ml_collections.ConfigDict, lik
     """The params of `source`, a trained run folder or a pretrained model (folder or shipped name),
     which the config's `field` names. One sentence (CheckpointError) unless it is a model of this
     run's task and model.* settings whose params have the shapes of `like`."""
-    if os.path.isfile(os.path.join(source, "config.json")) or os.path.isdir(os.path.join(source, "checkpoints")):
+    is_model = os.path.isfile(os.path.join(source, pretrained.META_FILE))  # an exported model has a config.json too
+    if not is_model and (os.path.isfile(os.path.join(source, "config.json"))
+                         or os.path.isdir(os.path.join(source, "checkpoints"))):
         base_config, base_task, state = restore_for_eval(source)
         sampling, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
         plain = not isinstance(state, LoraState)  # a LoRA run's raw params are its adapters alone
