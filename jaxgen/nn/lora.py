@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
+from jaxgen.errors import UserError
+
 PyTree = Any
 # (path "a/b/kernel", shape) -> whether the leaf gets an adapter
 Predicate = Callable[[str, tuple[int, ...]], bool]
@@ -49,7 +51,7 @@ META_FILE = "lora.json"
 ATTENTION_PROJECTIONS = ("query", "key", "value", "out")
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(UserError, ValueError):
     """LoRA adapters that do not fit a params tree (a missing path or another shape)."""
 
 
