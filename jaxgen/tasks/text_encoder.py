@@ -164,6 +164,11 @@ class TextEncoder:
         """How many distinct texts are cached (by every encoder that shares this one's cache)."""
         return len(self._features_of.by_text)
 
+    def __bool__(self) -> bool:
+        """Always true: an encoder whose cache is still empty is an encoder (without this, __len__
+        would make `if task.text_encoder:` false before the first caption is encoded)."""
+        return True
+
 
 def _count(params) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
