@@ -36,6 +36,9 @@ TRAIN_DEFAULTS = {
 # Likewise for the data section: input-pipeline fields that apply to any dataset (jaxgen.data.pipeline).
 DATA_DEFAULTS = {
     "classes": None,  # None = every class; a tuple of labels keeps only those examples of the train split
+    # Each training image mirrored left-right with probability 1/2, from its example's own key (the
+    # batch and the resume stay exact); tasks whose targets it would not mirror refuse it.
+    "random_flip": False,
 }
 # Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
 EVAL_DEFAULTS = {
@@ -215,6 +218,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _require(data_dir is None or (isinstance(data_dir, str) and data_dir.strip()),
              f"data.data_dir must be a folder path (or None for the default cache), not {data_dir!r}.")
     _validate_classes(d.get("classes"))
+    _require(isinstance(d.get("random_flip", False), bool),
+             f"data.random_flip must be True or False, not {d.get('random_flip')!r}.")
     t = config.train
     _require(is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
     _require(is_int(t.batch_size) and t.batch_size > 0,

@@ -170,6 +170,8 @@ CASES = [
                                          "--config.model.stage=base"], "applies to a super-resolution stage"),
     ("override-residual-negative", ["train", "text2image_shapes_sr:quick", "--workdir", "{new}",
                                     "--config.model.residual_scale=-0.4"], "model.residual_scale must be 0"),
+    ("override-dit-patch-size", ["train", "diffusion_digits:quick_dit", "--workdir", "{new}",
+                                 "--config.model.patch_size=3"], "model.patch_size=3 must divide data.image_size=16"),
     ("override-prior-method", ["train", "unclip_shapes:quick", "--workdir", "{new}",
                                "--config.sample.prior_method=plms"], "sample.prior_method must be one of"),
     # ---- datasets, splits, image sizes ---------------------------------------------------------------

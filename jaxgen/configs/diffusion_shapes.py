@@ -10,6 +10,9 @@ smaller runs (the quick one on the 256-scene shapes/tiny split). `"flow"` (and `
 `"quick_flow"`) trains the same network by flow matching (see diffusion_digits' use_flow):
 
     jaxgen train diffusion_shapes:flow --workdir runs/diffusion_shapes_flow
+
+`"dit"` (and `"demo_dit"`, `"quick_dit"`) replaces the U-Net by a transformer denoiser (DiT) of about
+the same FLOPs per train step (see use_dit).
 """
 import ml_collections
 
@@ -23,7 +26,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.update(steps=6000, batch_size=32)
     c.eval.update(batch_size=100, vlb_select_examples=300)
     return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="diffusion_shapes",
-                                modifiers={"flow": diffusion_digits.use_flow})
+                                modifiers={"flow": diffusion_digits.use_flow, "dit": use_dit})
 
 
 def demo(c: ml_collections.ConfigDict) -> None:
@@ -41,3 +44,11 @@ def quick(c: ml_collections.ConfigDict) -> None:
     c.sample.update(steps=10)
     c.train.update(steps=10, log_every=5, ckpt_every=10, sample_every=10, batch_size=16)
     c.eval.update(batch_size=32, vlb_select_examples=32)
+
+
+def use_dit(c: ml_collections.ConfigDict) -> None:
+    """The `_dit` variants: the U-Net replaced by a DiT of about its FLOPs per train step (see
+    diffusion_digits.use_dit). 4x4 patches (an 8x8 token grid at 32x32: 2x2 patches would make 256
+    tokens, and the same FLOPs only 2 blocks deep), 10 blocks of width 4 x model.channels[0]
+    (measured at 32x32, batch 32: 25.9 GFLOP per step for the U-Net, 27.2 for the DiT; 9 blocks: 24.5)."""
+    c.model.update(network="dit", patch_size=4, hidden_size=4 * c.model.channels[0], depth=10, mlp_ratio=4.0)

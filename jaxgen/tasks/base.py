@@ -2,14 +2,17 @@
 
 A task turns a config into: `init(rng) -> TrainState`, a per-device `train_step(state, batch) ->
 (state, metrics)` (gradients and metrics averaged with `parallel.pmean`), `sample(params, rng, num)`
-and `evaluate(state) -> metrics`. The loop knows nothing else about the model; a GAN is a task whose
-state holds two optimizer states.
+and `evaluate(state) -> metrics`. The loop knows nothing else about the model. The task owns the
+generic step: a family supplies its params, its loss (a GAN its two, CycleGAN its own update of
+four networks) and its sampler; `Task` gives the optimizer, the state, the update and the EMA.
 """
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxgen.config import is_finite_number, is_int, lora_enabled
 from jaxgen.data.pipeline import Dataset, load, select_classes
@@ -17,6 +20,7 @@ from jaxgen.errors import UserError
 from jaxgen.nn import lora
 from jaxgen.train import accumulate, parallel
 from jaxgen.train import state as state_lib
+from jaxgen.train.optim import make_optimizer
 from jaxgen.train.state import LoraState, TrainState
 
 PyTree = Any
@@ -58,14 +62,32 @@ def check_choice(name: str, value: Any, choices) -> None:
 
 
 class Task:
-    """Base class; subclasses set `batch_keys` and implement the four methods."""
+    """A model family as the training loop sees it.
+
+    A family writes its networks and config checks (`__init__`), `init_params`, `loss_and_grads`,
+    `sample` and `evaluate` (optionally `step_metrics`, `figures`, assets, its own `host_batch`).
+    The base gives the rest: the optimizer `tx`, `init` (init_params' params in `new_state`: optimizer
+    state, step rng, EMA) and `train_step` (`gradient_step`: per-example keys, train.grad_accum
+    micro-batches, the update and its EMA, then the metrics, all averaged over devices). A family
+    with several optimizers (GAN, CycleGAN) writes its own `train_step` and `new_state` with
+    `optimizer`, `ema_copy` and `ema_update`. The engine fields these use (train.steps, ema_decay,
+    grad_accum) are read here only.
+    """
 
     #: the dataset features the train step reads (everything else, e.g. caption strings, stays on host)
     batch_keys: tuple[str, ...] = ("image",)
     #: whether the task can fine-tune LoRA adapters (config lora.rank > 0): true for a task whose state
-    #: comes from `new_state` and whose train_step updates it through `gradient_step`; a task that
-    #: updates its params its own way (CLIP's step, a GAN's two optimizers) sets it False.
+    #: comes from the base `new_state` and whose train_step updates it through `gradient_step`; a task
+    #: that updates its params its own way (a GAN's two optimizers) or whose loss couples the
+    #: examples of the batch across devices (CLIP's) sets it False.
     supports_lora: bool = True
+    #: whether the task mirrors its training images when data.random_flip is set (its loss calls
+    #: transforms.random_flip); the others refuse the setting
+    supports_random_flip: bool = False
+    #: how many keys `init_params` takes: `init` splits its rng into these and the state's step rng
+    init_keys: int = 1
+    #: the entry of params the EMA follows (a GAN's "generator"); None: all params
+    ema_of: str | None = None
 
     def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
         """`dataset` is the training split; with data.classes set, the task trains on the examples of
@@ -73,12 +95,72 @@ class Task:
         has every class). Evaluation reads data.eval_split whole."""
         self.config = config
         self.dataset = select_classes(dataset, config.data.get("classes"))
+        #: micro-batches per optimizer update (train.grad_accum, see jaxgen.train.accumulate)
+        self.grad_accum = accumulate.num_micro_batches(config)
+        if config.data.get("random_flip") and not self.supports_random_flip:
+            raise TaskError(f"task {config.task} does not mirror its training images; set data.random_flip=False.")
+
+    # ---- what a family writes ----------------------------------------------------------------------
+    def init_params(self, *keys: jax.Array) -> PyTree:
+        """The params at step 0 from `init_keys` keys (e.g. a model's init key, or one per network)."""
+        raise NotImplementedError
+
+    def loss_and_grads(self, params: PyTree, inputs: dict[str, jax.Array]) -> tuple[PyTree, dict, PyTree]:
+        """(grads, metrics, None): the gradient of the mean loss over `inputs` (the batch's
+        `batch_keys` and "key", each example's own key [b, 2]) and scalar metrics, "loss" among them;
+        see accumulate.mean_gradients."""
+        raise NotImplementedError
+
+    def sample(self, params: PyTree, rng: jax.Array, num: int) -> dict[str, np.ndarray]:
+        """Returns at least {"images": float [num, H, W, C] in [0, 1]}; conditional tasks add their
+        conditions (e.g. "labels")."""
+        raise NotImplementedError
+
+    def evaluate(self, state: TrainState) -> dict[str, float]:
+        raise NotImplementedError
+
+    def step_metrics(self, metrics: dict, grads: PyTree) -> dict:
+        """This device's metrics of a step plus what derives from them or from the step's averaged
+        gradients (e.g. the gradient norm); nothing added by default."""
+        return metrics
+
+    # ---- what the base gives ---------------------------------------------------------------------
+    def optimizer(self, optim: ml_collections.ConfigDict | None = None,
+                  updates_per_step: int = 1) -> optax.GradientTransformation:
+        """The optimizer of the optim section `optim` (default the config's `optim`), its schedule
+        spanning the run: train.steps * updates_per_step updates (a GAN's discriminator makes
+        train.d_steps per step)."""
+        return make_optimizer(self.config.optim if optim is None else optim,
+                              self.config.train.steps * updates_per_step)
+
+    @property
+    def tx(self) -> optax.GradientTransformation:
+        """The optimizer of a single-optimizer task: `optimizer()` (unCLIP's has one per part), built
+        where it is used: a pure function of the config, nothing cached from one trace to the next."""
+        return self.optimizer()
+
+    @property
+    def ema_decay(self) -> float:
+        """train.ema_decay: the decay of the params' EMA, 0 when the run keeps none."""
+        return self.config.train.ema_decay
+
+    def ema_copy(self, params: PyTree) -> PyTree:
+        """The EMA at step 0 for a task that builds its own state: a copy of params (params[ema_of])
+        when the run keeps one, else None (a copy: the step donates its state's buffers)."""
+        if not self.ema_decay > 0:
+            return None
+        return jax.tree.map(jnp.copy, params if self.ema_of is None else params[self.ema_of])
+
+    def ema_update(self, state: TrainState, params: PyTree) -> PyTree:
+        """The EMA after the update of `state` to `params` (state_lib.update_ema; None without one)."""
+        followed = params if self.ema_of is None else params[self.ema_of]
+        return state_lib.update_ema(state.ema_params, followed, self.ema_decay, state.step)
 
     def init(self, rng: jax.Array) -> TrainState:
-        raise NotImplementedError
-
-    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-        raise NotImplementedError
+        """The state at step 0: `init_params` on the first `init_keys` keys of split(rng,
+        init_keys + 1), put in `new_state` with the last as the step rng."""
+        *keys, state_rng = jax.random.split(rng, self.init_keys + 1)
+        return self.new_state(self.init_params(*keys), state_rng)
 
     def new_state(self, params: PyTree, rng: jax.Array) -> TrainState:
         """The state at step 0 of a single-optimizer task: `params`, the optimizer state of `self.tx`,
@@ -88,7 +170,7 @@ class Task:
         the optimizer state and EMA cover only the fresh adapters of the kernels lora.targets selects
         (B = 0: the adapted model is the base). The training loop swaps in lora.init_from's params
         for this base before the first step; only their shapes matter here."""
-        ema = self.config.train.ema_decay > 0
+        ema = self.ema_decay > 0
         if not lora_enabled(self.config):
             return state_lib.create(params, self.tx, rng, ema=ema)
         cfg = self.config.lora
@@ -100,6 +182,11 @@ class Task:
     def lora_scale(self) -> float:
         """alpha / rank of the config's LoRA adapters (see jaxgen.nn.lora.scale)."""
         return lora.scale(self.config.lora.alpha, self.config.lora.rank)
+
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        """One update (`gradient_step`), then `step_metrics`, averaged over devices."""
+        state, metrics, grads = self.gradient_step(state, batch)
+        return state, parallel.pmean(self.step_metrics(metrics, grads))
 
     def gradient_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict, PyTree]:
         """The step every single-optimizer task shares: `self.loss_and_grads(params, inputs)` over the
@@ -119,15 +206,7 @@ class Task:
             grad_fn = lora.adapter_grad_fn(grad_fn, state.base_params, self.lora_scale)
         grads, metrics, _ = accumulate.mean_gradients(grad_fn, state.params, inputs, self.grad_accum)
         grads = parallel.pmean(grads)
-        return state_lib.apply_gradients(state, grads, self.tx, self.config.train.ema_decay), metrics, grads
-
-    def sample(self, params: PyTree, rng: jax.Array, num: int) -> dict[str, np.ndarray]:
-        """Returns at least {"images": float [num, H, W, C] in [0, 1]}; conditional tasks add their
-        conditions (e.g. "labels")."""
-        raise NotImplementedError
-
-    def evaluate(self, state: TrainState) -> dict[str, float]:
-        raise NotImplementedError
+        return state_lib.apply_gradients(state, grads, self.tx, self.ema_decay), metrics, grads
 
     def figures(self, state: TrainState) -> dict[str, np.ndarray]:
         """Named image grids (uint8 [H, W, 3]) that `jaxgen eval` saves under <workdir>/figures and
@@ -157,8 +236,10 @@ class Task:
         eval.use_ema is False (the EMA has no warm-up: after t steps at decay d it still holds d**t of
         the initial weights, 45% at d = 0.999 and t = 800, so a short run evaluates its raw params).
         A LoRA run's adapters come merged into its frozen base: a plain params tree, as the model's
-        apply expects."""
-        params = state.ema_params if self.uses_ema(state) else state.params
+        apply expects. With `ema_of` set, the EMA stands in for that entry of the params only."""
+        params = state.params
+        if self.uses_ema(state):
+            params = state.ema_params if self.ema_of is None else {**params, self.ema_of: state.ema_params}
         if isinstance(state, LoraState):
             return lora.merge(state.base_params, params, self.lora_scale)
         return params

@@ -9,8 +9,7 @@ import optax
 from jaxgen.data import transforms
 from jaxgen.models import classifier as classifier_lib
 from jaxgen.tasks.base import Task, TaskError, check_positive_int, check_range
-from jaxgen.train import accumulate, parallel, precision
-from jaxgen.train.optim import make_optimizer
+from jaxgen.train import precision
 
 
 class ClassifierTask(Task):
@@ -30,8 +29,6 @@ class ClassifierTask(Task):
         self.model = classifier_lib.DigitsClassifier(num_classes=dataset.num_classes, width=m.width,
                                                      feature_dim=m.feature_dim, dropout=m.dropout,
                                                      dtype=precision.compute_dtype(config))
-        self.tx = make_optimizer(config.optim, config.train.steps)
-        self.grad_accum = accumulate.num_micro_batches(config)
 
     def preprocess(self, images: jax.Array) -> jax.Array:
         """Integer images -> float [B, S, S, C] in [0, 1] at the config's image_size."""
@@ -41,12 +38,10 @@ class ClassifierTask(Task):
         """Float images in [0, 1] at any resolution -> the classifier's [B, S, S, C]."""
         return transforms.resize(images, self.config.model.image_size)
 
-    def init(self, rng):
-        init_rng, state_rng = jax.random.split(rng)
+    def init_params(self, rng):
         s = self.config.model.image_size
         x = jnp.zeros((1, s, s, self.dataset.arrays["image"].shape[-1]), jnp.float32)
-        params = self.model.init(init_rng, x)["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, x)["params"]
 
     def loss_and_grads(self, params, inputs):
         """Cross-entropy gradient over `inputs` {"image", "label", "key": the examples' own keys
@@ -70,10 +65,6 @@ class ClassifierTask(Task):
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == inputs["label"])
         return grads, {"loss": loss, "accuracy": accuracy}, None
-
-    def train_step(self, state, batch):
-        state, metrics, _ = self.gradient_step(state, batch)
-        return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):
         raise TaskError("the classifier is not a generative model; it has nothing to sample.")

@@ -30,15 +30,13 @@ from jaxgen.models import clip as clip_lib
 from jaxgen.nn.text import Tokenizer
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
 from jaxgen.train import parallel, precision
-from jaxgen.train import state as state_lib
-from jaxgen.train.optim import make_optimizer
 
 TOKENIZER_FILE = "tokenizer.json"
 
 
 class CLIPTask(Task):
     batch_keys = ("image", "tokens")
-    supports_lora = False  # its step (embeddings all-gathered across devices) is its own, not gradient_step
+    supports_lora = False  # its loss all-gathers the embeddings across devices: not tried with adapters
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -63,7 +61,7 @@ class CLIPTask(Task):
             if key in m:
                 check_positive_int(f"model.{key}", m[key])
         check_channels("model.image_channels", m.image_channels)
-        if config.train.get("grad_accum", 1) > 1:
+        if self.grad_accum > 1:
             raise TaskError("CLIP cannot accumulate gradients (train.grad_accum > 1): its loss couples every "
                             "pair of the batch, so micro-batches would be smaller contrastive batches, not the "
                             "same step; use more devices or a smaller train.batch_size instead.")
@@ -75,7 +73,6 @@ class CLIPTask(Task):
             image_tower=m.image_tower, image_channels=tuple(m.image_channels), image_width=m.image_width,
             patch_size=m.patch_size, vit_depth=m.vit_depth, text_width=m.text_width, text_depth=m.text_depth,
             num_heads=m.num_heads, loss=m.loss, dtype=precision.compute_dtype(config))
-        self.tx = make_optimizer(config.optim, config.train.steps)
         self._encoders = {}
 
     # ---- text -------------------------------------------------------------------------------------
@@ -127,31 +124,29 @@ class CLIPTask(Task):
         x = transforms.resize(images.astype(jnp.float32), self.config.model.image_size)
         return 2.0 * x - 1.0
 
-    def init(self, rng):
-        init_rng, state_rng = jax.random.split(rng)
+    def init_params(self, rng):
         s, c = self.config.model.image_size, self.dataset.arrays["image"].shape[-1]
         images = jnp.zeros((1, s, s, c), jnp.float32)
-        tokens = jnp.asarray(self.tokenizer.encode("a"))
-        params = self.model.init(init_rng, images, tokens)["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, images, jnp.asarray(self.tokenizer.encode("a")))["params"]
 
-    def train_step(self, state, batch):
-        images = batch["image"]
+    def loss_and_grads(self, params, inputs):
+        """The gradient of the contrastive loss of the *global* batch (this device's pairs
+        {"image", "tokens"} against every device's: the embeddings are all-gathered), with each
+        image shifted by train.augment_shift pixels on its own key: (grads, {"loss", ...}, None)."""
+        images = inputs["image"]
         shift = self.config.train.get("augment_shift", 0)
         if shift:
-            keys = parallel.example_keys(state_lib.step_rng(state), images.shape[0])
-            images = transforms.random_shift(images, keys, shift)
+            images = transforms.random_shift(images, inputs["key"], shift)
         x = self.preprocess(images)
 
         def loss_fn(params):
-            img, txt, scale, bias = self.model.apply({"params": params}, x, batch["tokens"])
+            img, txt, scale, bias = self.model.apply({"params": params}, x, inputs["tokens"])
             loss, metrics = clip_lib.contrastive_loss(img, txt, scale, bias, self.config.model.loss,
                                                       axis_name=parallel.AXIS)
             return loss, {**metrics, "logit_scale": scale}
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state_lib.apply_gradients(state, parallel.pmean(grads), self.tx, self.config.train.ema_decay)
-        return state, parallel.pmean({"loss": loss, **metrics})
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, {"loss": loss, **metrics}, None
 
     def sample(self, params, rng, num):
         raise TaskError("CLIP is not a generative model; use `jaxgen embed` or `jaxgen zeroshot`.")

@@ -35,7 +35,6 @@ from jaxgen.models import cyclegan as cg
 from jaxgen.tasks.base import Task, TaskError, check_channels
 from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
-from jaxgen.train.optim import make_optimizer
 
 DOMAINS = ("image", "painted")  # X, Y
 
@@ -55,6 +54,10 @@ def _rows(dataset: Dataset, key: str, start: int, stop: int) -> Dataset:
 
 
 class CycleGANTask(Task):
+    supports_lora = False  # two optimizers, its own step
+    init_keys = 4  # G, F, D_X, D_Y
+    ema_of = "generator"  # both generators {"G", "F"}
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         m = config.model
@@ -85,9 +88,7 @@ class CycleGANTask(Task):
 
         self.g_xy, self.f_yx = make_g(), make_g()
         self.d = cg.PatchDiscriminator(channels=tuple(m.d_channels), dtype=dtype)
-        self.grad_accum = accumulate.num_micro_batches(config)
-        self.g_tx = make_optimizer(config.optim, config.train.steps)
-        self.d_tx = make_optimizer(config.optim, config.train.steps)
+        self.g_tx, self.d_tx = self.optimizer(), self.optimizer()
 
     # ---- data ------------------------------------------------------------------------------------
     def host_batch(self, step, process_index=0, process_count=1):
@@ -104,22 +105,19 @@ class CycleGANTask(Task):
         return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
 
     # ---- state -----------------------------------------------------------------------------------
-    def init(self, rng):
-        keys = jax.random.split(rng, 5)
+    def init_params(self, g_key, f_key, dx_key, dy_key):
         x = jnp.zeros((1,) + self.image_shape)
-        params = {"generator": {"G": self.g_xy.init(keys[0], x)["params"], "F": self.f_yx.init(keys[1], x)["params"]},
-                  "discriminator": {"D_X": self.d.init(keys[2], x)["params"], "D_Y": self.d.init(keys[3], x)["params"]}}
+        return {"generator": {"G": self.g_xy.init(g_key, x)["params"], "F": self.f_yx.init(f_key, x)["params"]},
+                "discriminator": {"D_X": self.d.init(dx_key, x)["params"], "D_Y": self.d.init(dy_key, x)["params"]}}
+
+    def new_state(self, params, rng):
+        """Step 0: one optimizer state per player, empty pools, the generators' EMA when kept."""
         opt_state = {"generator": self.g_tx.init(params["generator"]),
                      "discriminator": self.d_tx.init(params["discriminator"])}
         size = self.config.model.pool_size
         pools = {"fake_x": cg.pool_init(size, self.image_shape), "fake_y": cg.pool_init(size, self.image_shape)}
-        ema = jax.tree.map(jnp.copy, params["generator"]) if self.config.train.ema_decay > 0 else None
-        return CycleGANState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=keys[4],
-                             ema_params=ema, pools=pools)
-
-    def eval_params(self, state):
-        g = state.ema_params if self.uses_ema(state) else state.params["generator"]
-        return {"generator": g, "discriminator": state.params["discriminator"]}
+        return CycleGANState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng,
+                             ema_params=self.ema_copy(params), pools=pools)
 
     def _translate(self, gen, x=None, y=None):
         """G(x) and/or F(y) with generator params {"G", "F"}."""
@@ -129,7 +127,7 @@ class CycleGANTask(Task):
 
     # ---- the step --------------------------------------------------------------------------------
     def train_step(self, state, batch):
-        m, t = self.config.model, self.config.train
+        m = self.config.model
         x, y = self.to_model(batch["x"]), self.to_model(batch["y"])
         rng = state_lib.step_rng(state)
         disc = state.params["discriminator"]
@@ -192,9 +190,9 @@ class CycleGANTask(Task):
         updates, d_opt = self.d_tx.update(d_grads, state.opt_state["discriminator"], disc)
         disc = optax.apply_updates(disc, updates)
 
-        ema = state_lib.update_ema(state.ema_params, gen, t.ema_decay, state.step)
-        state = state.replace(step=state.step + 1, params={"generator": gen, "discriminator": disc},
-                              opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema, pools=pools)
+        params = {"generator": gen, "discriminator": disc}
+        state = state.replace(step=state.step + 1, params=params, ema_params=self.ema_update(state, params),
+                              opt_state={"generator": g_opt, "discriminator": d_opt}, pools=pools)
         metrics = {"loss": g_metrics["g_loss"] + d_metrics["d_loss"], **g_metrics, **d_metrics,
                    "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads)}
         return state, parallel.pmean(metrics)

@@ -27,14 +27,17 @@ from jaxgen.config import is_finite_number
 from jaxgen.data import transforms
 from jaxgen.eval.images import make_grid
 from jaxgen.models.diffusion import flow, likelihood, losses, process, samplers, sampling, schedules
-from jaxgen.models.diffusion.network import Denoiser, drop_condition, null_condition
+from jaxgen.models.diffusion.dit import DiT
+from jaxgen.models.diffusion.network import ARCHITECTURES, Denoiser, drop_condition, null_condition
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
                                check_positive_int, check_range)
-from jaxgen.train import accumulate, parallel, precision
-from jaxgen.train.optim import make_optimizer
+from jaxgen.train import precision
 
 CONDITIONINGS = ("none", "class")
+# model.network: the Denoiser's U-Nets (network.ARCHITECTURES: jaxgen's, Ho et al.'s) or the DiT.
+NETWORKS = ARCHITECTURES + ("dit",)
+FLIP_STREAM = 0xF11B  # folded into an example's key for its data.random_flip draw
 # The flow-matching fields of the model section, for configs (and runs) written before they existed.
 FLOW_DEFAULTS = {"process": "ddpm", "flow_time": "logit_normal", "flow_time_mean": 0.0, "flow_time_std": 1.0,
                  "flow_shift": 1.0}
@@ -43,6 +46,7 @@ FLOW_DEFAULTS = {"process": "ddpm", "flow_time": "logit_normal", "flow_time_mean
 class DiffusionTask(Task):
     #: the model.conditioning values this task accepts (a subclass adds its own, e.g. text)
     conditionings = CONDITIONINGS
+    supports_random_flip = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -89,8 +93,6 @@ class DiffusionTask(Task):
         # What the sampler integrates: the noise chain, or the flow's time scale and shift.
         self.schedule = (flow.FlowSchedule(float(m.timesteps), float(self.flow_config["flow_shift"]))
                          if self.process == "flow" else schedules.make(m.schedule, m.timesteps))
-        self.tx = make_optimizer(config.optim, config.train.steps)
-        self.grad_accum = accumulate.num_micro_batches(config)
         self._samplers = {}
 
     def check_process(self, method: str) -> None:
@@ -129,15 +131,36 @@ class DiffusionTask(Task):
         (a super-resolution stage may diffuse a residual instead, see Text2ImageTask)."""
         return self.preprocess(inputs["image"])
 
-    def network(self, **extra) -> Denoiser:
-        """The config's denoiser; `extra` sets further Denoiser fields (e.g. context_dim)."""
+    def network(self, **extra) -> Denoiser | DiT:
+        """The config's denoiser: model.network 'unet' (jaxgen's U-Net; the default, also for runs
+        saved before the field existed), 'ddpm' (Ho et al.'s U-Net, network.DDPMUNet: the same
+        fields) or 'dit' (the transformer, with model.patch_size, hidden_size, depth, num_heads and
+        mlp_ratio); `extra` sets further fields of either (e.g. context_dim)."""
         m = self.config.model
+        kind = m.get("network", "unet")
+        check_choice("model.network", kind, NETWORKS)
+        if kind == "dit":
+            for name in ("patch_size", "hidden_size", "depth", "num_heads"):
+                check_positive_int(f"model.{name}", m.get(name))
+            ratio, size = m.get("mlp_ratio"), self.image_shape[0]
+            if not (is_finite_number(ratio) and ratio > 0):
+                raise TaskError(f"model.mlp_ratio must be a number > 0 (the MLP's width over model.hidden_size), "
+                                f"not {ratio!r}.")
+            if size % m.patch_size:
+                raise TaskError(f"model.patch_size={m.patch_size} must divide data.image_size={size} (the DiT cuts "
+                                f"the image into patch_size x patch_size patches).")
+            if m.hidden_size % m.num_heads:
+                raise TaskError(f"model.hidden_size={m.hidden_size} must be divisible by model.num_heads="
+                                f"{m.num_heads}.")
+            return DiT(out_channels=self.image_shape[-1], patch_size=m.patch_size, hidden_size=m.hidden_size,
+                       depth=m.depth, num_heads=m.num_heads, mlp_ratio=float(ratio), dropout=m.dropout,
+                       num_classes=self.num_classes, dtype=precision.compute_dtype(self.config), **extra)
         cross = m.get("cross_attention_levels")
         return Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
                         num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
                         cross_attention_levels=None if cross is None else tuple(cross),
                         num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
-                        norm_groups=m.norm_groups, num_classes=self.num_classes,
+                        norm_groups=m.norm_groups, num_classes=self.num_classes, architecture=kind,
                         dtype=precision.compute_dtype(self.config), **extra)
 
     def train_condition(self, inputs: dict[str, jax.Array]):
@@ -154,12 +177,9 @@ class DiffusionTask(Task):
     def condition(self, labels: jax.Array | None):
         return {"label": labels} if self.num_classes else None
 
-    def init(self, rng):
-        init_rng, state_rng = jax.random.split(rng)
+    def init_params(self, rng):
         x = jnp.zeros((1,) + self.image_shape, jnp.float32)
-        params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32),
-                                 self.condition(jnp.zeros((1,), jnp.int32)))["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, x, jnp.zeros((1,), jnp.int32), self.condition(jnp.zeros((1,), jnp.int32)))["params"]
 
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):
@@ -167,6 +187,10 @@ class DiffusionTask(Task):
         "label": [b] (class-conditional only), "key": the examples' own keys [b, 2]}: (grads,
         {"loss"}, None), see accumulate.mean_gradients."""
         m = self.config.model
+        if self.config.data.get("random_flip"):
+            # A stream apart from the four draws below, so runs without flips keep their noise.
+            flip_keys = jax.vmap(lambda k: jax.random.fold_in(k, FLIP_STREAM))(inputs["key"])
+            inputs = dict(inputs, image=transforms.random_flip(inputs["image"], flip_keys))
         x0 = self.diffusion_target(inputs)
 
         def draws(key):  # each example's own time, noise, condition drop and dropout key
@@ -214,10 +238,8 @@ class DiffusionTask(Task):
         return losses.per_example_loss(out, m.parameterization, self.schedule, x0, time, noise,
                                        m.loss_weighting, m.min_snr_gamma)
 
-    def train_step(self, state, batch):
-        state, metrics, grads = self.gradient_step(state, batch)  # image (+ label, + text, ...)
-        metrics["grad_norm"] = optax.tree.norm(grads)
-        return state, parallel.pmean(metrics)
+    def step_metrics(self, metrics, grads):
+        return {**metrics, "grad_norm": optax.tree.norm(grads)}
 
     # ---- sampling --------------------------------------------------------------------------------
     def generate(self, params, rng, num: int, labels: np.ndarray | None = None, **overrides):

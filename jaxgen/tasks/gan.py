@@ -39,7 +39,6 @@ from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
 from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
-from jaxgen.train.optim import make_optimizer
 
 
 def _discriminator_optim(optim: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -52,6 +51,10 @@ def _discriminator_optim(optim: ml_collections.ConfigDict) -> ml_collections.Con
 
 class GANTask(Task):
     """Unconditional or class-conditional GAN (config.model.conditional) on an image dataset."""
+
+    supports_lora = False  # two optimizers, its own step
+    init_keys = 2  # the generator's and the discriminator's
+    ema_of = "generator"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -91,10 +94,9 @@ class GANTask(Task):
         self.discriminator = gan_lib.Discriminator(channels=tuple(m.d_channels), num_classes=self.num_classes,
                                                    norm=m.d_norm, feature_dim=m.d_feature_dim, dtype=dtype)
         # Every update of the step (each of the k D updates, and G's) accumulates its gradient over
-        # grad_accum micro-batches: all the losses are means of per-example terms (R1 included).
-        self.grad_accum = accumulate.num_micro_batches(config)
-        self.g_tx = make_optimizer(config.optim, t.steps)
-        self.d_tx = make_optimizer(_discriminator_optim(config.optim), t.steps * t.d_steps)
+        # self.grad_accum micro-batches: all the losses are means of per-example terms (R1 included).
+        self.g_tx = self.optimizer()
+        self.d_tx = self.optimizer(_discriminator_optim(config.optim), updates_per_step=t.d_steps)
 
     # ---- data ------------------------------------------------------------------------------------
     def host_batch(self, step, process_index=0, process_count=1):
@@ -111,22 +113,18 @@ class GANTask(Task):
         return x * 2.0 - 1.0
 
     # ---- state -----------------------------------------------------------------------------------
-    def init(self, rng):
-        g_rng, d_rng, state_rng = jax.random.split(rng, 3)
+    def init_params(self, g_rng, d_rng):
         z = jnp.zeros((1, self.config.model.latent_dim))
         y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
-        params = {"generator": self.generator.init(g_rng, z, y)["params"],
-                  "discriminator": self.discriminator.init(d_rng, jnp.zeros((1,) + self.image_shape), y)["params"]}
+        return {"generator": self.generator.init(g_rng, z, y)["params"],
+                "discriminator": self.discriminator.init(d_rng, jnp.zeros((1,) + self.image_shape), y)["params"]}
+
+    def new_state(self, params, rng):
+        """Step 0: one optimizer state per player, and the generator's EMA when the run keeps one."""
         opt_state = {"generator": self.g_tx.init(params["generator"]),
                      "discriminator": self.d_tx.init(params["discriminator"])}
-        ema = jax.tree.map(jnp.copy, params["generator"]) if self.config.train.ema_decay > 0 else None
-        return state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                                    rng=state_rng, ema_params=ema)
-
-    def eval_params(self, state):
-        """Both players' params, with the generator's EMA in place of the generator when kept."""
-        g = state.ema_params if self.uses_ema(state) else state.params["generator"]
-        return {"generator": g, "discriminator": state.params["discriminator"]}
+        return state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng,
+                                    ema_params=self.ema_copy(params))
 
     # ---- the two players -------------------------------------------------------------------------
     def _noise(self, keys: jax.Array) -> tuple[jax.Array, jax.Array | None]:
@@ -221,9 +219,9 @@ class GANTask(Task):
         y = jnp.swapaxes(batch["label"], 0, 1).astype(jnp.int32) if self.num_classes else None
         d_params, d_opt, d_metrics = self.discriminator_phase(state, x, y)
         g_params, g_opt, g_metrics = self.generator_phase(state, d_params, x.shape[1])
-        ema = state_lib.update_ema(state.ema_params, g_params, self.config.train.ema_decay, state.step)
-        state = state.replace(step=state.step + 1, params={"generator": g_params, "discriminator": d_params},
-                              opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema)
+        params = {"generator": g_params, "discriminator": d_params}
+        state = state.replace(step=state.step + 1, params=params, ema_params=self.ema_update(state, params),
+                              opt_state={"generator": g_opt, "discriminator": d_opt})
         metrics = {**d_metrics, **g_metrics}
         # The loop needs one "loss" to watch for NaN/inf: the sum of the two players' losses.
         metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]

@@ -10,8 +10,7 @@ from jaxgen.data import transforms
 from jaxgen.eval.images import make_grid
 from jaxgen.nn.unet import UNet
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_range
-from jaxgen.train import accumulate, parallel, precision
-from jaxgen.train.optim import make_optimizer
+from jaxgen.train import precision
 
 NUM_CLASSES = 1 + len(shapes_lib.SHAPES)
 # Mask colours for figures: background black, then one colour per shape class.
@@ -39,14 +38,10 @@ class SegmentationTask(Task):
         self.model = UNet(out_channels=NUM_CLASSES, channels=tuple(m.channels), num_res_blocks=m.num_res_blocks,
                           attention_levels=tuple(m.attention_levels), upsample=m.upsample, dropout=m.dropout,
                           norm_groups=m.norm_groups, dtype=precision.compute_dtype(config))
-        self.tx = make_optimizer(config.optim, config.train.steps)
-        self.grad_accum = accumulate.num_micro_batches(config)
 
-    def init(self, rng):
-        init_rng, state_rng = jax.random.split(rng)
+    def init_params(self, rng):
         x = jnp.zeros((1,) + self.dataset.arrays["image"].shape[1:], jnp.float32)
-        params = self.model.init(init_rng, x)["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, x)["params"]
 
     def logits(self, params, images, train=False, keys=None):
         """uint8 images [B, H, W, 3] -> per-pixel class logits float32 [B, H, W, classes] (float32 also
@@ -71,10 +66,6 @@ class SegmentationTask(Task):
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return grads, {"loss": loss, "pixel_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}, None
-
-    def train_step(self, state, batch):
-        state, metrics, _ = self.gradient_step(state, batch)
-        return state, parallel.pmean(metrics)
 
     def sample(self, params, rng, num):
         raise TaskError("segmentation is not a generative model; see `jaxgen eval` for its figures.")

@@ -57,6 +57,7 @@ TEXT_KEYS = ("context", "context_mask", "pooled")
 
 class Text2ImageTask(DiffusionTask):
     conditionings = ("text",)
+    supports_random_flip = False  # a mirror would contradict the captions' "left" and "right"
 
     def __init__(self, config, dataset):
         m = config.model
@@ -167,11 +168,9 @@ class Text2ImageTask(DiffusionTask):
             cond["noise_level"] = jnp.zeros((n,), jnp.int32)
         return cond
 
-    def init(self, rng):
-        init_rng, state_rng = jax.random.split(rng)
+    def init_params(self, rng):
         x = jnp.zeros((1,) + self.image_shape, jnp.float32)
-        params = self.model.init(init_rng, x, jnp.zeros((1,), jnp.int32), self._dummy_condition(1))["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, x, jnp.zeros((1,), jnp.int32), self._dummy_condition(1))["params"]
 
     # ---- sampling --------------------------------------------------------------------------------
     def text_to_image(self, params, rng, prompts: list[str], low_res: np.ndarray | None = None,

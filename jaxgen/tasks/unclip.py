@@ -50,9 +50,8 @@ from jaxgen.models.diffusion.network import drop_condition, null_condition
 from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
-from jaxgen.train import accumulate, parallel, precision
+from jaxgen.train import precision
 from jaxgen.train.checkpoint import Checkpointer
-from jaxgen.train.optim import make_optimizer
 
 PARTS = ("prior", "decoder")
 CLIP_FILE = "clip.json"
@@ -66,6 +65,7 @@ class UnCLIPTask(Task):
     #: the text-to-image contract (jaxgen.tasks.cascade): a first stage, which takes no low-res input
     stage = "base"
     low_res_shape = None
+    init_keys = 2  # the prior's and the decoder's
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -124,17 +124,15 @@ class UnCLIPTask(Task):
             dtype=dtype)
         self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
                           "decoder": schedules.make(dm.schedule, dm.timesteps)}
-        self.tx = self._optimizer()
-        self.grad_accum = accumulate.num_micro_batches(config)
         self._embedded = None  # the training split with its CLIP embeddings, built on first use
         self._samplers = {}
 
-    def _optimizer(self) -> optax.GradientTransformation:
+    @property
+    def tx(self) -> optax.GradientTransformation:
         """One optimizer per part (`optim` for the decoder, `prior_optim` for the prior); a part not
         in train.parts gets no update at all."""
-        steps = self.config.train.steps
         prior_optim = self.config.get("prior_optim") or self.config.optim
-        txs = {"decoder": make_optimizer(self.config.optim, steps), "prior": make_optimizer(prior_optim, steps)}
+        txs = {"decoder": self.optimizer(), "prior": self.optimizer(prior_optim)}
         txs = {k: (tx if k in self.parts else optax.set_to_zero()) for k, tx in txs.items()}
         return optax.multi_transform(txs, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
 
@@ -220,15 +218,13 @@ class UnCLIPTask(Task):
         and, with caption tokens, "context" [B, L, D], "context_mask" [B, L])."""
         return self.decoder.apply({"params": params}, x, t, cond)
 
-    def init(self, rng):
-        k_prior, k_decoder, state_rng = jax.random.split(rng, 3)
+    def init_params(self, k_prior, k_decoder):
         z = jnp.zeros((1, self.embed_dim), jnp.float32)
         t = jnp.zeros((1,), jnp.int32)
         decoder_cond = {unclip_lib.DECODER_KEY: z, **self.caption_tokens(None, 1)}
-        params = {"prior": self.prior.init(k_prior, z, t, {unclip_lib.PRIOR_KEY: z})["params"],
-                  "decoder": self.decoder.init(k_decoder, jnp.zeros((1,) + self.image_shape, jnp.float32), t,
-                                               decoder_cond)["params"]}
-        return self.new_state(params, state_rng)
+        return {"prior": self.prior.init(k_prior, z, t, {unclip_lib.PRIOR_KEY: z})["params"],
+                "decoder": self.decoder.init(k_decoder, jnp.zeros((1,) + self.image_shape, jnp.float32), t,
+                                             decoder_cond)["params"]}
 
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):
@@ -281,11 +277,8 @@ class UnCLIPTask(Task):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return grads, {"loss": loss, **metrics}, None
 
-    def train_step(self, state, batch):
-        state, metrics, grads = self.gradient_step(state, batch)
-        for k in self.parts:
-            metrics[f"{k}_grad_norm"] = optax.tree.norm(grads[k])
-        return state, parallel.pmean(metrics)
+    def step_metrics(self, metrics, grads):
+        return {**metrics, **{f"{k}_grad_norm": optax.tree.norm(grads[k]) for k in self.parts}}
 
     # ---- sampling --------------------------------------------------------------------------------
     def _run(self, key: tuple, make, args: tuple) -> tuple[np.ndarray, dict[str, float]]:

@@ -14,12 +14,12 @@ from jaxgen.eval.images import make_grid
 from jaxgen.models import vae as vae_lib
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
-from jaxgen.train import accumulate, parallel, precision
-from jaxgen.train.optim import make_optimizer
+from jaxgen.train import precision
 
 
 class VAETask(Task):
     batch_keys = ("image",)
+    init_keys = 2  # the model's params and its posterior noise at init
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -45,15 +45,11 @@ class VAETask(Task):
                                  num_levels=dataset.num_levels, likelihood=m.likelihood,
                                  variational=m.variational, upsample=m.upsample,
                                  dtype=precision.compute_dtype(config))
-        self.tx = make_optimizer(config.optim, config.train.steps)
-        self.grad_accum = accumulate.num_micro_batches(config)
         self.num_dims = int(np.prod(image_shape))
 
-    def init(self, rng):
-        init_rng, noise_rng, state_rng = jax.random.split(rng, 3)
+    def init_params(self, rng, noise_rng):
         x = jnp.zeros((1,) + self.model.image_shape, jnp.int32)
-        params = self.model.init(init_rng, x, noise_rng)["params"]
-        return self.new_state(params, state_rng)
+        return self.model.init(rng, x, noise_rng)["params"]
 
     def _per_example_elbo(self, params, x, keys):
         """ELBO terms per example [B] with each example's own noise key, so the result does not
@@ -73,10 +69,8 @@ class VAETask(Task):
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return grads, {"loss": loss, "recon": -jnp.mean(terms["recon"]), "kl": jnp.mean(terms["kl"])}, None
 
-    def train_step(self, state, batch):
-        state, metrics, _ = self.gradient_step(state, batch)
-        metrics["bits_per_dim"] = metrics["loss"] / (self.num_dims * jnp.log(2.0))
-        return state, parallel.pmean(metrics)
+    def step_metrics(self, metrics, grads):
+        return {**metrics, "bits_per_dim": metrics["loss"] / (self.num_dims * jnp.log(2.0))}
 
     @functools.partial(jax.jit, static_argnums=(0, 3))
     def sample(self, params, rng, num):

@@ -31,7 +31,6 @@ def test_every_shipped_quick_config_builds_its_task_and_model(monkeypatch):
     import jax.numpy as jnp
 
     from jaxgen.tasks import unclip
-    from jaxgen.train import loop
 
     clip_stand_in = types.SimpleNamespace(config=config_lib.load("clip_shapes:quick"))
     monkeypatch.setattr(unclip, "_load_clip", lambda workdir: (clip_stand_in, 0))
@@ -39,12 +38,31 @@ def test_every_shipped_quick_config_builds_its_task_and_model(monkeypatch):
         config = config_lib.load(f"{name}:quick")
         if config.task == "unclip":
             config.model.clip_workdir = "clip_run_stand_in"
-        task = loop.make_task(config)
+        task = _make_task(config)
         state = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed))
         params = jax.tree.leaves(state.params)
         assert params and sum(x.size for x in params) > 1000, name
         floats = {str(x.dtype) for x in params if jnp.issubdtype(x.dtype, jnp.floating)}
         assert floats == {"float32"}, (name, floats)
+
+
+def _make_task(config):
+    """loop.make_task, with a TFDS catalog dataset (the reference configs' cifar10, ...) served by
+    tfds.testing.mock_data: its real features and shapes, no data needed (tests/configs trains them)."""
+    import tensorflow_datasets as tfds
+
+    from jaxgen import data
+    from jaxgen.data import pipeline
+    from jaxgen.train import loop
+
+    if config.data.name.split("/")[0] in pipeline.EMBEDDED:
+        return loop.make_task(config)
+    data.clear_cache()  # a mocked split must not be served from the load cache to a later test
+    try:
+        with tfds.testing.mock_data(num_examples=config.train.batch_size):
+            return loop.make_task(config)
+    finally:
+        data.clear_cache()
 
 
 def test_overrides_are_typed_like_the_field():

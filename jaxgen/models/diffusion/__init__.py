@@ -14,6 +14,7 @@
              samplers, solvers or flow (`sample.method` in the configs).
 - likelihood: the variational bound in bits/dim for discrete data.
 - network:   the Linen denoiser (U-Net plus class / text conditioning with a null condition).
+- dit:       the transformer denoiser (DiT, adaLN-Zero) with the same call and conditions.
 """
 from jaxgen.models.diffusion import (flow, likelihood, losses, process, samplers, sampling, schedules,  # noqa: F401
                                      solvers)

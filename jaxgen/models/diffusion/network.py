@@ -14,6 +14,10 @@ cond is None (unconditional) or a dict with any of
 Classifier-free guidance trains one network for both: the task replaces a condition by its null
 value with probability p. "low_res" and "noise_level" are not dropped: they are the input of a
 super-resolution stage, not a condition to guide by (Imagen guides its SR stages by the text only).
+
+`Denoiser.architecture` picks the U-Net: 'unet' (the default) is jaxgen.nn.unet.UNet, one skip per
+level; 'ddpm' is `DDPMUNet`, the network of Ho et al. (2020) exactly (a skip per block, a middle
+block), whose CIFAR-10 size has the paper's 35.7 M parameters (configs/ddpm_cifar10.py).
 """
 from __future__ import annotations
 
@@ -23,7 +27,14 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxgen.nn.unet import UNet, sinusoidal_embedding
+from jaxgen.nn.attention import SpatialAttention, group_norm
+from jaxgen.nn.conv import Conv
+from jaxgen.nn.initializers import lecun_normal_flat
+from jaxgen.nn.unet import ResBlock, UNet, sinusoidal_embedding
+from jaxgen.nn.upsample import UpsampleConv
+
+ARCHITECTURES = ("unet", "ddpm")
+_init = lecun_normal_flat()  # as jaxgen.nn.unet: flax's default initializer compiles slowly on CPU
 
 # Entries a null condition keeps as they are: the super-resolution stage's input image and its level.
 KEPT_BY_NULL = ("low_res", "noise_level")
@@ -68,6 +79,7 @@ class Denoiser(nn.Module):
     num_classes: int = 0       # > 0: class-conditional, with one extra (null) embedding
     context_dim: int = 0       # > 0: cross-attention to text tokens of this width
     dtype: Any = None
+    architecture: str = "unet"  # see ARCHITECTURES and the module docstring
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, cond: dict[str, jax.Array] | None = None,
@@ -99,6 +111,16 @@ class Denoiser(nn.Module):
             e = nn.Dense(emb_dim, name="noise_level_mlp_0")(e)
             e = nn.Dense(emb_dim, name="noise_level_mlp_1")(nn.silu(e))
             vec = e if vec is None else vec + e
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}.")
+        if self.architecture == "ddpm":
+            if context is not None:
+                raise ValueError("the 'ddpm' architecture has no cross-attention; use 'unet' for text.")
+            unet = DDPMUNet(out_channels=self.out_channels, channels=tuple(self.channels),
+                            num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
+                            num_heads=self.num_heads, dropout=self.dropout, norm_groups=self.norm_groups,
+                            dtype=self.dtype, name="unet")
+            return unet(x, t, vec, train).astype(jnp.float32)
         unet = UNet(out_channels=self.out_channels, channels=tuple(self.channels),
                     num_res_blocks=self.num_res_blocks, attention_levels=tuple(self.attention_levels),
                     cross_attention_levels=(None if self.cross_attention_levels is None
@@ -106,3 +128,77 @@ class Denoiser(nn.Module):
                     num_heads=self.num_heads, upsample=self.upsample, dropout=self.dropout,
                     norm_groups=self.norm_groups, emb_dim=emb_dim, dtype=self.dtype, name="unet")
         return unet(x, t, vec, context, mask, train).astype(jnp.float32)
+
+
+class DDPMUNet(nn.Module):
+    """The U-Net of Ho et al. (2020), appendix B (their diffusion_tf/models/unet.py, a PixelCNN++
+    backbone): x [B,H,W,C], t [B], cond [B,E] or None -> [B,H,W,out_channels].
+
+        stem conv -> per level i: num_res_blocks x (ResBlock(channels[i]) [+ self-attention]), then
+        a stride-2 conv (not after the last); every one of these outputs is a skip.
+        middle: ResBlock, self-attention, ResBlock at the lowest resolution.
+        per level i, reversed: (num_res_blocks + 1) x (concat a skip, ResBlock(channels[i]) [+ attn]),
+        then nearest up-sampling + conv (not after level 0); GroupNorm, SiLU, conv out.
+
+    It differs from jaxgen.nn.unet.UNet (one skip per level, no middle block, num_res_blocks decoder
+    blocks) in exactly that wiring; the blocks are the same (ResBlock: GN-SiLU-conv + Dense(emb),
+    GN-SiLU-dropout-conv, 1x1 shortcut; SpatialAttention: GN, q/k/v/out projections), so Ho et al.'s
+    CIFAR-10 setting (channels 128 x (1, 2, 2, 2), 2 blocks, attention at 16x16) has their 35.7 M
+    parameters. The time embedding is sinusoid(channels[0]) -> Dense(4 ch) -> SiLU -> Dense(4 ch);
+    cond (a label embedding of width 4 ch, see Denoiser) is projected and added to it.
+    """
+
+    out_channels: int
+    channels: Sequence[int] = (128, 256, 256, 256)
+    num_res_blocks: int = 2
+    attention_levels: Sequence[int] = (1,)
+    num_heads: int = 1
+    dropout: float = 0.0
+    norm_groups: int = 32
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
+        levels = len(self.channels)
+        if x.ndim != 4 or x.shape[1] % 2 ** (levels - 1) or x.shape[2] % 2 ** (levels - 1):
+            raise ValueError(f"DDPMUNet with {levels} levels needs x [B,H,W,C] with H and W divisible "
+                             f"by {2 ** (levels - 1)}; got {x.shape}.")
+        emb_dim = 4 * self.channels[0]
+        e = sinusoidal_embedding(t, self.channels[0])
+        e = nn.Dense(emb_dim, kernel_init=_init, name="time_mlp_0")(e)
+        emb = nn.Dense(emb_dim, kernel_init=_init, name="time_mlp_1")(nn.silu(e))
+        if cond is not None:
+            emb = emb + nn.Dense(emb_dim, kernel_init=_init, name="cond_proj")(cond.astype(jnp.float32))
+
+        def block(h, ch, name):
+            return ResBlock(ch, self.dropout, self.norm_groups, self.dtype, name=name)(h, emb, train)
+
+        def attend(h, name):
+            return SpatialAttention(num_heads=self.num_heads, norm_groups=self.norm_groups, dtype=self.dtype,
+                                    name=name)(h)
+
+        h = Conv(self.channels[0], 3, dtype=self.dtype, name="stem")(x)
+        skips = [h]
+        for i, ch in enumerate(self.channels):  # encoder
+            for j in range(self.num_res_blocks):
+                h = block(h, ch, f"enc{i}_res{j}")
+                if i in self.attention_levels:
+                    h = attend(h, f"enc{i}_{j}_attn")
+                skips.append(h)
+            if i < levels - 1:
+                h = Conv(ch, 3, strides=2, dtype=self.dtype, name=f"down{i}")(h)
+                skips.append(h)
+        h = block(h, self.channels[-1], "mid_res0")
+        h = attend(h, "mid_attn")
+        h = block(h, self.channels[-1], "mid_res1")
+        for i in reversed(range(levels)):  # decoder
+            for j in range(self.num_res_blocks + 1):
+                h = block(jnp.concatenate([h, skips.pop()], axis=-1), self.channels[i], f"dec{i}_res{j}")
+                if i in self.attention_levels:
+                    h = attend(h, f"dec{i}_{j}_attn")
+            if i > 0:
+                h = UpsampleConv(h.shape[-1], 2, "nearest", dtype=self.dtype, name=f"up{i}")(h)
+        h = nn.silu(group_norm(h.shape[-1], self.norm_groups, name="out_norm")(h))
+        return Conv(self.out_channels, 3, dtype=self.dtype, name="out_conv")(h)
+

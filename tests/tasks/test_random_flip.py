@@ -1,0 +1,35 @@
+"""data.random_flip: the diffusion task mirrors each training image from its example's own key (the
+same loss as the unflipped task on those mirrored images), and tasks whose targets a mirror would
+contradict refuse it in one sentence."""
+import jax
+import numpy as np
+import pytest
+
+from jaxgen import config as config_lib
+from jaxgen.data import transforms
+from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.diffusion import FLIP_STREAM
+from jaxgen.train import loop
+
+
+def test_the_diffusion_loss_sees_the_images_its_keys_mirror():
+    flipped_task = loop.make_task(config_lib.load("diffusion_digits:quick", ["--config.data.random_flip=True"]))
+    plain_task = loop.make_task(config_lib.load("diffusion_digits:quick"))
+    params = plain_task.init(jax.random.PRNGKey(0)).params
+    batch = plain_task.host_batch(0)
+    keys = jax.random.split(jax.random.PRNGKey(1), batch["image"].shape[0])
+    mirrored = transforms.random_flip(batch["image"], jax.vmap(lambda k: jax.random.fold_in(k, FLIP_STREAM))(keys))
+    changed = np.any(np.asarray(mirrored) != batch["image"], axis=(1, 2, 3))
+    assert 0 < changed.sum() < len(changed)  # some mirrored, some not (and the images are not symmetric)
+
+    _, with_flip, _ = flipped_task.loss_and_grads(params, {"image": batch["image"], "key": keys})
+    _, on_mirrored, _ = plain_task.loss_and_grads(params, {"image": mirrored, "key": keys})
+    _, without, _ = plain_task.loss_and_grads(params, {"image": batch["image"], "key": keys})
+    assert float(with_flip["loss"]) == float(on_mirrored["loss"])
+    assert float(with_flip["loss"]) != float(without["loss"])
+
+
+@pytest.mark.parametrize("spec", ["text2image_shapes:quick", "classifier_digits:quick"])
+def test_tasks_that_would_contradict_their_targets_refuse_it(spec):
+    with pytest.raises(TaskError, match=r"does not mirror its training images; set data.random_flip=False"):
+        loop.make_task(config_lib.load(spec, ["--config.data.random_flip=True"]))
