@@ -197,7 +197,7 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
     config, task, state = runs.restore_for_eval(workdir, overrides=overrides)
     _check_writable_run(workdir, "eval.json and figures/")
     start = time.time()
-    results = {"step": int(state.step), **task.evaluate(state)}
+    results = {"step": int(state.step), **task.evaluate(state), **_inception_metrics(task, state)}
     results["eval_seconds"] = round(time.time() - start, 1)
     captions = task.figure_captions()
     for name, image in task.figures(state).items():
@@ -210,6 +210,34 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
     for k, v in results.items():
         print(f"  {k:32s} {v:.5g}" if isinstance(v, float) else f"  {k:32s} {v}")
     return 0
+
+
+def _inception_metrics(task, state) -> dict:
+    """{"inception_fid", "inception_kid", "inception_precision", "inception_recall",
+    "inception_num"}: eval.fid_samples of the family's samples (task.sample) against as many
+    held-out images (task.fid_reference, the eval split's feature of the images it should resemble,
+    at the samples' size), in the standard FID Inception features. Empty for a family that makes no
+    images, with eval.fid_samples = 0, or when the FID weights are not converted (said in one line)."""
+    import jax
+
+    from jaxgen.data import transforms
+    from jaxgen.eval import inception
+
+    num, reference = int(task.config.eval.get("fid_samples", 0)), getattr(task, "fid_reference", None)
+    if not num or reference is None:
+        return {}
+    if not os.path.isfile(inception.default_params_path()):
+        print(f"(no FID / KID: the FID Inception weights are not at {inception.default_params_path()}; "
+              f"`python -m jaxgen.eval.inception convert --from FILE` once, see README)")
+        return {}
+    from jaxgen.eval.fid import FIDScorer
+
+    generated = np.asarray(task.sample(task.eval_params(state), jax.random.PRNGKey(task.config.seed + 7), num)["images"])
+    test = task.eval_dataset()
+    real = np.asarray(transforms.resize(transforms.to_unit(test.arrays[reference][:num], test.num_levels),
+                                        generated.shape[1]))
+    scores = FIDScorer().compare(generated, real)
+    return {**{f"inception_{k}": v for k, v in scores.items()}, "inception_num": min(len(generated), len(real))}
 
 
 def report(workdir: str) -> int:

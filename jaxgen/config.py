@@ -43,6 +43,10 @@ DATA_DEFAULTS = {
 # Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
 EVAL_DEFAULTS = {
     "use_ema": True,  # sample and evaluate with the EMA of the weights when the run keeps one
+    # `jaxgen eval` of a family that makes images adds FID, KID and precision / recall in the standard
+    # Inception features for this many samples against as many held-out images, when the FID weights
+    # have been converted (jaxgen.eval.inception); 0 = never.
+    "fid_samples": 1000,
 }
 # The `lora` section every config has (added when a config leaves it out): LoRA fine-tuning
 # (jaxgen.nn.lora) of a trained model, off at rank 0. With rank r > 0 the run trains only low-rank
@@ -268,6 +272,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             if field in e:
                 _require(is_int(e[field]) and e[field] > 0,
                          f"eval.{field} must be a positive integer, not {e[field]!r}.")
+        fid_samples = e.get("fid_samples", 0)
+        _require(is_int(fid_samples) and (fid_samples == 0 or fid_samples >= 2),
+                 f"eval.fid_samples must be 0 (no FID) or an integer of at least 2, not {fid_samples!r}.")
 
 
 def _validate_classes(classes: Any) -> None:

@@ -24,6 +24,13 @@ os.environ.setdefault("JAXGEN_DATA_DIR", os.path.join(_CACHE, "test_data"))
 os.environ.setdefault("JAXGEN_XLA_CACHE", os.path.join(_CACHE, "xla"))  # also for CLI subprocesses
 
 from jaxgen.train.parallel import configure_jax  # noqa: E402
+from jaxgen.eval import inception  # noqa: E402
+
+# `jaxgen eval` adds FID / KID when the FID Inception weights are in jaxgen's cache: the suite runs as
+# on a machine without them (CI), whatever this machine's cache holds. tests/eval/test_fid.py finds
+# this machine's weights, if any, through JAXGEN_TEST_FID_WEIGHTS.
+os.environ.setdefault("JAXGEN_TEST_FID_WEIGHTS", inception.default_params_path())
+os.environ["JAXGEN_CACHE"] = os.path.join(_CACHE, "test_cache")  # also for CLI subprocesses
 
 # Most of the suite's time is XLA compilation (threefry alone takes seconds per program on this CPU);
 # the persistent cache compiles each distinct program once per machine, across tests and subprocesses.

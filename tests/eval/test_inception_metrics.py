@@ -1,0 +1,78 @@
+"""KID, and `jaxgen eval`'s FID / KID / precision / recall in the standard Inception features: the
+numbers are those of FIDScorer on the same samples and held-out images; no weights, no numbers (one
+line saying why), and eval.fid_samples = 0 turns them off."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import serialization
+
+from jaxgen import commands
+from jaxgen import config as config_lib
+from jaxgen.config import ConfigError
+from jaxgen.data import transforms
+from jaxgen.eval import inception
+from jaxgen.eval.fid import FIDScorer, kid
+from jaxgen.tasks import runs
+from jaxgen.train import loop
+
+
+def _brute_force_kid(x, y):
+    d, m = x.shape[1], len(x)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 16)), rng.normal(0.5, 1.0, size=(40, 16))
+    # Subsets of every row: each subset is the whole set, so the average is the full-set estimate.
+    assert kid(x, y, num_subsets=3, subset_size=40) == pytest.approx(_brute_force_kid(x, y), rel=1e-12)
+    same = kid(x, rng.normal(size=(40, 16)), num_subsets=20, subset_size=30)
+    assert abs(same) < 0.2 * kid(x, y, num_subsets=20, subset_size=30)  # unbiased: about 0 for one law
+    with pytest.raises(ValueError, match="KID needs features"):
+        kid(x, y[:, :8])
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("inception") / "vae")
+    loop.train(config_lib.load("vae_digits:quick"), workdir, jax.devices()[:1], quiet=True)
+    return workdir
+
+
+def test_eval_reports_the_inception_metrics_of_its_samples(vae_run, tmp_path, monkeypatch, capsys):
+    params = inception.init_params(0)  # random weights: the plumbing, not the network, is under test
+    cache = tmp_path / "cache" / "fid_inception"
+    cache.mkdir(parents=True)
+    (cache / "params.msgpack").write_bytes(serialization.msgpack_serialize(jax.device_get(params)))
+    monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "cache"))
+    assert commands.evaluate(vae_run, ["--config.eval.fid_samples=12"]) == 0
+    results = json.loads(open(os.path.join(vae_run, "eval.json")).read())
+
+    config, task, state = runs.restore_for_eval(vae_run, overrides=["--config.eval.fid_samples=12"])
+    samples = np.asarray(task.sample(task.eval_params(state), jax.random.PRNGKey(config.seed + 7), 12)["images"])
+    test = task.eval_dataset()
+    real = np.asarray(transforms.to_unit(test.arrays["image"][:12], test.num_levels))
+    expected = FIDScorer(params).compare(samples, real)
+    for name, value in expected.items():
+        assert results[f"inception_{name}"] == pytest.approx(value, rel=1e-5, abs=1e-9), name
+    assert results["inception_num"] == 12 and results["inception_fid"] > 0
+
+    # Off: eval.fid_samples = 0; and without weights, one line saying where they should be.
+    assert commands.evaluate(vae_run, ["--config.eval.fid_samples=0"]) == 0
+    assert "inception_fid" not in json.loads(open(os.path.join(vae_run, "eval.json")).read())
+    monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path / "empty"))
+    capsys.readouterr()
+    assert commands.evaluate(vae_run, []) == 0
+    assert "no FID / KID: the FID Inception weights are not at" in capsys.readouterr().out
+    assert "inception_fid" not in json.loads(open(os.path.join(vae_run, "eval.json")).read())
+
+
+def test_a_bad_sample_count_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"eval.fid_samples must be 0 \(no FID\) or an integer of at least 2"):
+        config_lib.load("vae_digits:quick", ["--config.eval.fid_samples=1"])
