@@ -22,6 +22,7 @@ import jaxgen.configs
 from jaxgen.errors import UserError
 
 PARALLEL_MODES = ("shard_map", "pmap")
+SHARDINGS = ("replicated", "fsdp")  # jaxgen.train.parallel: how the train state lies on the devices
 COMPUTE_DTYPES = ("float32", "bfloat16")
 SCHEDULES = ("constant", "cosine")  # jaxgen.train.optim
 # Engine fields of the train section that every run has; a config that leaves one out (a user's file,
@@ -32,6 +33,10 @@ TRAIN_DEFAULTS = {
     # A warm start: a trained run folder (or pretrained model) of this task and model whose params,
     # and EMA, a fresh run starts from, with a fresh optimizer and schedule ("" = random init).
     "init_from": "",
+    # How the train state lies on the devices (jaxgen.train.parallel): "replicated", a full copy on
+    # each; "fsdp", params, optimizer state and EMA split over the devices (each large array along
+    # one dimension), gathered for the gradient computation and updated shard by shard.
+    "sharding": "replicated",
 }
 # Likewise for the data section: input-pipeline fields that apply to any dataset (jaxgen.data.pipeline).
 DATA_DEFAULTS = {
@@ -229,6 +234,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _require(is_int(t.batch_size) and t.batch_size > 0,
              f"train.batch_size must be a positive integer, not {t.batch_size!r}.")
     _require(t.parallel in PARALLEL_MODES, f"train.parallel must be one of {PARALLEL_MODES}, not {t.parallel!r}.")
+    sharding = t.get("sharding", "replicated")
+    _require(sharding in SHARDINGS, f"train.sharding must be one of {SHARDINGS}, not {sharding!r}.")
+    _require(not (sharding == "fsdp" and t.parallel == "pmap"),
+             "train.sharding='fsdp' runs under train.parallel='shard_map' (pmap keeps a full copy of the state "
+             "per device); set one of them back.")
     for field in ("log_every", "ckpt_every", "sample_every", "keep"):
         _require(is_int(t[field]) and t[field] >= 0,
                  f"train.{field} must be an integer >= 0, not {t[field]!r}.")

@@ -67,19 +67,19 @@ class Task:
     A family writes its networks and config checks (`__init__`), `init_params`, `loss_and_grads`,
     `sample` and `evaluate` (optionally `step_metrics`, `figures`, assets, its own `host_batch`).
     The base gives the rest: the optimizer `tx`, `init` (init_params' params in `new_state`: optimizer
-    state, step rng, EMA) and `train_step` (`gradient_step`: per-example keys, train.grad_accum
-    micro-batches, the update and its EMA, then the metrics, all averaged over devices). A family
-    with several optimizers (GAN, CycleGAN) writes its own `train_step` and `new_state` with
-    `optimizer`, `ema_copy` and `ema_update`. The engine fields these use (train.steps, ema_decay,
+    state, step rng, EMA) and `train_step`: `gradients` (per-example keys, train.grad_accum
+    micro-batches, gradients and metrics averaged over devices), then `apply_gradients` (the update
+    and its EMA). A family with several optimizers (GAN, CycleGAN) writes its own `train_step` and
+    `new_state` with `optimizer`, `ema_copy` and `ema_update` (and cannot shard its state: fsdp). The engine fields these use (train.steps, ema_decay,
     grad_accum) are read here only.
     """
 
     #: the dataset features the train step reads (everything else, e.g. caption strings, stays on host)
     batch_keys: tuple[str, ...] = ("image",)
     #: whether the task can fine-tune LoRA adapters (config lora.rank > 0): true for a task whose state
-    #: comes from the base `new_state` and whose train_step updates it through `gradient_step`; a task
-    #: that updates its params its own way (a GAN's two optimizers) or whose loss couples the
-    #: examples of the batch across devices (CLIP's) sets it False.
+    #: comes from the base `new_state` and whose train_step is the base's (`gradients`, then
+    #: `apply_gradients`); a task that updates its params its own way (a GAN's two optimizers) or
+    #: whose loss couples the examples of the batch across devices (CLIP's) sets it False.
     supports_lora: bool = True
     #: whether the task mirrors its training images when data.random_flip is set (its loss calls
     #: transforms.random_flip); the others refuse the setting
@@ -184,21 +184,23 @@ class Task:
         return lora.scale(self.config.lora.alpha, self.config.lora.rank)
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-        """One update (`gradient_step`), then `step_metrics`, averaged over devices."""
-        state, metrics, grads = self.gradient_step(state, batch)
-        return state, parallel.pmean(self.step_metrics(metrics, grads))
+        """One update of every single-optimizer task, per device: `gradients` (averaged over devices),
+        then `apply_gradients`. Under train.sharding='fsdp' the loop runs the same two halves apart
+        (jaxgen.train.parallel.ShardedDataParallel): `gradients` per device on gathered params,
+        `apply_gradients` on the sharded state; a task that writes its own train_step cannot."""
+        grads, metrics = self.gradients(state, batch)
+        return self.apply_gradients(state, grads), metrics
 
-    def gradient_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict, PyTree]:
-        """The step every single-optimizer task shares: `self.loss_and_grads(params, inputs)` over the
-        batch's `batch_keys` plus each example's own key [b, 2] (parallel.example_keys of the step's
-        rng, so a device split draws the same noise), averaged over train.grad_accum micro-batches and
-        over devices, then one update of `self.tx` with the EMA at train.ema_decay. Returns (the new
-        state, this device's metrics, the averaged gradients): train_step adds what it derives from
-        them and averages the metrics over devices.
+    def gradients(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[PyTree, dict]:
+        """The per-device half of the step every single-optimizer task shares: (grads, metrics), both
+        averaged over devices (so identical on each). `self.loss_and_grads(params, inputs)` runs over
+        the batch's `batch_keys` plus each example's own key [b, 2] (parallel.example_keys of the
+        step's rng, so a device split draws the same noise), averaged over train.grad_accum
+        micro-batches, then over devices; the metrics are this device's plus `step_metrics` (which
+        sees the averaged gradients), then averaged over devices.
 
         For a LoraState the loss sees the merged params W + s A B of its frozen base, and the
-        gradients, optimizer update and EMA are those of the adapters alone (jaxgen.nn.lora.
-        adapter_grad_fn); the base passes through the step untouched."""
+        gradients are those of the adapters alone (jaxgen.nn.lora.adapter_grad_fn)."""
         inputs = {k: batch[k] for k in self.batch_keys}
         inputs["key"] = parallel.example_keys(state_lib.step_rng(state), batch[self.batch_keys[0]].shape[0])
         grad_fn = self.loss_and_grads
@@ -206,7 +208,14 @@ class Task:
             grad_fn = lora.adapter_grad_fn(grad_fn, state.base_params, self.lora_scale)
         grads, metrics, _ = accumulate.mean_gradients(grad_fn, state.params, inputs, self.grad_accum)
         grads = parallel.pmean(grads)
-        return state_lib.apply_gradients(state, grads, self.tx, self.ema_decay), metrics, grads
+        return grads, parallel.pmean(self.step_metrics(metrics, grads))
+
+    def apply_gradients(self, state: TrainState, grads: PyTree) -> TrainState:
+        """The other half: one update of `self.tx` with the averaged `grads` (the structure of
+        state.params), the EMA at train.ema_decay, step + 1. Elementwise but for the optimizer's
+        global-norm clipping, so it runs as well on a state split over devices as on a copy. A
+        LoraState's base passes through untouched."""
+        return state_lib.apply_gradients(state, grads, self.tx, self.ema_decay)
 
     def figures(self, state: TrainState) -> dict[str, np.ndarray]:
         """Named image grids (uint8 [H, W, 3]) that `jaxgen eval` saves under <workdir>/figures and

@@ -333,9 +333,13 @@ def check_same_model(base_config: ml_collections.ConfigDict, config: ml_collecti
                               f"{now}; {why}, so give that run's config (and its argument, e.g. :8x8).")
 
 
-def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
-    """Restore target: `state_shapes` (e.g. from `jax.eval_shape`) placed with `sharding`."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes)
+def abstract_state(state_shapes: PyTree, sharding: jax.sharding.Sharding | PyTree) -> PyTree:
+    """Restore target: `state_shapes` (e.g. from `jax.eval_shape`) placed with `sharding`, one
+    sharding for every leaf or a tree of them shaped like `state_shapes` (per-leaf placement, e.g.
+    jaxgen.train.parallel.fsdp_sharding: a checkpoint written replicated restores split, and back)."""
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shapes, sharding)
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:

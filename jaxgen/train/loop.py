@@ -26,7 +26,7 @@ from jaxgen import data
 from jaxgen.errors import UserError
 from jaxgen.eval.images import make_grid, save_png
 from jaxgen.nn import lora
-from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.base import Task, TaskError
 from jaxgen.tasks.runs import init_state, make_task, restore_for_eval  # noqa: F401 (public here too)
 from jaxgen.train import log, mfu, parallel, pretrained
 from jaxgen.train.checkpoint import (CheckpointError, Checkpointer, WorkdirError, abstract_state, barrier,
@@ -58,8 +58,23 @@ def setup(config: ml_collections.ConfigDict, devices: list | None = None):
     task = make_task(config)
     if config.data.get("eval_split"):  # a split `jaxgen eval` would only find missing after training
         task.eval_dataset()
-    step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
+    if config.train.get("sharding", "replicated") == "fsdp":
+        check_fsdp_support(task, config)
+        step_fn = parallel.ShardedDataParallel(task.gradients, task.apply_gradients, mesh)
+    else:
+        step_fn = parallel.DataParallel(task.train_step, mesh, config.train.parallel)
     return task, step_fn
+
+
+def check_fsdp_support(task, config: ml_collections.ConfigDict) -> None:
+    """TaskError unless the task's step is the base's two halves (Task.gradients, then
+    Task.apply_gradients), which train.sharding='fsdp' runs apart, and the run is not a LoRA one."""
+    if type(task).train_step is not Task.train_step:
+        raise TaskError(f"task {config.task} cannot shard its state (train.sharding='fsdp'): its train step "
+                        f"updates its params its own way; set train.sharding='replicated'.")
+    if config_lib.lora_enabled(config):
+        raise TaskError(f"a LoRA run (lora.rank={config.lora.rank}) cannot shard its state (train.sharding='fsdp'); "
+                        f"set train.sharding='replicated'.")
 
 
 def check_workdir(workdir: str) -> None:
@@ -147,9 +162,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     # The model built abstractly (traced, no compute): a config it cannot be built from fails here.
     # The trace is reused below to compile a fresh run's init.
     init = jax.jit(task.init).trace(rng)
-    # The restore target is abstract (shapes and the current mesh's sharding): no init compute, and
-    # the saved arrays land on this run's devices whatever layout wrote them.
-    target = abstract_state(init.out_info, step_fn.replicated)
+    # The restore target is abstract (shapes and, per leaf, this run's sharding on the current mesh:
+    # replicated, or split under fsdp): no init compute, and the saved arrays land on this run's
+    # devices in this run's layout, whatever device count, process count or layout wrote them.
+    shardings = step_fn.state_sharding(init.out_info)
+    target = abstract_state(init.out_info, shardings)
     lora_on = config_lib.lora_enabled(config)
     if lora_on:
         check_lora_support(task, config, init.out_info)
@@ -166,7 +183,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
         reader.close()
     base_info = None  # a LoRA run's {"init_from", "step", "fingerprint"} of its base (process 0)
     if start is None:
-        # One compiled call (eager Flax init would compile every initializer separately).
+        # One compiled call (eager Flax init would compile every initializer separately). Under fsdp
+        # its outputs are the shards themselves: the state is never assembled on one device (an
+        # initializer's random bits may still be drawn whole before slicing, since configure_jax
+        # turns jax_threefry_partitionable off).
+        if step_fn.layout == "fsdp":
+            init = jax.jit(task.init, out_shardings=shardings).trace(rng)
         state = init.lower().compile()(rng)
         if lora_on:  # the frozen base comes from lora.init_from (a resumed run's from its checkpoint)
             base, base_info = load_lora_base(config, like=state.base_params)
@@ -179,6 +201,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     if lora_on:
         say(describe_lora(config, state, base_info))
     state = step_fn.put_state(state)
+    state_bytes = step_fn.state_bytes(init.out_info)
+    say(describe_state_bytes(init.out_info, step_fn))
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     # The step compiled for the first batch, still before any write: a config whose step cannot be
     # built (e.g. train.grad_accum against the per-device batch) fails with the folder untouched.
@@ -238,12 +262,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
                 save_now = bool((t.ckpt_every and step % t.ckpt_every == 0) or step == end or stopped_by)
                 if (t.log_every and step % t.log_every == 0) or save_now:
                     last_flush = _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved,
-                                        rate, t.batch_size)
+                                        rate, t.batch_size, state_bytes)
                     pending = []
-                if main and t.sample_every and step % t.sample_every == 0:
-                    _save_samples(task, step_fn, state, sample_rng, workdir, writer, step)
+                if t.sample_every and step % t.sample_every == 0:
+                    # Every process gathers (under fsdp a collective: the params lie split across
+                    # processes), only process 0 samples.
+                    local = parallel.to_local(step_fn.host_state(state))
+                    if main:
+                        _save_samples(task, local, sample_rng, workdir, writer, step)
                 if save_now:
-                    ckpt.save(step, _checkpointable(step_fn, state), config)
+                    ckpt.save(step, step_fn.checkpointable(state), config)
                     last_saved = step
                     if lora_on and main:
                         _save_adapters(task, step_fn, state, config, workdir, step, base_info)
@@ -260,12 +288,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     return RunResult(final, step, stopped_by)
 
 
-def _checkpointable(step_fn, state) -> PyTree:
-    """What to hand Orbax: in a single-process run one local copy (Orbax would otherwise compile a
-    slicing program per array to pick a replica of the replicated state); in a multi-process run
-    the global arrays, which Orbax writes from the primary host."""
-    state = step_fn.host_state(state)
-    return parallel.to_local(state) if jax.process_count() == 1 else state
+def describe_state_bytes(state_shapes: PyTree, step_fn) -> str:
+    """One line: the bytes of train state each device holds in this run's layout, and in both
+    (parallel.bytes_per_device: the shards of device 0; replicated = the whole state)."""
+    mesh = step_fn.mesh
+    replicated = parallel.bytes_per_device(state_shapes, jax.tree.map(lambda _: step_fn.replicated, state_shapes))
+    fsdp = parallel.bytes_per_device(state_shapes, parallel.fsdp_sharding(state_shapes, mesh))
+    mib = lambda b: f"{b / 2**20:.4g} MiB"  # noqa: E731
+    return (f"train state per device: {mib(step_fn.state_bytes(state_shapes))} ({step_fn.layout} over "
+            f"{mesh.size} device(s); replicated {mib(replicated)}, fsdp {mib(fsdp)})")
 
 
 # ---- LoRA: the frozen base of a fine-tune and its adapters on their own -----------------------------
@@ -416,10 +447,12 @@ def compile_step(step_fn, state, batch, config, say) -> tuple[float | None, floa
     return flops, peak, devices
 
 
-def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved, rate=None, batch_size=None):
+def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved, rate=None, batch_size=None,
+           state_bytes=None):
     """Fetches the metrics of the steps since the last flush (one device->host transfer), stops on a
     non-finite loss, and logs their mean, with the throughput: steps/s, images/s and, when the step's
-    FLOPs are known, TFLOP/s per device and MFU (against the device's peak, see jaxgen.train.mfu)."""
+    FLOPs are known, TFLOP/s per device and MFU (against the device's peak, see jaxgen.train.mfu);
+    and the bytes of train state per device (`state_bytes_per_device`, constant within a sitting)."""
     values = jax.device_get([step_fn.metrics_to_host(m) for _, m in pending])
     for (step, _), m in zip(pending, values):
         if not math.isfinite(float(m["loss"])):
@@ -436,13 +469,15 @@ def _flush(pending, step_fn, writer, progress, last_flush, ckpt, last_saved, rat
         mean["images_per_s"] = mean["steps_per_s"] * batch_size
     if rate is not None and rate[0]:
         mean.update(mfu.utilization(rate[0], mean["steps_per_s"], rate[2], rate[1]))
+    if state_bytes is not None:
+        mean["state_bytes_per_device"] = state_bytes
     writer.write(step, mean)
     progress.update(step - last_flush[0], mean)
     return step, now
 
 
-def _save_samples(task, step_fn, state, rng, workdir, writer, step) -> None:
-    local = parallel.to_local(step_fn.host_state(state))
+def _save_samples(task, local, rng, workdir, writer, step) -> None:
+    """Samples 64 images with `local` (one local copy of the state) and saves their grid."""
     images = np.asarray(task.sample(task.eval_params(local), rng, 64)["images"])
     grid = make_grid(images)
     save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
