@@ -45,7 +45,8 @@ class FIDScorer:
     def features(self, images: np.ndarray) -> np.ndarray:
         """Images [N, H, W, 1 or 3] -> pool3 features float32 [N, 2048]."""
         x = as_unit_images(images)
-        n, b = x.shape[0], self.batch_size
+        n = x.shape[0]
+        b = min(self.batch_size, n)  # a small set is not padded up to a full batch of 299x299 images
         out = np.empty((n, FEATURE_DIM), np.float32)
         for start in range(0, n, b):
             chunk = x[start:start + b]
