@@ -71,3 +71,8 @@ def test_eval_reports_the_inception_metrics_of_its_samples(vae_run, tmp_path, mo
     capsys.readouterr()
     assert commands._inception_metrics(task, state) == {}
     assert "no FID / KID: the FID Inception weights are not at" in capsys.readouterr().out
+
+
+def test_a_bad_sample_count_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"eval.fid_samples must be 0 \(no FID\) or an integer of at least 2"):
+        config_lib.load("vae_digits:quick", ["--config.eval.fid_samples=1"])
