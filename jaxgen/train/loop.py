@@ -194,7 +194,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
             base, base_info = load_lora_base(config, like=state.base_params)
             state = state.replace(base_params=base)
         elif t.get("init_from"):
-            state, line = warm_start(config, state)
+            state, line = warm_start(config, state, task)
             say(line)
     elif lora_on and main:
         base_info = resumed_lora_base_info(workdir, config, state.base_params)
@@ -365,16 +365,17 @@ def load_trained(source: str, field: str, config: ml_collections.ConfigDict, lik
     return TrainedSource(sampling, params, ema, step, where)
 
 
-def warm_start(config: ml_collections.ConfigDict, state: TrainState) -> tuple[TrainState, str]:
+def warm_start(config: ml_collections.ConfigDict, state: TrainState, task) -> tuple[TrainState, str]:
     """A fresh `state` whose params start from train.init_from's trained params, and whose EMA (when
-    this run keeps one) from its EMA (its params when it keeps none); the optimizer state, step and
-    rng stay fresh, so the schedule starts over: SGDR's warm restart, or a fine-tune on other data.
-    Returns the state and one line saying what was loaded."""
+    this run keeps one) from its EMA (else from the part of its params the EMA follows, task.ema_of);
+    the optimizer state, step and rng stay fresh, so the schedule starts over: SGDR's warm restart,
+    or a fine-tune on other data. Returns the state and one line saying what was loaded."""
     source = load_trained(config.train.init_from, "train.init_from", config, state.params)
     copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731 - own buffers: the step donates its state
     state = state.replace(params=copy(source.params))
     if state.ema_params is not None:
-        state = state.replace(ema_params=copy(source.ema if source.ema is not None else source.params))
+        followed = source.params if task.ema_of is None else source.params[task.ema_of]
+        state = state.replace(ema_params=copy(source.ema if source.ema is not None else followed))
     step = f" step {source.step}" if source.step is not None else ""
     return state, f"warm start: params{' and EMA' if source.ema is not None and state.ema_params is not None else ''} " \
                   f"from {source.where}{step}; fresh optimizer and schedule"

@@ -69,3 +69,18 @@ def test_another_model_a_missing_source_and_lora_together_are_one_sentence(sourc
     assert not os.path.exists(tmp_path / "other") and not os.path.exists(tmp_path / "missing")
     with pytest.raises(ConfigError, match=r"train.init_from and lora.rank > 0 do not go together"):
         _config(f"--config.train.init_from={source_run}", "--config.lora.rank=4", "--config.lora.init_from=x")
+
+
+def test_a_gans_ema_starts_from_the_generator_of_a_run_without_one(tmp_path):
+    """A GAN's EMA follows its generator only (Task.ema_of): from a source that kept no EMA, the warm
+    run's EMA is a copy of the source's generator, not of both networks."""
+    source = str(tmp_path / "gan")
+    quick = ["--config.train.steps=1", "--config.train.ckpt_every=1", "--config.train.sample_every=0"]
+    loop.train(config_lib.load("gan_digits:quick", [*quick, "--config.train.ema_decay=0.0"]), source, ONE_DEVICE,
+               quiet=True)
+    _, _, trained = loop.restore_for_eval(source)
+    config = config_lib.load("gan_digits:quick", [*quick, "--config.train.ema_decay=0.9",
+                                                  f"--config.train.init_from={source}"])
+    start = loop.train(config, str(tmp_path / "warm"), ONE_DEVICE, quiet=True, stop_at=0).state
+    assert _bytes(start.params) == _bytes(trained.params)
+    assert _bytes(start.ema_params) == _bytes(trained.params["generator"])
