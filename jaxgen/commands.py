@@ -223,7 +223,7 @@ def _inception_metrics(task, state) -> dict:
     from jaxgen.data import transforms
     from jaxgen.eval import inception
 
-    num, reference = int(task.config.eval.get("fid_samples", 0)), getattr(task, "fid_reference", None)
+    num, reference = int(task.config.eval.get("fid_samples", 0)), task.fid_reference
     if not num or reference is None:
         return {}
     if not os.path.isfile(inception.default_params_path()):

@@ -84,6 +84,9 @@ class Task:
     #: whether the task mirrors its training images when data.random_flip is set (its loss calls
     #: transforms.random_flip); the others refuse the setting
     supports_random_flip: bool = False
+    #: the feature of the eval split holding the images that the task's `sample` should resemble
+    #: (`jaxgen eval`'s FID / KID compare the two); None: the task makes no images
+    fid_reference: str | None = None
     #: how many keys `init_params` takes: `init` splits its rng into these and the state's step rng
     init_keys: int = 1
     #: the entry of params the EMA follows (a GAN's "generator"); None: all params

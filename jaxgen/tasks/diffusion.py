@@ -47,7 +47,6 @@ class DiffusionTask(Task):
     #: the model.conditioning values this task accepts (a subclass adds its own, e.g. text)
     conditionings = CONDITIONINGS
     supports_random_flip = True
-    #: the eval split's images that its samples should resemble (`jaxgen eval`'s FID / KID)
     fid_reference = "image"
 
     def __init__(self, config, dataset):

@@ -51,7 +51,6 @@ def _discriminator_optim(optim: ml_collections.ConfigDict) -> ml_collections.Con
 
 class GANTask(Task):
     """Unconditional or class-conditional GAN (config.model.conditional) on an image dataset."""
-    #: the eval split's images that its samples should resemble (`jaxgen eval`'s FID / KID)
     fid_reference = "image"
 
     supports_lora = False  # two optimizers, its own step

@@ -62,7 +62,6 @@ _EMBEDDING_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 class UnCLIPTask(Task):
     batch_keys = ("image", "z_image", "z_text")  # + the caption tokens when the decoder reads them
-    #: the eval split's images that its samples should resemble (`jaxgen eval`'s FID / KID)
     fid_reference = "image"
     #: the text-to-image contract (jaxgen.tasks.cascade): a first stage, which takes no low-res input
     stage = "base"

@@ -19,7 +19,6 @@ from jaxgen.train import precision
 
 class VAETask(Task):
     batch_keys = ("image",)
-    #: the eval split's images that its samples should resemble (`jaxgen eval`'s FID / KID)
     fid_reference = "image"
     init_keys = 2  # the model's params and its posterior noise at init
 

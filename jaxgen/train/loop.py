@@ -202,7 +202,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
         say(describe_lora(config, state, base_info))
     state = step_fn.put_state(state)
     state_bytes = step_fn.state_bytes(init.out_info)
-    say(describe_state_bytes(init.out_info, step_fn))
+    say(describe_state_bytes(init.out_info, step_fn, state_bytes))
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     # The step compiled for the first batch, still before any write: a config whose step cannot be
     # built (e.g. train.grad_accum against the per-device batch) fails with the folder untouched.
@@ -288,14 +288,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     return RunResult(final, step, stopped_by)
 
 
-def describe_state_bytes(state_shapes: PyTree, step_fn) -> str:
-    """One line: the bytes of train state each device holds in this run's layout, and in both
-    (parallel.bytes_per_device: the shards of device 0; replicated = the whole state)."""
+def describe_state_bytes(state_shapes: PyTree, step_fn, state_bytes: int) -> str:
+    """One line: the bytes of train state each device holds in this run's layout (`state_bytes`,
+    step_fn.state_bytes), and in both (parallel.bytes_per_device: the shards of device 0;
+    replicated = the whole state)."""
     mesh = step_fn.mesh
     replicated = parallel.bytes_per_device(state_shapes, jax.tree.map(lambda _: step_fn.replicated, state_shapes))
     fsdp = parallel.bytes_per_device(state_shapes, parallel.fsdp_sharding(state_shapes, mesh))
     mib = lambda b: f"{b / 2**20:.4g} MiB"  # noqa: E731
-    return (f"train state per device: {mib(step_fn.state_bytes(state_shapes))} ({step_fn.layout} over "
+    return (f"train state per device: {mib(state_bytes)} ({step_fn.layout} over "
             f"{mesh.size} device(s); replicated {mib(replicated)}, fsdp {mib(fsdp)})")
 
 
@@ -373,12 +374,13 @@ def warm_start(config: ml_collections.ConfigDict, state: TrainState, task) -> tu
     source = load_trained(config.train.init_from, "train.init_from", config, state.params)
     copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731 - own buffers: the step donates its state
     state = state.replace(params=copy(source.params))
+    ema_loaded = state.ema_params is not None and source.ema is not None
     if state.ema_params is not None:
         followed = source.params if task.ema_of is None else source.params[task.ema_of]
-        state = state.replace(ema_params=copy(source.ema if source.ema is not None else followed))
+        state = state.replace(ema_params=copy(source.ema if ema_loaded else followed))
+    loaded = "params and EMA" if ema_loaded else "params"
     step = f" step {source.step}" if source.step is not None else ""
-    return state, f"warm start: params{' and EMA' if source.ema is not None and state.ema_params is not None else ''} " \
-                  f"from {source.where}{step}; fresh optimizer and schedule"
+    return state, f"warm start: {loaded} from {source.where}{step}; fresh optimizer and schedule"
 
 
 def _leaf_type(x) -> str:
