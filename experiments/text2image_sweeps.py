@@ -24,7 +24,7 @@ from jaxgen.eval.prompts import CATEGORIES
 from jaxgen.train import loop, parallel
 
 COLUMNS = ("counting", "counting_seen", "counting_held_out", "counting_n4", "counting_content", "colour_binding",
-           "position", "combination", "all")
+           "position", "position_absolute", "position_relation", "combination", "all")
 
 
 def _score(task, stages, seed: int, per_category: int, per_prompt: int, **sample) -> dict:

@@ -256,6 +256,10 @@ def suite_scores(prompts: Sequence[Prompt], scenes: Sequence[Sequence[Scene]],
       "<cat>/seen", "<cat>/rare", "<cat>/held_out"   accuracy by support group (support_groups),
                                        where the category has prompts of the group;
       "<cat>/content"                  content accuracy (satisfies_content: colours, numbers, cells);
+      "position/absolute", "position/relation"   accuracy of the position prompts that place objects
+                                       at cells (the training captions' words) and of those that
+                                       relate two objects ("left of", "above": words no training
+                                       caption uses), where present;
     and with counting prompts present:
       "counting/n<n>"                  accuracy of the prompts requesting n objects (n = 1..4 present),
       "counting/n<n>/<group>"          the same per support group, where present;
@@ -275,6 +279,8 @@ def suite_scores(prompts: Sequence[Prompt], scenes: Sequence[Sequence[Scene]],
         content_keys.append([f"{k}/content" for k in ks])
         if prompt.category == "counting":
             ks.append(f"counting/n{_requested(prompt)[1]}")
+        if prompt.category == "position":
+            ks.append("position/relation" if prompt.relations else "position/absolute")
         keys.append(ks + ([f"{k}/{group}" for k in ks] if group is not None else []))
     out: dict[str, float | int] = {**_pooled(keys, passed), **_pooled(content_keys, content)}
     if any(p.category == "counting" for p in prompts):

@@ -131,6 +131,17 @@ def test_suite_scores_on_a_tiny_case():
     assert plain == {k: v for k, v in out.items() if k.rsplit("/", 1)[-1] not in P.SUPPORT_GROUPS}
 
 
+def test_position_scores_split_absolute_places_from_relations():
+    """The relation prompts use words no training caption has ("to the left of", "above"): their
+    accuracy is reported apart from the absolute places the captions do state."""
+    prompts = [_SUITE["a red circle at the top left"], _SUITE["a red circle to the left of a blue square"]]
+    scenes = [[parse((RED, CIRCLE, 0)), parse((RED, CIRCLE, 0))],  # ok, ok
+              [parse((RED, CIRCLE, 3), (BLUE, SQUARE, 5)), parse((RED, CIRCLE, 5), (BLUE, SQUARE, 3))]]  # ok; relation
+    out = P.suite_scores(prompts, scenes, np.array([25, 25]))
+    assert out["position/absolute"] == 1.0 and out["position/relation"] == 0.5 and out["position"] == 0.75
+    assert out["position/relation/seen"] == 0.5 and "counting/n1" not in out
+
+
 # ------------------------------------------------------------------------------------ ceiling
 def test_ceiling_is_exact_at_32_and_lines_up_with_the_report():
     suite = P.prompt_suite(12)
