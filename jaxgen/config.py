@@ -44,6 +44,10 @@ DATA_DEFAULTS = {
     # Each training image mirrored left-right with probability 1/2, from its example's own key (the
     # batch and the resume stay exact); tasks whose targets it would not mirror refuse it.
     "random_flip": False,
+    # Pad-and-crop (jaxgen.data.transforms.random_crop): each training image padded by this many
+    # pixels per side (reflected) and cut back at its own offset, from its example's own key; 0 = off
+    # (CIFAR recipes use 4 at 32x32). Tasks that do not crop their training images refuse it.
+    "random_crop": 0,
 }
 # Likewise for the eval section (of runs saved before a field existed, too: see fill_defaults).
 EVAL_DEFAULTS = {
@@ -229,6 +233,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _validate_classes(d.get("classes"))
     _require(isinstance(d.get("random_flip", False), bool),
              f"data.random_flip must be True or False, not {d.get('random_flip')!r}.")
+    _require(is_int(d.get("random_crop", 0)) and d.get("random_crop", 0) >= 0,
+             f"data.random_crop must be a number of pixels >= 0 (0 = off), not {d.get('random_crop')!r}.")
     t = config.train
     _require(is_int(t.steps) and t.steps > 0, f"train.steps must be a positive integer, not {t.steps!r}.")
     _require(is_int(t.batch_size) and t.batch_size > 0,

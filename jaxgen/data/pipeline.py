@@ -1,13 +1,21 @@
-"""The input pipeline: a dataset split in host memory, and the batch of each step as a pure function.
+"""The input pipeline: a dataset split, and the batch of each step as a pure function.
 
-`load(name, split)` returns a `Dataset` whose `arrays` hold the whole split as numpy (images uint8
-NHWC). Names:
+`load(name, split)` returns a `Dataset` whose `arrays` map feature names to arrays with a leading
+example axis (images uint8 NHWC). Names:
   * `digits`, `shapes` (and `shapes/tiny`, a small config for tests) ship with jaxgen: their TFDS
     builders run on first use, into `data_dir` (default: $JAXGEN_DATA_DIR, else
     ~/.cache/jaxgen/datasets), and are never rebuilt once prepared;
+  * a folder holding a prepared TFDS dataset (its dataset_info.json and ArrayRecord files, e.g.
+    written by any TFDS builder with file_format="array_record"), by its path;
   * any other name is a TFDS catalog dataset (mnist, fashion_mnist, cifar10, ...), read with
     `tfds.data_source` from `data_dir` (default: $JAXGEN_DATA_DIR, else TFDS's own default); it is
     prepared there if TFDS can (that needs TensorFlow, the `catalog` extra, and the network).
+
+Where the split lives: the embedded datasets (a few MB) are read whole into host memory, `arrays`
+a dict of numpy arrays. Every other split streams (jaxgen.data.streaming): `arrays` is a lazy
+mapping over the ArrayRecord files and a batch reads only this process's rows of it by random
+access, so host memory does not grow with the split (ImageNet-sized splits train like small ones).
+`load(..., in_memory=True / False)` overrides the default either way; the batches are the same.
 
 Building is safe against interruption and concurrency: TFDS writes a version into an
 `incomplete.*` folder and renames it when done, so a killed build never looks prepared; builds take
@@ -17,7 +25,7 @@ process holding it clears what killed builds left behind.
 `Dataset.batch(seed, step, B)` is the global batch of `step`: epoch e = step // (N // B) (the last
 partial batch of an epoch is dropped), order `np.random.default_rng([seed, e]).permutation(N)`. It
 depends on nothing else, so a resumed run replays exactly; each process takes its contiguous
-B / process_count rows.
+B / process_count rows (and a streamed split reads only those).
 
 `select_classes(dataset, classes)` keeps the examples of some labels (config `data.classes`, applied
 to a task's training split by `Task.__init__`): the rows of those labels in their stored order, with
@@ -35,7 +43,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +51,7 @@ import tensorflow_datasets as tfds
 
 from jaxgen.data.digits import Digits
 from jaxgen.data.shapes import Shapes
+from jaxgen.data.streaming import Column, StreamedArrays
 from jaxgen.errors import UserError
 
 EMBEDDED = ("digits", "shapes")
@@ -59,10 +68,12 @@ class DataError(UserError, ValueError):
 # ------------------------------------------------------------------------------------ dataset
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """One split of a dataset, in host memory.
+    """One split of a dataset, in host memory or streamed from disk.
 
     arrays: feature name -> array with a leading example axis [N, ...]; images uint8 [N, H, W, C],
       labels int64 [N], text features str [N]. Read-only: they are shared through the load cache.
+      A streamed split's is a `StreamedArrays`, whose values are lazy `Column`s: shape and dtype
+      known, rows read when indexed, the whole feature read only for code that needs all of it.
     num_levels: distinct pixel values (17 for digits, 256 for uint8 images).
     num_classes: classes of the `label` feature, None when there is none; the classes of the
       dataset, even where `classes` keeps only some of them.
@@ -71,7 +82,7 @@ class Dataset:
 
     name: str
     split: str
-    arrays: dict[str, np.ndarray]
+    arrays: Mapping[str, np.ndarray | Column]
     num_examples: int
     num_levels: int
     num_classes: int | None
@@ -81,7 +92,8 @@ class Dataset:
     def batch(self, seed: int, step: int, global_batch_size: int, process_index: int = 0,
               process_count: int = 1, *, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """This process's rows [global_batch_size // process_count, ...] of the global batch of
-        `step` (all features, or only `keys`). Process p holds rows [p * b, (p + 1) * b) of it."""
+        `step` (all features, or only `keys`). Process p holds rows [p * b, (p + 1) * b) of it; a
+        streamed split reads those rows alone, by random access."""
         b = _check_batch(self, global_batch_size, process_count)
         if not 0 <= process_index < process_count:
             raise DataError(f"process index {process_index} is outside 0..{process_count - 1}.")
@@ -92,17 +104,39 @@ class Dataset:
         order = _permutation(seed, epoch, self.num_examples)
         rows = order[within * global_batch_size:(within + 1) * global_batch_size]
         rows = rows[process_index * b:(process_index + 1) * b]
-        names = self.arrays if keys is None else keys
+        names = list(self.arrays) if keys is None else list(keys)
         missing = [k for k in names if k not in self.arrays]
         if missing:
             raise DataError(f"{self.name} has no feature {missing[0]!r}; it has "
                             f"{', '.join(sorted(self.arrays))}.")
-        return {k: self.arrays[k][rows] for k in names}
+        return _take(self.arrays, rows, names)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the split is read from disk by random access (else it is in host memory)."""
+        return any(isinstance(v, Column) for v in self.arrays.values())
 
 
-@functools.lru_cache(maxsize=8)
+def _take(arrays: Mapping, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """{name: arrays[name][rows]}, reading each streamed record once for all the names it holds
+    (a dict may mix in-memory arrays with columns of one or more streamed splits)."""
+    out, streamed = {}, {}
+    for k in names:
+        v = arrays[k]
+        if isinstance(v, Column):
+            streamed.setdefault(id(v.parent), (v.parent, []))[1].append(k)
+        else:
+            out[k] = v[rows]
+    for parent, ks in streamed.values():
+        read = parent.take(rows, sorted({arrays[k].key for k in ks}))
+        out.update({k: read[arrays[k].key] for k in ks})
+    return {k: out[k] for k in names}
+
+
+@functools.lru_cache(maxsize=4)
 def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The example order of one epoch (cached: consecutive steps share it)."""
+    """The example order of one epoch (cached: consecutive steps share it; 8 bytes per example,
+    the only per-example memory a streamed split holds, hence a short cache)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
@@ -152,6 +186,8 @@ def select_classes(dataset: Dataset, classes: Sequence[int] | None) -> Dataset:
     if not wanted:
         raise DataError("data.classes must list at least one class, or be None to keep every class.")
     labels = dataset.arrays.get(LABEL_KEY)
+    if labels is not None:
+        labels = np.asarray(labels)  # a streamed split reads its labels alone, never its images
     if labels is None:
         raise DataError(f"data.classes keeps examples by their label, but {where} has no {LABEL_KEY!r} "
                         f"feature; leave data.classes at None for an unlabelled dataset.")
@@ -166,10 +202,13 @@ def select_classes(dataset: Dataset, classes: Sequence[int] | None) -> Dataset:
     if missing:
         raise DataError(f"data.classes keeps class {missing[0]}, but {where} has no example of it.")
     rows = np.flatnonzero(keep)
-    arrays = {}
-    for key, values in dataset.arrays.items():
-        arrays[key] = values[rows]  # a copy: the cached full split is left as it is
-        arrays[key].flags.writeable = False
+    if isinstance(dataset.arrays, StreamedArrays):  # still on disk: the kept rows as an index
+        arrays = dataset.arrays.subset(rows)
+    else:
+        arrays = {}
+        for key, values in dataset.arrays.items():
+            arrays[key] = values[rows]  # a copy: the cached full split is left as it is
+            arrays[key].flags.writeable = False
     return dataclasses.replace(dataset, arrays=arrays, num_examples=len(rows), classes=tuple(sorted(set(wanted))))
 
 
@@ -179,16 +218,24 @@ def default_data_dir() -> str:
     return os.path.abspath(os.path.expanduser(os.environ.get("JAXGEN_DATA_DIR") or DEFAULT_DATA_DIR))
 
 
-def load(name: str, split: str, data_dir: str | None = None) -> Dataset:
-    """The whole split `split` of dataset `name` in memory (see the module docstring for names and
-    data directories). Cached per (name, split, data directory): a second load is free."""
-    if _is_embedded(name):
+def load(name: str, split: str, data_dir: str | None = None, *, in_memory: bool | None = None) -> Dataset:
+    """The split `split` of dataset `name` (see the module docstring for names and data
+    directories): read whole into host memory (`in_memory` True; the default for the embedded
+    datasets) or streamed from its files (False; the default for every other dataset). Cached per
+    (name, split, data directory, in_memory): a second load is free."""
+    if in_memory is not None and not isinstance(in_memory, bool):
+        raise DataError(f"in_memory must be True, False or None (the dataset's default), not {in_memory!r}.")
+    if _is_directory(name):
+        name, root = os.path.abspath(os.path.expanduser(name)), None
+    elif _is_embedded(name):
         root = data_dir or default_data_dir()
     else:  # catalog: None lets TFDS use its own default (where prepared catalog data usually is)
         root = data_dir or os.environ.get("JAXGEN_DATA_DIR") or None
     if root is not None:
         root = os.path.abspath(os.path.expanduser(root))
-    return _load_cached(name, split, root)
+    if in_memory is None:
+        in_memory = _is_embedded(name)
+    return _load_cached(name, split, root, in_memory)
 
 
 def clear_cache() -> None:
@@ -197,23 +244,47 @@ def clear_cache() -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(name: str, split: str, data_dir: str | None) -> Dataset:
-    if _is_embedded(name):
+def _load_cached(name: str, split: str, data_dir: str | None, in_memory: bool) -> Dataset:
+    if _is_directory(name):
+        builder, source = _directory_source(name, split)
+    elif _is_embedded(name):
         builder = _prepare_embedded(name, split, data_dir)
         source = _as_source(builder, name, split)
     else:
         builder, source = _catalog_source(name, split, data_dir)
-    arrays = _read_all(source, name, split)
+    if len(source) == 0:
+        raise DataError(f"split {split!r} of {name} is empty.")
+    streamed = StreamedArrays(source, f"{name}:{split}")
+    arrays = _read_all(streamed) if in_memory else streamed
     features = builder.info.features
     label = features["label"] if "label" in features.keys() else None
     num_classes = getattr(label, "num_classes", None)
     num_levels = 17 if name == "digits" else 256
-    return Dataset(name=name, split=split, arrays=arrays, num_examples=len(next(iter(arrays.values()))),
+    return Dataset(name=name, split=split, arrays=arrays, num_examples=streamed.num_rows,
                    num_levels=num_levels, num_classes=num_classes)
 
 
 def _is_embedded(name: str) -> bool:
     return name.split("/")[0] in EMBEDDED
+
+
+def _is_directory(name: str) -> bool:
+    """Whether `name` is a path (absolute, ~ or ./) rather than a dataset name (catalog names such
+    as "mnist/config:1.0.0" hold slashes too, never a leading one)."""
+    return name.startswith(("/", "~", "./", "../"))
+
+
+def _directory_source(path: str, split: str):
+    """(builder, data source) of the prepared TFDS dataset in folder `path`."""
+    if not os.path.isfile(os.path.join(path, "dataset_info.json")):
+        raise DataError(f"{path} holds no prepared TFDS dataset (no dataset_info.json); give the "
+                        f"version folder a TFDS builder wrote, e.g. <data_dir>/<name>/1.0.0.")
+    try:
+        builder = tfds.builder_from_directory(path)
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign dataset_info.json
+        raise DataError(f"cannot open the TFDS dataset in {path}: {e}") from None
+    _split_names(path, split, list(builder.info.splits.keys()))
+    return builder, _as_source(builder, path, split)
 
 
 def _is_prepared(builder) -> bool:
@@ -322,47 +393,10 @@ def _catalog_source(name: str, split: str, data_dir: str | None):
     return builder, source
 
 
-def _read_all(source, name: str, split: str) -> dict[str, np.ndarray]:
-    """Decodes every record of a data source into one array per feature (nested features are
-    flattened to "a/b" keys; text becomes str arrays; grayscale [N, H, W] images get a channel)."""
-    n = len(source)
-    if n == 0:
-        raise DataError(f"split {split!r} of {name} is empty.")
-    records = [_flatten(r) for r in _read_records(source, n)]
-    arrays = {}
-    for key in records[0]:
-        values = [r[key] for r in records]
-        if isinstance(values[0], (bytes, np.bytes_, str)) or (
-                isinstance(values[0], np.ndarray) and values[0].dtype == object):
-            values = [v.item() if isinstance(v, np.ndarray) else v for v in values]
-            values = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-        arrays[key] = np.asarray(values) if isinstance(values[0], str) else np.stack(values)
-    image = arrays.get("image")
-    if image is not None and image.ndim == 3:  # e.g. [N, 28, 28] grayscale: add the channel axis
-        arrays["image"] = image[..., None]
+def _read_all(streamed: StreamedArrays) -> dict[str, np.ndarray]:
+    """Every record of a split decoded into one read-only array per feature (the same decoding a
+    streamed batch gets: jaxgen.data.streaming)."""
+    arrays = streamed.read_all()
     for a in arrays.values():
         a.flags.writeable = False  # shared by every caller through the load cache
     return arrays
-
-
-def _read_records(source, n: int, chunk: int = 1024) -> Iterator[dict]:
-    """Records 0..n-1, read in chunks (20-35% faster than one by one here: array_record reads a
-    chunk in parallel; decoding still dominates), or one by one where a source's batched read
-    fails: that of `tfds.testing.mock_data` does (its mocked __getitems__ takes other arguments)."""
-    for start in range(0, n, chunk):
-        keys = list(range(start, min(start + chunk, n)))
-        try:
-            records = source.__getitems__(keys)
-        except TypeError:
-            records = [source[i] for i in keys]
-        yield from records
-
-
-def _flatten(record: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in record.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

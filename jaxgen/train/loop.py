@@ -6,15 +6,18 @@ jaxgen.tasks.runs (its `make_task`, `init_state` and `restore_for_eval` are impo
 Sections: setup (config, data, mesh) · state (init or resume) · loop (step, log, sample, save) ·
 shutdown (final save, signals). The batch of step s is a pure function of (seed, s) and the step's
 randomness a pure function of (state.rng, s), so a run resumed from a checkpoint continues exactly
-where the uninterrupted run would be.
+where the uninterrupted run would be. The host batches of the next steps are prepared in a
+background thread (`Prefetcher`) while the devices compute the current one.
 """
 import dataclasses
 import json
 import math
 import os
+import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -137,6 +140,95 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+# Host batches prepared ahead of the step that reads them: two hide a streamed split's read and
+# decode behind the device's step (and smooth one slow read), and bound the host memory they hold.
+PREFETCH = 2
+
+
+class _Failure:
+    """What the worker raised, carried through the queue to the main thread."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class Prefetcher:
+    """The host batches `make(step)` of steps start, start + 1, ..., end - 1, made in order by one
+    background thread at most `depth` steps ahead of the consumer (`get`).
+
+    Each batch is still the pure function of its step that `make` is, so a resumed run, which
+    starts a new Prefetcher at its first step, replays the same batches. An exception raised by
+    `make` is raised again, as itself (with the worker's traceback), by the `get` of its step.
+    `close` (also on leaving a `with` block, e.g. on KeyboardInterrupt or a preemption's early stop)
+    stops the worker: it makes no further batch, and a batch it is making is dropped when done.
+    """
+
+    def __init__(self, make: Callable[[int], Any], start: int, end: int, depth: int = PREFETCH):
+        if depth < 1:
+            raise ValueError(f"prefetch depth must be at least 1, not {depth}.")
+        self._make, self._next, self._end = make, start, end
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(start,), name="jaxgen-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self, step: int) -> None:
+        try:
+            for step in range(step, self._end):
+                if self._stop.is_set():
+                    return
+                if not self._put((step, self._make(step))):
+                    return
+        except BaseException as e:  # noqa: BLE001 - every kind is the consumer's to see
+            self._put((step, _Failure(e)))
+
+    def _put(self, item) -> bool:
+        """Puts `item`, waiting for room unless the prefetcher is closed (then False)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, step: int) -> Any:
+        """The batch of `step`, which must be the next one: waits for the worker if needed."""
+        if step != self._next or step >= self._end:
+            raise ValueError(f"the prefetcher serves step {self._next} next (of [.., {self._end})), "
+                             f"not step {step}.")
+        while True:
+            try:
+                got, item = self._queue.get(timeout=0.05)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the prefetch thread ended without the batch of step "
+                                       f"{step}.") from None
+        self._next += 1
+        if isinstance(item, _Failure):
+            raise item.error
+        assert got == step, (got, step)  # one worker, in order: a mismatch is a bug here
+        return item
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stops the worker and waits (up to `timeout` s: a batch being made finishes first)."""
+        self._stop.set()
+        while True:  # free the queue, so a worker blocked on put sees the stop at once
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
           quiet: bool = False, stop_at: int | None = None) -> RunResult:
     """Trains `config` in `workdir` to config.train.steps, resuming from its newest complete
@@ -240,13 +332,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
     step = start
     stopped_by = None
     previous_stop = None  # the agreed stop code of the previous step, still on the devices
-    with _StopFlag() as stop:
+    # The batches after the first, made in a background thread while the devices compute.
+    host_batch = lambda s: task.host_batch(s, jax.process_index(), jax.process_count())  # noqa: E731
+    with _StopFlag() as stop, Prefetcher(host_batch, first + 1, end) as upcoming:
         try:
             while step < end:
                 if step == first:
                     batch = first_batch  # the batch the step was compiled with, already on the devices
                 else:
-                    batch = step_fn.put_batch(task.host_batch(step, jax.process_index(), jax.process_count()))
+                    batch = step_fn.put_batch(upcoming.get(step))
                 state, metrics, agreed = step_fn.step(state, batch, stop.code)
                 step += 1
                 pending.append((step, metrics))
