@@ -134,5 +134,28 @@ def parser_ceiling(reference: Dataset, size: int, num: int = 300) -> float:
     resolution."""
     arrays = reference.arrays
     real = transforms.resize(transforms.to_unit(jnp.asarray(arrays["image"][:num]), reference.num_levels), size)
-    parsed = scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(np.asarray(real))))
-    return float(scene_lib.exact_match(parsed, {k: v[:num] for k, v in arrays.items()}).mean())
+    return exact_scene(np.asarray(real), {k: v[:num] for k, v in arrays.items()})
+
+
+def exact_scene(images: np.ndarray, truth: Mapping[str, np.ndarray]) -> float:
+    """The fraction of images [N, H, W, 3] in [0, 1] whose parse (jaxgen.eval.scene) is exactly the
+    scene of its row of `truth` (the dataset's per-object records)."""
+    parsed = scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(images)))
+    return float(scene_lib.exact_match(parsed, truth).mean())
+
+
+def edge_sharpness(images: np.ndarray) -> float:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels of images
+    [N, H, W, C] in [0, 1] (higher: sharper edges; blur lowers it)."""
+    images = np.asarray(images, np.float32)
+    return float(0.5 * (np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()))
+
+
+def paired_deltas(scores: Mapping[str, float], first: str = "base", second: str = "cascade") -> dict[str, float]:
+    """t2i_<second>_minus_<first>_<metric> = t2i_<second>_<metric> - t2i_<first>_<metric> for the
+    accuracies (and CLIP score) of two image sets scored from the same prompts and keys; the counts,
+    confusions and ceilings describe the images' size and number, not how well a model did."""
+    skip = ("num_images", "parser_exact_real", "ceiling_", "counting_confusion_")
+    paired = [k.removeprefix(f"t2i_{first}_") for k in scores if k.startswith(f"t2i_{first}_")]
+    return {f"t2i_{second}_minus_{first}_{m}": scores[f"t2i_{second}_{m}"] - scores[f"t2i_{first}_{m}"]
+            for m in paired if not m.startswith(skip)}

@@ -21,8 +21,9 @@ where y is a caption, z_t its CLIP text embedding and z_i a CLIP image embedding
   outputs, the caption dropped 50 % of the time in training), here optional (task config
   `model.decoder.text_encoder`): without them the decoder sees the prompt only through z_i.
 
+Both train on the objective of jaxgen.models.diffusion.training (the prior unweighted, as DALL-E 2).
 Classifier-free guidance for both: the condition vector (z_t for the prior, z_i for the decoder) is
-replaced by zeros with probability p during training. Zeros are never a real condition (real ones
+replaced by zeros (network.null_condition) with probability p during training. Zeros are never a real condition (real ones
 are unit vectors), so the networks learn "no condition" from them: the prior through the bias of its
 text projection, the decoder through the U-Net's learned null token (an all-False context mask).
 """
@@ -34,7 +35,6 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxgen.models.diffusion import process
 from jaxgen.models.diffusion.network import Denoiser
 from jaxgen.nn.unet import sinusoidal_embedding
 
@@ -54,11 +54,6 @@ def to_embedding(x: jax.Array) -> jax.Array:
     """A sampled x_0 [B, E] -> the unit embedding in its direction [B, E] (the norm carries no meaning)."""
     x = x.astype(jnp.float32)
     return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
-
-
-def drop(cond: jax.Array, dropped: jax.Array) -> jax.Array:
-    """cond [B, E] with the rows where dropped [B] is True replaced by zeros (the null condition)."""
-    return jnp.where(dropped[:, None], 0.0, cond)
 
 
 # ------------------------------------------------------------------------------------ prior
@@ -95,13 +90,6 @@ class Prior(nn.Module):
         h = nn.LayerNorm(dtype=self.dtype, name="norm_out")(h)
         out = nn.Dense(x.shape[-1], name="out")(h)
         return out.astype(jnp.float32)
-
-
-def prior_loss(output: jax.Array, parameterization: str, schedule, x0: jax.Array, i: jax.Array,
-               noise: jax.Array) -> jax.Array:
-    """Per-example mean squared error [B] of the prior's output [B, E] against its target for x_i
-    made from (x0, noise) (the 'simple' loss, Ho et al. eq. 14, in the chosen parameterization)."""
-    return jnp.mean((output - process.target(parameterization, schedule, x0, i, noise)) ** 2, axis=-1)
 
 
 # ------------------------------------------------------------------------------------ decoder

@@ -6,6 +6,7 @@ and `evaluate(state) -> metrics`. The loop knows nothing else about the model. T
 generic step: a family supplies its params, its loss (a GAN its two, CycleGAN its own update of
 four networks) and its sampler; `Task` gives the optimizer, the state, the update and the EMA.
 """
+import contextlib
 from typing import Any
 
 import jax
@@ -61,6 +62,16 @@ def check_choice(name: str, value: Any, choices) -> None:
         raise TaskError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}.")
 
 
+@contextlib.contextmanager
+def task_errors(*kinds: type[UserError]):
+    """Re-raises the lower layers' user errors `kinds` (e.g. a model's SamplingError) as TaskError
+    with the same sentence: a task reports every bad value of its config alike."""
+    try:
+        yield
+    except kinds as e:
+        raise TaskError(str(e)) from None
+
+
 class Task:
     """A model family as the training loop sees it.
 
@@ -84,6 +95,9 @@ class Task:
     #: whether the task mirrors its training images when data.random_flip is set (its loss calls
     #: transforms.random_flip); the others refuse the setting
     supports_random_flip: bool = False
+    #: whether the task pads and crops its training images when data.random_crop > 0 (its loss
+    #: calls transforms.crop_inputs); the others refuse the setting
+    supports_random_crop: bool = False
     #: the feature of the eval split holding the images that the task's `sample` should resemble
     #: (`jaxgen eval`'s FID / KID compare the two); None: the task makes no images
     fid_reference: str | None = None
@@ -102,6 +116,17 @@ class Task:
         self.grad_accum = accumulate.num_micro_batches(config)
         if config.data.get("random_flip") and not self.supports_random_flip:
             raise TaskError(f"task {config.task} does not mirror its training images; set data.random_flip=False.")
+        self._check_random_crop(config.data.get("random_crop", 0))
+
+    def _check_random_crop(self, pad: int) -> None:
+        if not pad:
+            return
+        if not self.supports_random_crop:
+            raise TaskError(f"task {self.config.task} does not crop its training images; set data.random_crop=0.")
+        size = min(self.dataset.arrays[self.dataset.image_key].shape[1:3])
+        if pad >= size:
+            raise TaskError(f"data.random_crop={pad} pads the {size}-pixel training images by their size or "
+                            f"more; use fewer pixels (4 at 32x32 in the CIFAR recipes).")
 
     # ---- what a family writes ----------------------------------------------------------------------
     def init_params(self, *keys: jax.Array) -> PyTree:

@@ -62,15 +62,6 @@ def prompt_scores(task, make_images: prompt_suite.MakeImages, settings: Mapping 
                                             clip)
 
 
-def sample_settings(sample: Mapping, overrides: Mapping) -> dict:
-    """A stage's sample settings for one text_to_image call: the config's `sample` section updated by
-    the call's `overrides` (a None value keeps the config's); an unknown name is a TaskError."""
-    unknown = sorted(set(overrides) - set(sample))
-    if unknown:
-        raise TaskError(f"unknown sample setting {unknown[0]!r}; the settings are {', '.join(sorted(sample))}.")
-    return {**sample, **{k: v for k, v in overrides.items() if v is not None}}
-
-
 def check_cascade(stages: Sequence[Stage]) -> None:
     """Raises TaskError (one sentence) unless `stages` is a base stage followed by super-resolution
     stages, each taking exactly the images the stage before it makes (size and channels)."""

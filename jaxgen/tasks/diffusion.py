@@ -16,8 +16,6 @@ Images are scaled to [-1, 1] at `data.image_size` (bilinear from the dataset's r
 native resolution the data stay on their discrete grid, so the bound in bits/dim is a bound on the
 same discrete likelihood the VAE reports).
 """
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,12 +24,12 @@ import optax
 from jaxgen.config import is_finite_number
 from jaxgen.data import transforms
 from jaxgen.eval.images import make_grid
-from jaxgen.models.diffusion import flow, likelihood, losses, process, samplers, sampling, schedules
+from jaxgen.models.diffusion import flow, likelihood, losses, process, sampling, schedules, training
 from jaxgen.models.diffusion.dit import DiT
-from jaxgen.models.diffusion.network import ARCHITECTURES, Denoiser, drop_condition, null_condition
+from jaxgen.models.diffusion.network import ARCHITECTURES, Denoiser, null_condition
 from jaxgen.tasks import runs
-from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_non_negative,
-                               check_positive_int, check_range)
+from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_positive_int, check_range,
+                               task_errors)
 from jaxgen.train import precision
 
 CONDITIONINGS = ("none", "class")
@@ -47,6 +45,7 @@ class DiffusionTask(Task):
     #: the model.conditioning values this task accepts (a subclass adds its own, e.g. text)
     conditionings = CONDITIONINGS
     supports_random_flip = True
+    supports_random_crop = True
     fid_reference = "image"
 
     def __init__(self, config, dataset):
@@ -59,20 +58,10 @@ class DiffusionTask(Task):
         check_choice("model.loss_weighting", m.loss_weighting, losses.WEIGHTINGS)
         check_choice("model.schedule", m.schedule, schedules.SCHEDULES)
         self.check_process(s.method)
-        check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
         check_channels("model.channels", m.channels)
         check_positive_int("model.timesteps", m.timesteps)
         check_positive_int("data.image_size", config.data.image_size)
-        check_positive_int("sample.steps", s.steps)
         check_range("model.dropout", m.dropout, 0.0, 1.0)
-        # Classifier-free guidance: 0 = unconditional, 1 = conditional, > 1 guided; below 0 (or NaN, inf)
-        # is no model at all.
-        check_non_negative("sample.guidance", s.get("guidance", 1.0))
-        check_non_negative("sample.eta", s.get("eta", 0.0))
-        if "percentile" in s:
-            check_range("sample.percentile", s.percentile, 0.0, 1.0, high_open=False)
-        if self.process == "ddpm" and not 1 <= s.steps <= m.timesteps:
-            raise TaskError(f"sample.steps must be in 1..model.timesteps={m.timesteps}, not {s.steps}.")
         if m.conditioning == "class" and dataset.num_classes is None:
             raise TaskError(f"class conditioning needs a labelled dataset; {dataset.name} has no labels.")
         if not 0.0 <= m.cond_drop_prob < 1.0:
@@ -94,7 +83,11 @@ class DiffusionTask(Task):
         # What the sampler integrates: the noise chain, or the flow's time scale and shift.
         self.schedule = (flow.FlowSchedule(float(m.timesteps), float(self.flow_config["flow_shift"]))
                          if self.process == "flow" else schedules.make(m.schedule, m.timesteps))
-        self._samplers = {}
+        self.objective = training.Objective(
+            self.schedule, m.parameterization, m.loss_weighting, m.min_snr_gamma, m.cond_drop_prob,
+            **{k: self.flow_config[k] for k in ("flow_time", "flow_time_mean", "flow_time_std")})
+        self.sample_settings()  # the config's own, checked before anything runs
+        self.chains = sampling.Chains()
 
     def check_process(self, method: str) -> None:
         """TaskError unless model.process and its fields are valid and sample.method samples that
@@ -187,103 +180,49 @@ class DiffusionTask(Task):
         """The gradient of the diffusion (or flow-matching) loss over `inputs` {"image": int [b, h, w, C],
         "label": [b] (class-conditional only), "key": the examples' own keys [b, 2]}: (grads,
         {"loss"}, None), see accumulate.mean_gradients."""
-        m = self.config.model
         if self.config.data.get("random_flip"):
-            # A stream apart from the four draws below, so runs without flips keep their noise.
+            # A stream apart from training.loss's four draws, so runs without flips keep their noise.
             flip_keys = jax.vmap(lambda k: jax.random.fold_in(k, FLIP_STREAM))(inputs["key"])
             inputs = dict(inputs, image=transforms.random_flip(inputs["image"], flip_keys))
-        x0 = self.diffusion_target(inputs)
-
-        def draws(key):  # each example's own time, noise, condition drop and dropout key
-            k_t, k_noise, k_drop, k_dropout = jax.random.split(key, 4)
-            return (self.draw_time(k_t), jax.random.normal(k_noise, x0.shape[1:]),
-                    jax.random.bernoulli(k_drop, m.cond_drop_prob), k_dropout)
-
-        time, noise, drop, dropout_keys = jax.vmap(draws)(inputs["key"])
-        x_t, network_time = self.noised(x0, time, noise)
-        cond = self.train_condition(inputs)
-        if cond is not None:
-            cond = drop_condition(cond, drop, self.num_classes)
-
-        def loss_fn(params):
-            def one(x, t, c, k):  # one example, so dropout does not depend on the device split
-                c = None if c is None else jax.tree.map(lambda v: v[None], c)
-                return self.model.apply({"params": params}, x[None], t[None], c, train=True,
-                                        rngs={"dropout": k})[0]
-            out = jax.vmap(one)(x_t, network_time, cond, dropout_keys)
-            return jnp.mean(self.per_example_loss(out, x0, time, noise))
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        inputs = transforms.crop_inputs(inputs, self.config.data.get("random_crop", 0))
+        x0, cond = self.diffusion_target(inputs), self.train_condition(inputs)
+        loss, grads = jax.value_and_grad(training.loss, argnums=2)(
+            self.objective, training.per_example(self.model), params, x0, inputs["key"], cond,
+            num_classes=self.num_classes)
         return grads, {"loss": loss}, None
-
-    def draw_time(self, key: jax.Array) -> jax.Array:
-        """One example's training time: a schedule index, int (ddpm), or t in [0, 1], float (flow)."""
-        if self.process == "flow":
-            f = self.flow_config
-            return flow.sample_time(key, (), f["flow_time"], f["flow_time_mean"], f["flow_time_std"],
-                                    self.schedule.shift)
-        return jax.random.randint(key, (), 0, self.schedule.num_steps)
-
-    def noised(self, x0: jax.Array, time: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(x_t [B, H, W, C], the network's time input [B]) for data x0 and noise [B, H, W, C] at the
-        draw_time times [B]."""
-        if self.process == "flow":
-            return flow.interpolate(x0, noise, time), flow.network_time(self.schedule, time)
-        return process.q_sample(self.schedule, x0, time, noise), self.schedule.timesteps[time]
-
-    def per_example_loss(self, out: jax.Array, x0: jax.Array, time: jax.Array, noise: jax.Array) -> jax.Array:
-        """The loss [B] of the network's output [B, H, W, C] for x_t made by `noised`."""
-        if self.process == "flow":
-            return flow.per_example_loss(out, x0, noise)
-        m = self.config.model
-        return losses.per_example_loss(out, m.parameterization, self.schedule, x0, time, noise,
-                                       m.loss_weighting, m.min_snr_gamma)
 
     def step_metrics(self, metrics, grads):
         return {**metrics, "grad_norm": optax.tree.norm(grads)}
 
     # ---- sampling --------------------------------------------------------------------------------
+    def sample_settings(self, overrides: dict | None = None) -> sampling.SampleSettings:
+        """The config's sample settings updated by `overrides` (sampling.SampleSettings.from_config),
+        checked against this model's schedule; a bad value is a TaskError."""
+        with task_errors(sampling.SamplingError):
+            return sampling.SampleSettings.from_config(self.config.sample, overrides).check(self.schedule)
+
     def generate(self, params, rng, num: int, labels: np.ndarray | None = None, **overrides):
         """num images (float [num, H, W, C] in [0, 1]) and statistics of the run (x0_out_of_range,
         compile_seconds (0 when this setting was compiled before), sample_seconds), with the config's
         sample settings updated by `overrides` (method, steps, eta, guidance, thresholding,
         percentile, variance). labels default to 0..9 cycling for a class-conditional model."""
-        s = dict(self.config.sample.to_dict(), **overrides)
+        s = self.sample_settings(overrides)
         if self.num_classes and labels is None:
             labels = np.arange(num) % self.num_classes
         labels = None if not self.num_classes else jnp.asarray(labels, jnp.int32)
-        guidance = None if not self.num_classes else jnp.float32(s["guidance"])
-        args = (params, rng, labels, guidance)
-        settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"],
-                    float(s["percentile"]), s["variance"], guidance is not None)
-        return self.run_chain(self._sampler, settings, args)
+        guidance = None if not self.num_classes else jnp.float32(s.guidance)
 
-    def run_chain(self, make, settings: tuple, args: tuple):
-        """Runs the reverse chain `make(*settings)` on `args`, compiled once per (make, settings) and
-        reused across calls: (images float [N, H, W, C] in [0, 1], stats with compile_seconds and
-        sample_seconds apart)."""
-        key = (make.__name__,) + settings
-        start = time.perf_counter()
-        if key not in self._samplers:
-            self._samplers[key] = jax.jit(make(*settings)).lower(*args).compile()
-        compiled = time.perf_counter()
-        x, stats = self._samplers[key](*args)
-        images = np.asarray(jnp.clip((x + 1.0) / 2.0, 0.0, 1.0))
-        stats = {k: float(v) for k, v in stats.items()}
-        stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)
-        return images, stats
-
-    def _sampler(self, num, method, steps, eta, thresholding, percentile, variance, guided):
-        """The whole reverse chain for one setting, as a function of (params, rng, labels, w)."""
-        kwargs = {"method": method, "eta": eta, "parameterization": self.config.model.parameterization,
-                  "thresholding": thresholding, "percentile": percentile, "variance": variance}
-
-        def run(params, rng, labels, guidance):
-            cond = self.condition(labels)
-            null = null_condition(cond, self.num_classes) if guided else None
-            return sampling.sample(self.denoise, params, self.schedule, steps, (num,) + self.image_shape, rng, cond,
-                                   null_cond=null, guidance=guidance, **kwargs)
-        return run
+        def make():
+            def run(params, rng, labels, guidance):
+                cond = self.condition(labels)
+                null = None if guidance is None else null_condition(cond, self.num_classes)
+                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.image_shape, rng, cond,
+                                    null_cond=null, guidance=guidance,
+                                    parameterization=self.config.model.parameterization)
+                return sampling.to_unit(x), stats
+            return run
+        return self.chains.run(("generate", num, guidance is not None) + s.static, make,
+                               (params, rng, labels, guidance))
 
     def sample(self, params, rng, num):
         images, _ = self.generate(params, rng, num)
@@ -340,26 +279,13 @@ class DiffusionTask(Task):
         e = self.config.eval
         # A class-conditional model is scored as p(x | null class): its unconditional likelihood.
         cond = None if not self.num_classes else {"label": jnp.full((e.batch_size,), self.num_classes)}
-        fn = jax.jit(lambda p, x, r: likelihood.bound_terms(
-            self.denoise, p, self.schedule, self.preprocess(x), self.dataset.num_levels, r, cond,
-            self.config.model.parameterization, variance))
-        rng = jax.random.PRNGKey(self.config.seed + 2)
-        chunks = {"prior": [], "kl": [], "decoder": []}
-        for start in range(0, len(images), e.batch_size):
-            batch = images[start:start + e.batch_size]
-            n = len(batch)  # the last batch is padded to the full size: one compiled program
-            batch = np.concatenate([batch, np.repeat(batch[-1:], e.batch_size - n, axis=0)])
-            terms = fn(params, batch, jax.random.fold_in(rng, start))
-            for k, v in chunks.items():
-                v.append(np.asarray(terms[k], np.float64)[:n])
-        prior, kl, decoder = (np.concatenate(chunks[k]) for k in ("prior", "kl", "decoder"))
-        # diffusion part of L(t0) = sum_{i > t0} kl_i, for every t0 at once
-        tail = np.cumsum(kl[:, ::-1], axis=1)[:, ::-1] - kl
-        totals = prior[:, None] + tail + decoder
+        totals, parts = likelihood.bound_per_t0(
+            self.denoise, params, self.schedule, images, self.dataset.num_levels,
+            jax.random.PRNGKey(self.config.seed + 2), preprocess=self.preprocess, batch_size=e.batch_size, cond=cond,
+            parameterization=self.config.model.parameterization, variance=variance)
         if parts_at is None:
             return totals
-        return totals, {"prior": float(prior.mean()), "diffusion": float(tail[:, parts_at].mean()),
-                        "decoder": float(decoder[:, parts_at].mean())}
+        return totals, {k: float(v.mean() if v.ndim == 1 else v[:, parts_at].mean()) for k, v in parts.items()}
 
     def sample_quality(self, params, judge, num: int, **overrides) -> dict[str, float]:
         """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling), the sampler's

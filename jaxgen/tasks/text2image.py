@@ -41,7 +41,6 @@ from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
 from jaxgen.eval import prompts as prompts_lib
-from jaxgen.eval import scene as scene_lib
 from jaxgen.eval.images import make_grid
 from jaxgen.models import imagen
 from jaxgen.models.diffusion import sampling
@@ -58,6 +57,7 @@ TEXT_KEYS = ("context", "context_mask", "pooled")
 class Text2ImageTask(DiffusionTask):
     conditionings = ("text",)
     supports_random_flip = False  # a mirror would contradict the captions' "left" and "right"
+    supports_random_crop = False  # a shift would move objects across the cells the captions name
 
     def __init__(self, config, dataset):
         m = config.model
@@ -177,15 +177,13 @@ class Text2ImageTask(DiffusionTask):
                       **overrides) -> tuple[np.ndarray, dict[str, float]]:
         """The text-to-image contract (see jaxgen.tasks.cascade): images float [N, H, W, C] in [0, 1],
         one per prompt, and run statistics (x0_out_of_range, compile_seconds, sample_seconds: see
-        DiffusionTask.run_chain), with the config's sample settings updated by `overrides` (method,
-        steps, eta, guidance, thresholding, percentile, variance, noise_aug). A super-resolution
-        stage needs `low_res` [N, h, w, C] in [0, 1] (any size: resized to model.low_res_size), e.g.
-        the base stage's output; the base stage takes none. Empty prompts raise the tokenizer's error;
+        sampling.Chains), with the config's sample settings updated by `overrides` (method, steps,
+        eta, guidance, thresholding, percentile, variance, noise_aug). A super-resolution stage needs
+        `low_res` [N, h, w, C] in [0, 1] (any size: resized to model.low_res_size), e.g. the base
+        stage's output; the base stage takes none. Empty prompts raise the tokenizer's error;
         over-long ones are truncated with a TruncationWarning."""
-        s = cascade.sample_settings(self.config.sample.to_dict(), overrides)
-        if not 1 <= int(s["steps"]) <= self.config.model.timesteps:
-            raise TaskError(f"the number of sampling steps must be in 1..{self.config.model.timesteps}, "
-                            f"not {s['steps']}.")
+        s = self.sample_settings(overrides)
+        noise_aug = float(sampling.overridden(self.config.sample, overrides).get("noise_aug", 0.0))
         num = len(prompts)
         if not num:
             raise TaskError("text_to_image needs at least one prompt.")
@@ -197,30 +195,24 @@ class Text2ImageTask(DiffusionTask):
             cond["low_res"] = self.low_res(jnp.asarray(low_res, jnp.float32))
         elif low_res is not None:
             raise TaskError("a base stage makes images from text alone; it takes no low-resolution input.")
-        settings = (num, s["method"], int(s["steps"]), float(s["eta"]), s["thresholding"], float(s["percentile"]),
-                    s["variance"], float(s.get("noise_aug", 0.0)))
-        args = (params, rng, cond, jnp.float32(s["guidance"]))
-        return self.run_chain(self._text_sampler, settings, args)
 
-    def _text_sampler(self, num, method, steps, eta, thresholding, percentile, variance, noise_aug):
-        """The reverse chain for one setting, as a function of (params, rng, cond, guidance)."""
-        kwargs = {"method": method, "eta": eta, "parameterization": self.config.model.parameterization,
-                  "thresholding": thresholding, "percentile": percentile, "variance": variance}
-
-        def run(params, rng, cond, guidance):
-            offset, scale = 0.0, 1.0
-            if self.stage == "sr":  # the fixed augmentation level at sampling (on the full schedule)
-                rng, aug_rng = jax.random.split(rng)
-                cond = dict(cond)
-                offset, scale = self.residual_frame(cond["low_res"])  # from the clean input
-                cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
-                                                                            aug_rng, noise_aug)
-            null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
-            x, stats = sampling.sample(self.denoise, params, self.schedule, steps, (num,) + self.image_shape, rng,
-                                       cond, null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
-                                       **kwargs)
-            return offset + scale * x, stats
-        return run
+        def make():
+            def run(params, rng, cond, guidance):
+                offset, scale = 0.0, 1.0
+                if self.stage == "sr":  # the fixed augmentation level at sampling (on the full schedule)
+                    rng, aug_rng = jax.random.split(rng)
+                    cond = dict(cond)
+                    offset, scale = self.residual_frame(cond["low_res"])  # from the clean input
+                    cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
+                                                                                aug_rng, noise_aug)
+                null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
+                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.image_shape, rng, cond,
+                                    null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
+                                    parameterization=self.config.model.parameterization)
+                return sampling.to_unit(offset + scale * x), stats
+            return run
+        return self.chains.run(("text_to_image", num, noise_aug) + s.static, make,
+                               (params, rng, cond, jnp.float32(s.guidance)))
 
     def test_prompts(self, num: int) -> tuple[list[str], np.ndarray]:
         """The full captions of the first `num` test scenes (cycling) and their images uint8 [num, ...]."""
@@ -268,13 +260,7 @@ class Text2ImageTask(DiffusionTask):
         score), t2i_cascade_minus_base_<metric> = cascade - base. The parser reads base images by pixel
         repetition, so "nearest" scores as "base" does: it is the anchor, bilinear the baseline."""
         scores = self.prompt_scores(self.cascade_maker(stages))
-        paired = [k.removeprefix("t2i_base_") for k in scores if k.startswith("t2i_base_")]
-        # Deltas of the accuracies (and CLIP score) only: the counts, confusions and ceilings describe
-        # the images' size and number, not how well the stage did.
-        deltas = {f"t2i_cascade_minus_base_{m}": scores[f"t2i_cascade_{m}"] - scores[f"t2i_base_{m}"]
-                  for m in paired if not m.startswith(("num_images", "parser_exact_real", "ceiling_",
-                                                       "counting_confusion_"))}
-        return {**scores, **deltas}
+        return {**scores, **prompt_suite.paired_deltas(scores, "base", "cascade")}
 
     def cascade_maker(self, stages: list):
         """make_images for cascade_scores: (texts [n], rng) -> {"base": the first stage's images,
@@ -307,9 +293,8 @@ class Text2ImageTask(DiffusionTask):
         truth = {k: v[:num] for k, v in self.eval_dataset().arrays.items()}
         out = {}
         for name, images in (("sr", sr), ("bilinear", bilinear), ("real", np.asarray(transforms.resize(real, size)))):
-            parsed = scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(images)))
-            out[f"{name}_exact_scene"] = float(scene_lib.exact_match(parsed, truth).mean())
-            out[f"{name}_edge_sharpness"] = edge_sharpness(images)
+            out[f"{name}_exact_scene"] = prompt_suite.exact_scene(images, truth)
+            out[f"{name}_edge_sharpness"] = prompt_suite.edge_sharpness(images)
         return out
 
     def _figure_prompts(self) -> list[prompts_lib.Prompt]:
@@ -338,9 +323,3 @@ class Text2ImageTask(DiffusionTask):
         up = np.asarray(transforms.resize(0.5 * (self.low_res(jnp.asarray(real)) + 1.0), self.image_shape[0]))
         return {"super_resolution": make_grid(np.concatenate([up, out, real]), columns=8)}
 
-
-def edge_sharpness(images: np.ndarray) -> float:
-    """Mean absolute difference between horizontally and vertically neighbouring pixels of images
-    [N, H, W, C] in [0, 1] (higher: sharper edges; blur lowers it)."""
-    images = np.asarray(images, np.float32)
-    return float(0.5 * (np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -45,10 +44,10 @@ from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval.images import make_grid
 from jaxgen.models import unclip as unclip_lib
-from jaxgen.models.diffusion import losses, process, samplers, sampling, schedules
+from jaxgen.models.diffusion import losses, process, sampling, schedules, training
 from jaxgen.models.diffusion.network import drop_condition, null_condition
 from jaxgen.tasks import cascade, runs
-from jaxgen.tasks.base import Task, TaskError, check_choice
+from jaxgen.tasks.base import Task, TaskError, check_choice, task_errors
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 from jaxgen.train import precision
 from jaxgen.train.checkpoint import Checkpointer
@@ -70,7 +69,7 @@ class UnCLIPTask(Task):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        m, d, s = config.model, config.data, config.sample
+        m, d = config.model, config.data
         self.styles = tuple(d.get("caption_styles", ()))
         if "caption" not in dataset.arrays:
             raise TaskError(f"unclip needs captioned images (shapes); {dataset.name} has no captions.")
@@ -87,16 +86,13 @@ class UnCLIPTask(Task):
             if not 0.0 <= section.cond_drop_prob < 1.0:
                 raise TaskError(f"model.{name}.cond_drop_prob must be in [0, 1), not {section.cond_drop_prob}.")
         check_choice("model.decoder.loss_weighting", m.decoder.loss_weighting, losses.WEIGHTINGS)
-        check_choice("sample.method", s.method, sampling.METHODS)
-        check_choice("sample.prior_method", s.prior_method, sampling.METHODS)
-        check_choice("sample.thresholding", s.thresholding, samplers.THRESHOLDS)
-        for key, total in (("steps", m.decoder.timesteps), ("prior_steps", m.prior.timesteps)):
-            if not 1 <= s[key] <= total:
-                raise TaskError(f"sample.{key} must be in 1..{total} (the model's timesteps), not {s[key]}.")
         size = d.image_size
         if size % 2 ** (len(m.decoder.channels) - 1):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.decoder.channels)-1) = "
                             f"{2 ** (len(m.decoder.channels) - 1)}.")
+        self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
+                          "decoder": schedules.make(m.decoder.schedule, m.decoder.timesteps)}
+        self.sample_settings()  # the config's own, checked before the CLIP run is loaded
         if not m.clip_workdir:
             raise TaskError("model.clip_workdir must name a trained clip run (jaxgen train clip_shapes ...).")
         self.clip, self.clip_step = _load_clip(m.clip_workdir)
@@ -123,10 +119,14 @@ class UnCLIPTask(Task):
             cross_attention_levels=None if cross is None else tuple(cross),
             dropout=dm.dropout, norm_groups=dm.norm_groups, num_tokens=dm.num_tokens, token_dim=dm.token_dim,
             dtype=dtype)
-        self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
-                          "decoder": schedules.make(dm.schedule, dm.timesteps)}
+        # The prior regresses x0 unweighted (DALL-E 2); the decoder as the config says.
+        self.objectives = {
+            "prior": training.Objective(self.schedules["prior"], m.prior.parameterization,
+                                        cond_drop_prob=m.prior.cond_drop_prob),
+            "decoder": training.Objective(self.schedules["decoder"], dm.parameterization, dm.loss_weighting,
+                                          dm.min_snr_gamma, dm.cond_drop_prob)}
         self._embedded = None  # the training split with its CLIP embeddings, built on first use
-        self._samplers = {}
+        self.chains = sampling.Chains()
 
     @property
     def tx(self) -> optax.GradientTransformation:
@@ -230,44 +230,28 @@ class UnCLIPTask(Task):
     # ---- update step -----------------------------------------------------------------------------
     def loss_and_grads(self, params, inputs):
         """Gradients of prior_loss + decoder_loss (the parts in train.parts) over `inputs` {"image",
-        "z_image", "z_text", "key": the examples' own keys [b, 2]}; see accumulate.mean_gradients."""
-        m = self.config.model
-        z_image, z_text = inputs["z_image"], inputs["z_text"]
-
-        def draws(key, shape, part):  # one example's step, noise, condition drop and dropout key
-            k_t, k_noise, k_drop, k_dropout = jax.random.split(jax.random.fold_in(key, PARTS.index(part)), 4)
-            return (jax.random.randint(k_t, (), 0, self.schedules[part].num_steps), jax.random.normal(k_noise, shape),
-                    jax.random.bernoulli(k_drop, m[part].cond_drop_prob), k_dropout)
+        "z_image", "z_text", "key": the examples' own keys [b, 2]}; see accumulate.mean_gradients.
+        Each part draws from its own stream (the key folded with its index in PARTS)."""
+        keys = {part: jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(inputs["key"])
+                for i, part in enumerate(PARTS)}
 
         def prior_loss(p):
-            # x0-prediction of sqrt(E) z_i given z_t (DALL-E 2 sec. 2.2), z_t dropped with prob. p.
-            sched = self.schedules["prior"]
-            x0 = unclip_lib.to_diffusion_space(z_image)
-            i, noise, drop, _ = jax.vmap(lambda k: draws(k, x0.shape[1:], "prior"))(inputs["key"])
-            x_t = process.q_sample(sched, x0, i, noise)
-            cond = {unclip_lib.PRIOR_KEY: unclip_lib.drop(z_text, drop)}
-            out = self.denoise_prior(p, x_t, sched.timesteps[i], cond)
-            return jnp.mean(unclip_lib.prior_loss(out, m.prior.parameterization, sched, x0, i, noise))
+            # x0-prediction of sqrt(E) z_i given z_t (DALL-E 2 sec. 2.2), z_t dropped with prob. p; the
+            # prior has no dropout, so it runs on the whole batch at once.
+            apply = lambda p, x, t, cond, _: self.denoise_prior(p, x, t, cond)  # noqa: E731
+            return training.loss(self.objectives["prior"], apply, p, unclip_lib.to_diffusion_space(inputs["z_image"]),
+                                 keys["prior"], {unclip_lib.PRIOR_KEY: inputs["z_text"]})
 
         def decoder_loss(p):
-            sched, dm = self.schedules["decoder"], m.decoder
-            x0 = self.preprocess(inputs["image"])
-            i, noise, drop, dropout_keys = jax.vmap(lambda k: draws(k, x0.shape[1:], "decoder"))(inputs["key"])
-            x_t = process.q_sample(sched, x0, i, noise)
-            cond = {unclip_lib.DECODER_KEY: unclip_lib.drop(z_image, drop)}
+            caption, p_drop = None, self.config.model.decoder.get("text_drop_prob", 0.5)
             if self.text is not None:  # the caption dropped on its own draw (a stream apart from the parts' draws)
-                text_drop = jax.vmap(lambda k: jax.random.bernoulli(
-                    jax.random.fold_in(k, len(PARTS)), dm.get("text_drop_prob", 0.5)))(inputs["key"])
-                caption = {k: inputs[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)}
-                cond.update(drop_condition(caption, text_drop, num_classes=0))
-
-            def one(x, t, c, k):  # one example at a time, so dropout does not depend on the device split
-                c = jax.tree.map(lambda v: v[None], c)
-                return self.decoder.apply({"params": p}, x[None], t[None], c, train=True, rngs={"dropout": k})[0]
-            out = jax.vmap(one)(x_t, sched.timesteps[i], cond, dropout_keys)
-            per_example = losses.per_example_loss(out, dm.parameterization, sched, x0, i, noise,
-                                                  dm.loss_weighting, dm.min_snr_gamma)
-            return jnp.mean(per_example)
+                text_drop = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, len(PARTS)), p_drop))(
+                    inputs["key"])
+                caption = drop_condition({k: inputs[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)},
+                                         text_drop, num_classes=0)
+            return training.loss(self.objectives["decoder"], training.per_example(self.decoder), p,
+                                 self.preprocess(inputs["image"]), keys["decoder"],
+                                 {unclip_lib.DECODER_KEY: inputs["z_image"]}, kept=caption)
 
         part_losses = {"prior": prior_loss, "decoder": decoder_loss}
 
@@ -282,75 +266,60 @@ class UnCLIPTask(Task):
         return {**metrics, **{f"{k}_grad_norm": optax.tree.norm(grads[k]) for k in self.parts}}
 
     # ---- sampling --------------------------------------------------------------------------------
-    def _run(self, key: tuple, make, args: tuple) -> tuple[np.ndarray, dict[str, float]]:
-        """Runs the chain `make()` on `args`, compiled once per `key` (a setting and a row count) and
-        reused across calls: (its output, its statistics with compile_seconds (0 when compiled
-        before) and sample_seconds apart), as DiffusionTask.run_chain reports them."""
-        start = time.perf_counter()
-        if key not in self._samplers:
-            self._samplers[key] = jax.jit(make()).lower(*args).compile()
-        compiled = time.perf_counter()
-        out, stats = self._samplers[key](*args)
-        out = np.asarray(out)  # waits for the chain, so that sample_seconds is its time
-        stats = {k: float(v) for k, v in stats.items()}
-        stats.update(compile_seconds=compiled - start, sample_seconds=time.perf_counter() - compiled)
-        return out, stats
-
-    def _settings(self, overrides: dict) -> dict:
-        return cascade.sample_settings(self.config.sample.to_dict(), overrides)
+    def sample_settings(self, overrides: dict | None = None) -> dict[str, sampling.SampleSettings]:
+        """The prior's and the decoder's sample settings: the config's updated by `overrides`
+        (sampling.SampleSettings.from_config; the prior reads prior_method, prior_steps,
+        prior_guidance and the shared eta, and never thresholds its embeddings), each checked
+        against its schedule; a bad value is a TaskError."""
+        # prior_thresholding, _percentile and _variance are no config fields: their defaults hold.
+        prior = {k: f"prior_{k}" for k in ("method", "steps", "guidance", "thresholding", "percentile", "variance")}
+        with task_errors(sampling.SamplingError):
+            return {"prior": sampling.SampleSettings.from_config(self.config.sample, overrides, **prior)
+                    .check(self.schedules["prior"]),
+                    "decoder": sampling.SampleSettings.from_config(self.config.sample, overrides)
+                    .check(self.schedules["decoder"])}
 
     def sample_prior(self, params, z_text: np.ndarray, rng: jax.Array, **overrides) -> np.ndarray:
         """Image embeddings [N, E] (unit norm) sampled from the prior for text embeddings z_text [N, E];
         `params` = {"prior", ...}; overrides: prior_steps, prior_guidance, prior_method, eta."""
-        return self._prior_chain(params, z_text, rng, self._settings(overrides))[0]
+        return self._prior_chain(params, z_text, rng, self.sample_settings(overrides)["prior"])[0]
 
-    def _prior_chain(self, params, z_text, rng, s: dict) -> tuple[np.ndarray, dict[str, float]]:
-        steps, method, eta = int(s["prior_steps"]), s["prior_method"], float(s["eta"])
-
+    def _prior_chain(self, params, z_text, rng, s: sampling.SampleSettings) -> tuple[np.ndarray, dict[str, float]]:
         def make():
             def run(p, z_t, key, w):
                 cond = {unclip_lib.PRIOR_KEY: z_t}
-                null = {unclip_lib.PRIOR_KEY: jnp.zeros_like(z_t)}
-                x, stats = sampling.sample(self.denoise_prior, p, self.schedules["prior"], steps, z_t.shape, key,
-                                           cond, null_cond=null, guidance=w, method=method, eta=eta,
-                                           parameterization=self.config.model.prior.parameterization,
-                                           thresholding="none")
+                x, stats = s.sample(self.denoise_prior, p, self.schedules["prior"], z_t.shape, key, cond,
+                                    null_cond=null_condition(cond, num_classes=0), guidance=w,
+                                    parameterization=self.config.model.prior.parameterization)
                 return unclip_lib.to_embedding(x), stats
             return run
 
-        args = (params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s["prior_guidance"]))
-        return self._run(("prior", len(z_text), steps, method, eta), make, args)
+        args = (params["prior"], jnp.asarray(z_text, jnp.float32), rng, jnp.float32(s.guidance))
+        return self.chains.run(("prior", len(z_text)) + s.static, make, args)
 
     def decode(self, params, z_image: np.ndarray, rng: jax.Array, texts: list[str] | None = None,
                **overrides) -> np.ndarray:
         """Images float [N, H, W, C] in [0, 1] decoded from image embeddings z_image [N, E] (and, for a
         decoder that reads captions, `texts`, one per row; None: no caption); overrides: steps,
         guidance, method, eta, thresholding, percentile, variance."""
-        return self._decoder_chain(params, z_image, rng, self._settings(overrides), texts)[0]
+        return self._decoder_chain(params, z_image, rng, self.sample_settings(overrides)["decoder"], texts)[0]
 
-    def _decoder_chain(self, params, z_image, rng, s: dict, texts: list[str] | None = None
+    def _decoder_chain(self, params, z_image, rng, s: sampling.SampleSettings, texts: list[str] | None = None
                        ) -> tuple[np.ndarray, dict[str, float]]:
-        setting = (int(s["steps"]), s["method"], float(s["eta"]), s["thresholding"], float(s["percentile"]),
-                   s["variance"])
-
         def make():
-            steps, method, eta, thresholding, percentile, variance = setting
-
             def run(p, z, caption, key, w):
                 # Guidance against neither condition: no z_i and no caption (DALL-E 2 drops both).
                 cond = {unclip_lib.DECODER_KEY: z, **caption}
-                null = null_condition(cond, num_classes=0)
-                x, stats = sampling.sample(self.denoise_decoder, p, self.schedules["decoder"], steps,
-                                           (z.shape[0],) + self.image_shape, key, cond, null_cond=null,
-                                           guidance=w, method=method, eta=eta,
-                                           parameterization=self.config.model.decoder.parameterization,
-                                           thresholding=thresholding, percentile=percentile, variance=variance)
-                return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0), stats
+                shape = (z.shape[0],) + self.image_shape
+                x, stats = s.sample(self.denoise_decoder, p, self.schedules["decoder"], shape, key, cond,
+                                    null_cond=null_condition(cond, num_classes=0), guidance=w,
+                                    parameterization=self.config.model.decoder.parameterization)
+                return sampling.to_unit(x), stats
             return run
 
         caption = {k: jnp.asarray(v) for k, v in self.caption_tokens(texts, len(z_image)).items()}
-        args = (params["decoder"], jnp.asarray(z_image, jnp.float32), caption, rng, jnp.float32(s["guidance"]))
-        return self._run(("decoder", len(z_image)) + setting, make, args)
+        args = (params["decoder"], jnp.asarray(z_image, jnp.float32), caption, rng, jnp.float32(s.guidance))
+        return self.chains.run(("decoder", len(z_image)) + s.static, make, args)
 
     def text_to_image(self, params, rng: jax.Array, prompts: list[str], low_res: np.ndarray | None = None,
                       **overrides) -> tuple[np.ndarray, dict[str, float]]:
@@ -365,10 +334,10 @@ class UnCLIPTask(Task):
                             "low-resolution input.")
         if not prompts:
             raise TaskError("text_to_image needs at least one prompt.")
-        s = self._settings(overrides)
+        s = self.sample_settings(overrides)
         k_prior, k_decoder = jax.random.split(rng)
-        z_image, prior_stats = self._prior_chain(params, self.clip.texts(list(prompts)), k_prior, s)
-        images, stats = self._decoder_chain(params, z_image, k_decoder, s, list(prompts))
+        z_image, prior_stats = self._prior_chain(params, self.clip.texts(list(prompts)), k_prior, s["prior"])
+        images, stats = self._decoder_chain(params, z_image, k_decoder, s["decoder"], list(prompts))
         for k in ("compile_seconds", "sample_seconds"):
             stats[k] += prior_stats[k]
         return images, stats

@@ -103,7 +103,7 @@ def test_class_conditional_run_through_the_cli(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.sample.steps=500", "sample.steps must be in 1..model.timesteps=100"),
+    ("--config.sample.steps=500", "sample.steps must be in 1..100 (the model's timesteps)"),
     ("--config.model.parameterization=score", "model.parameterization must be one of eps, x0, v"),
     ("--config.sample.thresholding=soft", "sample.thresholding must be one of none, static, dynamic"),
     ("--config.data.image_size=9", "data.image_size=9 must be divisible by"),

@@ -33,3 +33,23 @@ def test_the_diffusion_loss_sees_the_images_its_keys_mirror():
 def test_tasks_that_would_contradict_their_targets_refuse_it(spec):
     with pytest.raises(TaskError, match=r"does not mirror its training images; set data.random_flip=False"):
         loop.make_task(config_lib.load(spec, ["--config.data.random_flip=True"]))
+
+
+def test_the_diffusion_loss_sees_the_images_its_keys_crop():
+    """data.random_crop: the same loss as the uncropped task on the windows transforms.crop_inputs
+    cuts from each example's own key; text2image (whose captions name cells) refuses it."""
+    cropped_task = loop.make_task(config_lib.load("diffusion_digits:quick", ["--config.data.random_crop=2"]))
+    plain_task = loop.make_task(config_lib.load("diffusion_digits:quick"))
+    params = plain_task.init(jax.random.PRNGKey(0)).params
+    batch = plain_task.host_batch(0)
+    inputs = {"image": batch["image"], "key": jax.random.split(jax.random.PRNGKey(1), batch["image"].shape[0])}
+    windows = transforms.crop_inputs(inputs, 2)
+    assert np.any(np.asarray(windows["image"]) != batch["image"])
+    _, with_crop, _ = cropped_task.loss_and_grads(params, inputs)
+    _, on_windows, _ = plain_task.loss_and_grads(params, windows)
+    _, without, _ = plain_task.loss_and_grads(params, inputs)
+    assert float(with_crop["loss"]) == float(on_windows["loss"]) != float(without["loss"])
+    with pytest.raises(TaskError, match=r"does not crop its training images; set data.random_crop=0"):
+        loop.make_task(config_lib.load("text2image_shapes:quick", ["--config.data.random_crop=2"]))
+    with pytest.raises(TaskError, match=r"pads the 8-pixel training images by their size or more"):
+        loop.make_task(config_lib.load("diffusion_digits:quick", ["--config.data.random_crop=8"]))

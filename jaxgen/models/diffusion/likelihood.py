@@ -17,10 +17,11 @@ spacing and decoding there gives a much tighter bound (VDM's gamma_min plays the
 `bound_terms` returns the terms of every t0 from one pass, and `bound_at` sums them for one t0.
 """
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.models.diffusion import process
 from jaxgen.models.diffusion.samplers import Denoise
@@ -76,6 +77,32 @@ def bound_terms(denoise: Denoise, params: Any, schedule: Schedule, x0: jax.Array
 
     _, (kl, decoder) = jax.lax.scan(terms_at, None, jnp.arange(schedule.num_steps))
     return {"prior": prior, "kl": kl.T, "decoder": decoder.T}
+
+
+def bound_per_t0(denoise: Denoise, params: Any, schedule: Schedule, images: np.ndarray, num_levels: int,
+                 rng: jax.Array, *, preprocess: Callable[[jax.Array], jax.Array], batch_size: int, cond: Any = None,
+                 parameterization: str = "eps", variance: str = "large") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """L(t0) of a whole split for every t0: (totals float64 [N, T] in nats, its parts {"prior": [N],
+    "diffusion": [N, T], "decoder": [N, T]}), T = schedule.num_steps, for integer images [N, ...]
+    that `preprocess` maps onto the grid in [-1, 1] (inside the compiled call).
+
+    bound_terms in batches of batch_size (batch at row s keyed fold_in(rng, s); the last one padded
+    with its last image, so one compiled program serves all, and the padding dropped); cond: a
+    condition of batch_size rows or None. The diffusion part of L(t0) is sum_{i > t0} kl_i, taken
+    for every t0 at once by a reversed cumulative sum."""
+    fn = jax.jit(lambda p, x, r: bound_terms(denoise, p, schedule, preprocess(x), num_levels, r, cond,
+                                             parameterization, variance))
+    chunks = {"prior": [], "kl": [], "decoder": []}
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        n = len(batch)
+        batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
+        terms = fn(params, batch, jax.random.fold_in(rng, start))
+        for k, v in chunks.items():
+            v.append(np.asarray(terms[k], np.float64)[:n])
+    prior, kl, decoder = (np.concatenate(chunks[k]) for k in ("prior", "kl", "decoder"))
+    tail = np.cumsum(kl[:, ::-1], axis=1)[:, ::-1] - kl
+    return prior[:, None] + tail + decoder, {"prior": prior, "diffusion": tail, "decoder": decoder}
 
 
 def bound_at(terms: dict[str, jax.Array], t0: int) -> jax.Array:

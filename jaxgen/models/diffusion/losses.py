@@ -32,7 +32,7 @@ def weight(weighting: str, parameterization: str, schedule: Schedule, i: jax.Arr
 def per_example_loss(output: jax.Array, parameterization: str, schedule: Schedule, x0: jax.Array,
                      i: jax.Array, noise: jax.Array, weighting: str = "simple",
                      gamma: float = 5.0) -> jax.Array:
-    """Weighted mean squared error per example [B] of the network `output` [B,H,W,C] for x_i made
-    from (x0, noise)."""
+    """Weighted mean squared error per example [B] of the network `output` [B, ...] (images
+    [B, H, W, C], or unCLIP's embeddings [B, E]) for x_i made from (x0, noise)."""
     err = (output - process.target(parameterization, schedule, x0, i, noise)) ** 2
-    return weight(weighting, parameterization, schedule, i, gamma) * jnp.mean(err, axis=(1, 2, 3))
+    return weight(weighting, parameterization, schedule, i, gamma) * jnp.mean(err, axis=tuple(range(1, err.ndim)))
