@@ -177,3 +177,15 @@ def contrastive_loss(img: jax.Array, txt: jax.Array, scale: jax.Array, bias: jax
         loss = -jnp.sum(jax.nn.log_sigmoid(z * (image_rows + bias)), axis=1).mean()
     accuracy = jnp.mean(jnp.argmax(image_rows, axis=1) == labels)
     return loss, {"accuracy": accuracy}
+
+
+def zero_shot_predict(image_emb: jax.Array, class_emb: jax.Array) -> jax.Array:
+    """CLIP's zero-shot classifier (Radford et al. 2021, sec. 3.1.2): each image [N, E] gets the class
+    [C, E] whose text embedding is the most similar (both normalised, so the dot product is the
+    cosine): int [N]. The logit scale does not change the argmax."""
+    return jnp.argmax(image_emb @ class_emb.T, axis=-1)
+
+
+def zero_shot_accuracy(image_emb: jax.Array, class_emb: jax.Array, labels: jax.Array) -> jax.Array:
+    """The fraction of images [N, E] whose zero-shot prediction is their label [N] (a scalar)."""
+    return jnp.mean(zero_shot_predict(image_emb, class_emb) == labels)

@@ -2,7 +2,9 @@
 
 Captions. On `shapes` each training example gets one of its scene's captions (the styles in
 `data.caption_styles`: full, count, colour, position); on `digits` (a labelled dataset with no
-text) one of `captions.DIGIT_TEMPLATES` filled with its digit. Which one is a pure function of
+text) one of `captions.DIGIT_TEMPLATES` filled with its digit; on any other labelled dataset with
+data.captions = 'class_names' (CIFAR-10, CIFAR-100) one of `CLASS_TEMPLATES` filled with its class
+name, the names read from the TFDS dataset info (features["label"].names, underscores as spaces). Which one is a pure function of
 (seed, step, global row), so resumed runs replay. Captions are tokenized on the host: the batch
 holds "image" uint8 and "tokens" int32 [B, context_length]. The vocabulary is built from every
 caption the training data can produce and saved as <workdir>/tokenizer.json.
@@ -12,7 +14,8 @@ the global batch, on any number of devices (tests/tasks/test_clip_task.py checks
 
 Evaluation: on a labelled dataset, zero-shot accuracy from the prompt templates (ensembled: the
 mean of each class's normalised template embeddings) next to a linear probe on the image
-embeddings; on `shapes`, text->image and image->text Recall@1/5/10 on the held-out test scenes for
+embeddings (class names: zero-shot accuracy with the single prompt "a photo of a {class}." and
+with the templates ensembled, top-1, on the whole test split); on `shapes`, text->image and image->text Recall@1/5/10 on the held-out test scenes for
 each caption style, and the mean CLIP score of matching and of mismatched pairs.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tensorflow_datasets as tfds
 
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
@@ -32,6 +36,26 @@ from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_in
 from jaxgen.train import parallel, precision
 
 TOKENIZER_FILE = "tokenizer.json"
+# Prompts for a class name (a few of the CIFAR prompts of CLIP's zero-shot notebook): training
+# captions draw one per example; zero-shot evaluation uses the first alone and all of them ensembled.
+CLASS_TEMPLATES = ("a photo of a {}.", "a blurry photo of a {}.", "a photo of the small {}.",
+                   "a photo of the big {}.", "a low resolution photo of a {}.", "a good photo of a {}.")
+CAPTION_SOURCES = ("templates", "class_names")
+
+
+def class_names(config, dataset) -> list[str]:
+    """The names of `dataset`'s classes, read from its TFDS info (features["label"].names, as
+    prepared; under tfds.testing.mock_data whatever the mock holds), underscores as spaces."""
+    root = config.data.get("data_dir") or os.environ.get("JAXGEN_DATA_DIR") or None
+    try:
+        label = tfds.builder(dataset.name, data_dir=root).info.features["label"]
+        names = list(label.names)
+    except Exception as e:  # noqa: BLE001 - any failure means: no names to read
+        raise TaskError(f"cannot read the class names of {dataset.name} from its TFDS info ({e}).") from None
+    if len(names) != dataset.num_classes or len(set(names)) != len(names):
+        raise TaskError(f"{dataset.name}'s TFDS info names {len(names)} distinct classes of {dataset.num_classes}; "
+                        f"class-name captions need one name per class.")
+    return [str(n).replace("_", " ") for n in names]
 
 
 class CLIPTask(Task):
@@ -42,7 +66,16 @@ class CLIPTask(Task):
         super().__init__(config, dataset)
         m = config.model
         self.styles = tuple(config.data.get("caption_styles", ()))
-        if "caption" in dataset.arrays:
+        source = config.data.get("captions", "templates")
+        if source not in CAPTION_SOURCES:
+            raise TaskError(f"data.captions must be one of {', '.join(CAPTION_SOURCES)}, not {source!r}.")
+        if source == "class_names":
+            if not dataset.num_classes:
+                raise TaskError(f"data.captions='class_names' needs a labelled dataset; {dataset.name} has no "
+                                f"'label' feature with classes.")
+            self.text_source = "class_names"
+            self.class_names = class_names(config, dataset)
+        elif "caption" in dataset.arrays:
             bad = [s for s in self.styles if s not in shapes_lib.CAPTION_STYLES]
             if not self.styles or bad:
                 raise TaskError(f"data.caption_styles must be a non-empty list of {shapes_lib.CAPTION_STYLES}, "
@@ -51,8 +84,8 @@ class CLIPTask(Task):
         elif dataset.num_classes == 10 and dataset.name == "digits":
             self.text_source = "digit_templates"
         else:
-            raise TaskError(f"CLIP needs captioned images (shapes) or digits with templated captions; "
-                            f"{dataset.name} has neither.")
+            raise TaskError(f"CLIP needs captioned images (shapes), digits with templated captions, or a labelled "
+                            f"dataset with data.captions='class_names'; {dataset.name} has none of these.")
         if m.loss not in clip_lib.LOSSES:
             raise TaskError(f"model.loss must be one of {clip_lib.LOSSES}, not {m.loss!r}.")
         if m.image_tower not in clip_lib.IMAGE_TOWERS:
@@ -80,6 +113,8 @@ class CLIPTask(Task):
         """Every caption the training data can produce: the vocabulary is built from these."""
         if self.text_source == "digit_templates":
             return captions.all_digit_captions()
+        if self.text_source == "class_names":
+            return [t.format(name) for name in self.class_names for t in CLASS_TEMPLATES]
         return [str(t) for s in self.styles for t in self.dataset.arrays[shapes_lib.CAPTION_KEYS[s]]]
 
     def save_assets(self, workdir):
@@ -104,6 +139,12 @@ class CLIPTask(Task):
             which = captions.caption_rows(self.config.seed, step, t.batch_size, len(captions.DIGIT_TEMPLATES),
                                           process_index, process_count)
             texts = [captions.digit_caption(int(y), captions.DIGIT_TEMPLATES[k]) for y, k in zip(rows["label"], which)]
+        elif self.text_source == "class_names":
+            rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                      keys=("image", "label"))
+            which = captions.caption_rows(self.config.seed, step, t.batch_size, len(CLASS_TEMPLATES),
+                                          process_index, process_count)
+            texts = [CLASS_TEMPLATES[k].format(self.class_names[int(y)]) for y, k in zip(rows["label"], which)]
         else:
             keys = [shapes_lib.CAPTION_KEYS[s] for s in self.styles]
             rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
@@ -189,6 +230,8 @@ class CLIPTask(Task):
         out = {"logit_scale": self.logit_scale(params), "num_test": int(len(test_emb))}
         if self.text_source == "digit_templates":
             out.update(self._evaluate_digits(params, test, test_emb))
+        elif self.text_source == "class_names":
+            out.update(self._evaluate_class_names(params, test, test_emb))
         else:
             out.update(self._evaluate_retrieval(params, test, test_emb))
         return out
@@ -207,6 +250,17 @@ class CLIPTask(Task):
                 "test_zeroshot_accuracy_one_template_mean": float(np.mean(per_template)),
                 "test_zeroshot_accuracy_one_template_worst": float(np.min(per_template)),
                 "test_linear_probe_accuracy": probe}
+
+    def _evaluate_class_names(self, params, test, test_emb):
+        """Zero-shot top-1 accuracy on the test split: each image gets the class whose prompt
+        embedding is nearest, with the prompt "a photo of a {class}." alone and with CLASS_TEMPLATES
+        ensembled (CLIP sec. 3.1.4)."""
+        labels = jnp.asarray(test.arrays["label"])
+        single = self.zero_shot_weights(params, [[CLASS_TEMPLATES[0].format(n)] for n in self.class_names])
+        ensembled = self.zero_shot_weights(params, [[t.format(n) for t in CLASS_TEMPLATES] for n in self.class_names])
+        return {"test_zeroshot_accuracy": float(clip_lib.zero_shot_accuracy(test_emb, single, labels)),
+                "test_zeroshot_accuracy_ensemble": float(clip_lib.zero_shot_accuracy(test_emb, ensembled, labels)),
+                "num_classes": len(self.class_names)}
 
     def _evaluate_retrieval(self, params, test, test_emb):
         out = {}

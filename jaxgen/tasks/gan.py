@@ -21,6 +21,12 @@ its rows of every minibatch; the step moves k to the front and scans over it.
 State: the generic TrainState with params = {"generator", "discriminator"} and opt_state of the same
 structure (two optax optimizers: D's over d_steps * steps updates, G's over steps updates);
 ema_params is an EMA of the *generator* params only (or None), and `eval_params` samples with it.
+
+Networks (model.network): 'gan' (the default), jaxgen.models.gan's per-example networks (GroupNorm,
+optional class conditioning and R1); 'dcgan', Radford et al.'s networks (jaxgen.models.dcgan), whose
+batch norm takes the global batch's statistics inside the step (axis 'data') and the statistics of
+the batch at hand when sampling, with z ~ U(-1, 1) (model.latent_dist 'uniform'). data.center_crop
+> 0 crops the centre square of that size before the resize (CelebA's 218x178 faces, device-side).
 """
 from __future__ import annotations
 
@@ -34,9 +40,10 @@ import optax
 
 from jaxgen.data import transforms
 from jaxgen.eval.images import make_grid
+from jaxgen.models import dcgan as dcgan_lib
 from jaxgen.models import gan as gan_lib
 from jaxgen.tasks import runs
-from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
 from jaxgen.train import accumulate, parallel, precision
 from jaxgen.train import state as state_lib
 
@@ -47,6 +54,10 @@ def _discriminator_optim(optim: ml_collections.ConfigDict) -> ml_collections.Con
     d = ml_collections.ConfigDict(optim.to_dict())
     d.lr = optim.get("d_lr", 0.0) or optim.lr
     return d
+
+
+NETWORKS = ("gan", "dcgan")
+LATENT_DISTS = ("normal", "uniform")
 
 
 class GANTask(Task):
@@ -60,9 +71,19 @@ class GANTask(Task):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         m, t = config.model, config.train
+        self.network = m.get("network", "gan")
+        check_choice("model.network", self.network, NETWORKS)
+        self.latent_dist = m.get("latent_dist", "normal")
+        check_choice("model.latent_dist", self.latent_dist, LATENT_DISTS)
+        crop = config.data.get("center_crop", 0)
+        if not (isinstance(crop, int) and not isinstance(crop, bool) and crop >= 0):
+            raise TaskError(f"data.center_crop must be an integer >= 0 (0 = no crop), not {crop!r}.")
+        if crop and crop > min(dataset.arrays["image"].shape[1:3]):
+            raise TaskError(f"data.center_crop={crop} is larger than the {dataset.name} images "
+                            f"({dataset.arrays['image'].shape[1]}x{dataset.arrays['image'].shape[2]}).")
         if m.loss not in gan_lib.LOSSES:
             raise TaskError(f"model.loss must be one of {gan_lib.LOSSES}, not {m.loss!r}.")
-        for key in ("image_size", "latent_dim", "d_feature_dim"):
+        for key in ("image_size", "latent_dim") + (("d_feature_dim",) if self.network == "gan" else ()):
             check_positive_int(f"model.{key}", m[key])
         check_channels("model.g_channels", m.g_channels)
         check_channels("model.d_channels", m.d_channels)
@@ -71,11 +92,14 @@ class GANTask(Task):
                             f">= 1, not {t.d_steps!r}.")
         if m.r1_gamma < 0:
             raise TaskError(f"model.r1_gamma must be >= 0 (0 = no R1 penalty), not {m.r1_gamma!r}.")
-        for key in ("g_norm", "d_norm"):
-            if m[key] not in gan_lib.NORMS:
-                raise TaskError(f"model.{key} must be one of {gan_lib.NORMS}, not {m[key]!r}.")
-        if m.upsample not in gan_lib.UPSAMPLES:
-            raise TaskError(f"model.upsample must be one of {gan_lib.UPSAMPLES}, not {m.upsample!r}.")
+        if self.network == "gan":
+            for key in ("g_norm", "d_norm"):
+                if m[key] not in gan_lib.NORMS:
+                    raise TaskError(f"model.{key} must be one of {gan_lib.NORMS}, not {m[key]!r}.")
+            if m.upsample not in gan_lib.UPSAMPLES:
+                raise TaskError(f"model.upsample must be one of {gan_lib.UPSAMPLES}, not {m.upsample!r}.")
+        else:
+            self._check_dcgan(config)
         scale = 2 ** len(m.g_channels)
         if m.image_size % scale:
             raise TaskError(f"model.image_size {m.image_size} is not divisible by 2**len(model.g_channels) "
@@ -89,15 +113,41 @@ class GANTask(Task):
         channels = dataset.arrays["image"].shape[-1]
         self.image_shape = (m.image_size, m.image_size, channels)
         dtype = precision.compute_dtype(config)
-        self.generator = gan_lib.Generator(image_shape=self.image_shape, latent_dim=m.latent_dim,
-                                           channels=tuple(m.g_channels), num_classes=self.num_classes,
-                                           norm=m.g_norm, upsample=m.upsample, dtype=dtype)
-        self.discriminator = gan_lib.Discriminator(channels=tuple(m.d_channels), num_classes=self.num_classes,
-                                                   norm=m.d_norm, feature_dim=m.d_feature_dim, dtype=dtype)
+        if self.network == "dcgan":
+            self.generator = dcgan_lib.DCGANGenerator(image_shape=self.image_shape, latent_dim=m.latent_dim,
+                                                      channels=tuple(m.g_channels), kernel_size=m.kernel_size,
+                                                      dtype=dtype)
+            self.discriminator = dcgan_lib.DCGANDiscriminator(channels=tuple(m.d_channels),
+                                                              kernel_size=m.kernel_size, dtype=dtype)
+        else:
+            self.generator = gan_lib.Generator(image_shape=self.image_shape, latent_dim=m.latent_dim,
+                                               channels=tuple(m.g_channels), num_classes=self.num_classes,
+                                               norm=m.g_norm, upsample=m.upsample, dtype=dtype)
+            self.discriminator = gan_lib.Discriminator(channels=tuple(m.d_channels), num_classes=self.num_classes,
+                                                       norm=m.d_norm, feature_dim=m.d_feature_dim, dtype=dtype)
         # Every update of the step (each of the k D updates, and G's) accumulates its gradient over
         # self.grad_accum micro-batches: all the losses are means of per-example terms (R1 included).
         self.g_tx = self.optimizer()
         self.d_tx = self.optimizer(_discriminator_optim(config.optim), updates_per_step=t.d_steps)
+
+    @staticmethod
+    def _check_dcgan(config):
+        """What the DCGAN networks cannot do, each in one sentence."""
+        m = config.model
+        check_positive_int("model.kernel_size", m.get("kernel_size"))
+        if m.conditional:
+            raise TaskError("model.network='dcgan' is unconditional; set model.conditional=False (or use "
+                            "model.network='gan' for a class-conditional GAN).")
+        if m.r1_gamma:
+            raise TaskError("model.network='dcgan' normalises its discriminator over the batch, so the per-example "
+                            "R1 penalty is not defined for it; set model.r1_gamma=0.")
+        if config.train.get("grad_accum", 1) > 1:
+            raise TaskError("model.network='dcgan' cannot accumulate gradients (train.grad_accum > 1): its batch "
+                            "norm would take each micro-batch's statistics, a different step; use more devices.")
+        size = m.image_size
+        if size % 2 ** len(m.d_channels):
+            raise TaskError(f"model.image_size {size} is not divisible by 2**len(model.d_channels) = "
+                            f"{2 ** len(m.d_channels)}; use fewer discriminator channel levels.")
 
     # ---- data ------------------------------------------------------------------------------------
     def host_batch(self, step, process_index=0, process_count=1):
@@ -110,7 +160,11 @@ class GANTask(Task):
     def preprocess(self, images: jax.Array) -> jax.Array:
         """Integer images [N, h, w, C] -> float [N, S, S, C] in [-1, 1] at model.image_size (bilinear
         resize, as the digits classifier does)."""
-        x = transforms.resize(transforms.to_unit(images, self.dataset.num_levels), self.config.model.image_size)
+        x = transforms.to_unit(images, self.dataset.num_levels)
+        crop = self.config.data.get("center_crop", 0)
+        if crop:  # the centre square, then an antialiased resize (down-sampling a face 108 -> 64)
+            return transforms.center_crop_resize(x, crop, self.config.model.image_size) * 2.0 - 1.0
+        x = transforms.resize(x, self.config.model.image_size)
         return x * 2.0 - 1.0
 
     # ---- state -----------------------------------------------------------------------------------
@@ -132,15 +186,27 @@ class GANTask(Task):
         """Per-example z [b, latent] and fake labels [b] (None if unconditional) from the examples'
         own keys [b, 2] (`parallel.example_keys` of the global minibatch, so the noise of an example
         does not depend on the device split or on the micro-batch it falls in)."""
-        z = gan_lib.latents(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys), self.config.model.latent_dim)
+        z = self._latents(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys))
         if not self.num_classes:
             return z, None
         return z, gan_lib.random_labels(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), self.num_classes)
 
-    def _g(self, params, z, y):
+    def _latents(self, keys: jax.Array) -> jax.Array:
+        """z [b, latent] from per-example keys [b, 2]: N(0, I) or U(-1, 1) (model.latent_dist)."""
+        if self.latent_dist == "uniform":
+            return dcgan_lib.uniform_latents(keys, self.config.model.latent_dim)
+        return gan_lib.latents(keys, self.config.model.latent_dim)
+
+    def _g(self, params, z, y, train: bool = False):
+        """The generator; `train` (inside the data-parallel step) gives DCGAN's batch norm the
+        statistics of the global batch, over the devices."""
+        if self.network == "dcgan":
+            return self.generator.apply({"params": params}, z, y, parallel.AXIS if train else None)
         return self.generator.apply({"params": params}, z, y)
 
-    def _d(self, params, x, y):
+    def _d(self, params, x, y, train: bool = False):
+        if self.network == "dcgan":
+            return self.discriminator.apply({"params": params}, x, y, parallel.AXIS if train else None)
         return self.discriminator.apply({"params": params}, x, y)
 
     def discriminator_phase(self, state, x, y):
@@ -156,10 +222,10 @@ class GANTask(Task):
             the examples' keys inputs["key"]: (grads, metrics, None) for accumulate."""
             xj, yj = inputs["x"], inputs.get("y")
             z, y_fake = self._noise(inputs["key"])
-            fake = self._g(g_params, z, y_fake)
+            fake = self._g(g_params, z, y_fake, train=True)
 
             def loss_fn(dp):
-                real_l, fake_l = self._d(dp, xj, yj), self._d(dp, fake, y_fake)
+                real_l, fake_l = self._d(dp, xj, yj, train=True), self._d(dp, fake, y_fake, train=True)
                 loss = gan_lib.discriminator_loss(real_l, fake_l, m.loss)
                 r1 = gan_lib.r1_penalty(lambda im: self._d(dp, im, yj), xj) if m.r1_gamma else jnp.zeros(())
                 return loss + 0.5 * m.r1_gamma * r1, (loss, r1, real_l, fake_l)
@@ -201,7 +267,7 @@ class GANTask(Task):
             z, y_fake = self._noise(inputs["key"])
 
             def loss_fn(gp):
-                fake_l = self._d(d_params, self._g(gp, z, y_fake), y_fake)
+                fake_l = self._d(d_params, self._g(gp, z, y_fake, train=True), y_fake, train=True)
                 return gan_lib.generator_loss(fake_l, m.loss), fake_l
 
             (loss, fake_l), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
@@ -239,7 +305,7 @@ class GANTask(Task):
     def _generate(self, params, keys, labels):
         """Images [N, H, W, C] in [0, 1] from per-sample keys [N, 2] and labels [N] (ignored if
         unconditional)."""
-        z = gan_lib.latents(keys, self.config.model.latent_dim)
+        z = self._latents(keys)
         x = self._g(params["generator"], z, labels if self.num_classes else None)
         return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
 

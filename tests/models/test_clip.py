@@ -142,3 +142,12 @@ def test_vit_tower_gives_normalised_embeddings():
     np.testing.assert_allclose(np.linalg.norm(img, axis=-1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="patches"):
         model.apply({"params": params}, jnp.ones((1, 18, 18, 3)), tokens[:1])
+
+
+def test_zero_shot_accuracy_is_the_argmax_over_the_class_embeddings_by_hand():
+    """Three images, two classes: cosines image0 (0.8, 0.6) -> class 0, image1 (0.6, 0.8) -> 1,
+    image2 (-1, 0) -> 1 (0 beats -1); labels (0, 1, 0) -> 2 of 3 right."""
+    classes = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    images = jnp.array([[0.8, 0.6], [0.6, 0.8], [-1.0, 0.0]])
+    np.testing.assert_array_equal(clip_lib.zero_shot_predict(images, classes), [0, 1, 1])
+    np.testing.assert_allclose(clip_lib.zero_shot_accuracy(images, classes, jnp.array([0, 1, 0])), 2 / 3, rtol=1e-6)

@@ -96,3 +96,68 @@ def test_noise_helpers():
     labels = G.random_labels(keys, 10)
     assert labels.shape == (6,) and int(labels.min()) >= 0 and int(labels.max()) < 10
     np.testing.assert_array_equal(G.cycling_labels(12, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+
+
+# --- DCGAN (jaxgen.models.dcgan) ------------------------------------------------------------------
+
+from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
+
+from jaxgen.data import transforms  # noqa: E402
+from jaxgen.models import dcgan as DC  # noqa: E402
+from jaxgen.train import parallel  # noqa: E402
+
+
+def _count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("size, g_channels, d_channels, g_params, d_params", [
+    # Figure 1 of Radford et al. at 64x64: z(100) -> 4x4x1024 -> ... -> 64x64x3, 5x5 kernels, no biases;
+    # by hand: the projection 100 x 4*4*1024 and its batch norm per unit (scale and shift), the four
+    # transposed convs, the batch norms per channel
+    (64, (1024, 512, 256, 128), (128, 256, 512, 1024),
+     100 * 16 * 1024 + 2 * 16 * 1024 + 25 * (1024 * 512 + 512 * 256 + 256 * 128 + 128 * 3) + 2 * (512 + 256 + 128),
+     # the four convs, the batch norms of the last three, the 4*4*1024 -> 1 logit
+     25 * (3 * 128 + 128 * 256 + 256 * 512 + 512 * 1024) + 2 * (256 + 512 + 1024) + 16 * 1024),
+    (32, (512, 256, 128), (128, 256, 512), 4_941_952, 4_115_328),
+])
+def test_dcgan_shapes_and_parameter_counts(size, g_channels, d_channels, g_params, d_params):
+    """Full size, abstractly (jax.eval_shape: no compute)."""
+    gen, disc = DC.DCGANGenerator((size, size, 3), 100, g_channels), DC.DCGANDiscriminator(d_channels)
+    gp = jax.eval_shape(gen.init, jax.random.key(0), jnp.zeros((2, 100)))
+    dp = jax.eval_shape(disc.init, jax.random.key(0), jnp.zeros((2, size, size, 3)))
+    assert (_count(gp), _count(dp)) == (g_params, d_params)
+    assert jax.eval_shape(gen.apply, gp, jnp.zeros((2, 100))).shape == (2, size, size, 3)
+    assert jax.eval_shape(disc.apply, dp, jnp.zeros((2, size, size, 3))).shape == (2,)
+
+
+def test_dcgan_batch_norm_over_8_devices_is_the_global_batch():
+    """With axis_name, 8 devices of 2 examples compute what one device computes on all 16 (the
+    statistics are the global batch's); without it each device normalises its own 2, which differs.
+    The generator holds both kinds of batch norm (per unit on the projection, per channel after a
+    transposed conv); the discriminator's are the second kind."""
+    gen = DC.DCGANGenerator((8, 8, 1), 4, (8, 4), kernel_size=3)
+    z = DC.uniform_latents(jax.random.split(jax.random.key(1), 16), 4)
+    assert float(jnp.abs(z).max()) <= 1.0
+    gp = jax.jit(gen.init)(jax.random.key(0, impl="rbg"), z[:2])["params"]
+    x = jax.jit(gen.apply)({"params": gp}, z)
+    assert x.shape == (16, 8, 8, 1) and float(jnp.abs(x).max()) <= 1.0
+    mesh = Mesh(np.asarray(jax.devices()[:8]), (parallel.AXIS,))
+
+    def on_devices(axis_name):
+        return jax.jit(jax.shard_map(lambda g, z: gen.apply({"params": g}, z, None, axis_name), mesh=mesh,
+                                     in_specs=(P(), P(parallel.AXIS)), out_specs=P(parallel.AXIS),
+                                     check_vma=False))(gp, z)
+
+    np.testing.assert_allclose(on_devices(parallel.AXIS), x, rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(on_devices(None) - x).max()) > 1e-3
+
+
+def test_center_crop_resize_takes_the_middle_square():
+    images = jnp.arange(2 * 7 * 6 * 1, dtype=jnp.float32).reshape(2, 7, 6, 1)
+    # crop 4 of 7 x 6: rows 1..4, columns 1..4 (the odd extra row is cut at the bottom)
+    np.testing.assert_array_equal(transforms.center_crop_resize(images, 4, 4), images[:, 1:5, 1:5])
+    flat = jnp.full((1, 218, 178, 3), 0.25)
+    out = jax.jit(transforms.center_crop_resize, static_argnums=(1, 2))(flat, 108, 64)
+    assert out.shape == (1, 64, 64, 3)
+    np.testing.assert_allclose(out, 0.25, rtol=1e-6)

@@ -294,3 +294,92 @@ def test_bad_configuration_is_one_clear_error():
         _init(V.VAE(**SMALL, likelihood="gaussian"))
     with pytest.raises(ValueError, match="upsample"):
         _init(V.VAE(**SMALL, upsample="bicubic"))
+
+
+# --- Burda et al.'s MLP IWAE (jaxgen.models.iwae) and dynamic binarization --------------------------
+
+from jaxgen.data import transforms  # noqa: E402
+from jaxgen.models import iwae as IW  # noqa: E402
+
+
+@functools.lru_cache(maxsize=None)
+def _iwae_setup():
+    """A tiny two-stochastic-layer model on 4x4 binary images, its params and 6 images."""
+    model = IW.IWAE(image_shape=(4, 4, 1), latent_dims=(6, 3), hidden=((12,), (8,)))
+    x = (jax.random.uniform(jax.random.key(1), (6, 4, 4, 1)) < 0.4).astype(jnp.int32)
+    # an 'rbg' init key: XLA CPU compiles threefry's initialisers slowly (see _init above)
+    params = jax.jit(model.init)(jax.random.key(0, impl="rbg"), x, jax.random.key(2))["params"]
+    return model, params, x
+
+
+@functools.lru_cache(maxsize=None)
+def _objective(k, kind):
+    """IW.objective of the tiny model, compiled once per (k, kind): eager, it compiles op by op."""
+    model, _, _ = _iwae_setup()
+    return jax.jit(lambda p, x, r: IW.objective(p, model, x, r, k, kind))
+
+
+def test_iwae_bound_with_one_sample_is_the_elbo_exactly():
+    model, params, x = _iwae_setup()
+
+    @jax.jit  # one program: eager, every op compiles on its own
+    def bounds(p, x, r):
+        return (IW.objective(p, model, x, r, 1, "iwae"), IW.objective(p, model, x, r, 1, "elbo"),
+                model.apply({"params": p}, x, jax.random.fold_in(r, 0)),
+                IW.objective(p, model, x, r, 5, "iwae"), IW.objective(p, model, x, r, 5, "elbo"))
+
+    iwae1, elbo1, weight, iwae5, elbo5 = map(np.asarray, bounds(params, x, jax.random.key(3)))
+    np.testing.assert_array_equal(iwae1, elbo1)
+    np.testing.assert_allclose(iwae1, weight, rtol=1e-6)  # the log-weight of the one joint sample
+    # with the same k samples, log-mean-exp >= mean-log (Jensen), image by image
+    assert np.all(iwae5 >= elbo5 - 1e-5) and np.any(iwae5 > elbo5 + 1e-3)
+
+
+def test_iwae_bound_grows_with_k_on_average():
+    """E[L_1] <= E[L_5] <= E[L_50] (Burda et al. Theorem 1), for a fixed model, over 100 draws of 50
+    samples (L_1 and L_5 from the first 1 and 5 of them; each L_k's expectation is the same with or
+    without sharing): each mean gap must exceed 4 standard errors of the paired differences."""
+    model, params, x = _iwae_setup()
+    keys = jax.random.split(jax.random.key(4), 100)
+
+    @jax.jit
+    def draws(keys):
+        lw = jax.vmap(lambda r: IW.log_weights(params, model, x, r, 50))(keys)  # [100, 50, B]
+        return jnp.stack([(jax.nn.logsumexp(lw[:, :k], axis=1) - np.log(k)).mean(-1) for k in (1, 5, 50)], 1)
+
+    d = np.asarray(draws(keys))  # [100, 3]: L_1, L_5, L_50, each averaged over the images
+    for lo, hi in ((0, 1), (1, 2)):
+        diff = d[:, hi] - d[:, lo]
+        assert diff.mean() > 4 * diff.std() / np.sqrt(len(diff)), d.mean(0)
+
+
+def test_chunked_iwae_bound_equals_the_unchunked_one():
+    model, params, x = _iwae_setup()
+    rng = jax.random.key(5)
+    full = _objective(12, "iwae")(params, x, rng)
+    bound = jax.jit(lambda p, x, r: IW.iwae_bound(p, model, x, r, 12, chunk=4))
+    np.testing.assert_allclose(bound(params, x, rng), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of chunk"):
+        IW.iwae_bound(params, model, x, rng, 10, chunk=4)
+
+
+def test_active_units_count_the_units_whose_posterior_mean_varies():
+    means = [jnp.stack([jnp.linspace(-1, 1, 50), jnp.full((50,), 3.0), 0.05 * jnp.linspace(-1, 1, 50)], 1)]
+    assert IW.active_units(means) == [1]  # var 0.35 > 0.01; 0; 0.0009 < 0.01
+
+
+def test_dynamic_binarization_is_a_pure_function_of_the_key_with_the_right_mean():
+    images = jnp.broadcast_to(jnp.array([0, 64, 128, 255], jnp.uint8)[None, :, None, None], (4000, 4, 1, 1))
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(7), i))(jnp.arange(4000))
+    binarize = jax.jit(transforms.dynamic_binarize, static_argnums=2)
+    b = np.asarray(binarize(images, keys, 256))
+    assert b.dtype == np.int32 and set(np.unique(b)) == {0, 1}
+    assert np.all(b[:, 0] == 0) and np.all(b[:, 3] == 1)  # intensity 0 and 1 are exact
+    for col, level in ((1, 64), (2, 128)):
+        p = level / 255
+        assert abs(b[:, col].mean() - p) < 4 * np.sqrt(p * (1 - p) / 4000)
+    # deterministic in the key, whatever else is in the batch (here: the batch reversed); another
+    # key, other bits
+    np.testing.assert_array_equal(np.asarray(binarize(images[::-1], keys[::-1], 256)), b[::-1])
+    other = np.asarray(binarize(images, jax.vmap(jax.random.fold_in, (0, None))(keys, 1), 256))
+    assert np.any(other[:, 1:3] != b[:, 1:3])
