@@ -24,7 +24,7 @@ from jaxgen.errors import UserError
 PARALLEL_MODES = ("shard_map", "pmap")
 SHARDINGS = ("replicated", "fsdp")  # jaxgen.train.parallel: how the train state lies on the devices
 COMPUTE_DTYPES = ("float32", "bfloat16")
-SCHEDULES = ("constant", "cosine")  # jaxgen.train.optim
+SCHEDULES = ("constant", "cosine", "burda")  # jaxgen.train.optim
 # Engine fields of the train section that every run has; a config that leaves one out (a user's file,
 # a config written before the field existed) gets this default, so its --config overrides still work.
 TRAIN_DEFAULTS = {
@@ -270,6 +270,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _require(schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, not {schedule!r}.")
     warmup = o.get("warmup_steps", 0)
     _require(is_int(warmup) and warmup >= 0, f"optim.warmup_steps must be an integer >= 0, not {warmup!r}.")
+    if schedule == "burda":
+        epoch_steps = o.get("epoch_steps")
+        _require(is_int(epoch_steps) and epoch_steps >= 1, f"optim.schedule='burda' needs optim.epoch_steps, "
+                 f"the optimizer steps per epoch (an integer >= 1), not {epoch_steps!r}.")
+        _require(not warmup, "optim.schedule='burda' has no warm-up; set optim.warmup_steps=0.")
+    eps = o.get("eps", 1e-8)
+    _require(is_finite_number(eps) and eps > 0, f"optim.eps (Adam's epsilon) must be a positive number, not {eps!r}.")
     for field in ("grad_clip", "weight_decay"):
         value = o.get(field, 0.0)
         _require(is_finite_number(value) and value >= 0, f"optim.{field} must be a number >= 0 (0 = off), not {value!r}.")

@@ -14,7 +14,7 @@ The paper's setting, as this config has it (model.network 'mlp': jaxgen.models.i
   * objective: k-sample 'elbo' (their "VAE": the mean of k log-weights; k = 1 is the usual ELBO) or
     'iwae' (log of the mean of k weights), k = model.train_samples in {1, 5, 50};
   * Adam (b1 0.9, b2 0.999, eps 1e-4), batch 20, 3^i epochs at lr 0.001 * 10^(-i/7) for i = 0..7
-    (3,280 epochs = 9,840,000 steps of 20; optim.burda_schedule_epoch_steps = 60,000 / 20);
+    (3,280 epochs = 9,840,000 steps of 20; optim.schedule = 'burda', optim.epoch_steps = 60,000 / 20);
   * test NLL: -L_5000 over the test set (eval.iwae_k 5000, drawn 500 at a time).
 Confirmed here from their published code: the layer sizes, tanh, the exp-parameterised sigma, the
 output-bias init, batch 20, the schedule, dynamic binarization of train and test, k = 5000 for the
@@ -57,8 +57,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = dict(name="mnist", split="train", eval_split="test", data_dir=None, binarize="dynamic")
     c.model = dict(network="mlp", latent_dims=(50,), hidden=((200, 200),), likelihood="bernoulli",
                    objective="elbo", train_samples=1)
-    c.optim = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, eps=1e-4, warmup_steps=0, schedule="constant",
-                   grad_clip=0.0, burda_schedule_epoch_steps=MNIST_TRAIN // BATCH)
+    c.optim = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, eps=1e-4, warmup_steps=0, schedule="burda",
+                   epoch_steps=MNIST_TRAIN // BATCH, grad_clip=0.0)
     c.train = common.train_section(steps=EPOCHS * (MNIST_TRAIN // BATCH), batch_size=BATCH, log_every=3000,
                                    ckpt_every=300_000, sample_every=0)
     c.eval = dict(iwae_k=5000, iwae_chunk=500, batch_size=100)
@@ -86,6 +86,6 @@ def mock(c: ml_collections.ConfigDict) -> None:
     """The same pipeline, network kind and objective code at toy size, 2 steps: for tests under
     tfds.testing.mock_data (whose splits hold as few examples as it is asked for; batch 8)."""
     c.model.update(latent_dims=(4,), hidden=((8, 8),), objective="iwae", train_samples=2)
-    c.optim.burda_schedule_epoch_steps = 1
+    c.optim.epoch_steps = 1
     c.train.update(steps=2, batch_size=8, log_every=1, ckpt_every=2, sample_every=0)
     c.eval.update(iwae_k=4, iwae_chunk=2, batch_size=8)

@@ -13,16 +13,14 @@ Two networks (config model.network):
 data.binarize = 'dynamic' binarizes each image afresh every time it is seen (pixel ~
 Bernoulli(level / (L - 1)) from the example's own key, a pure function of (seed, step, example): a
 resumed run replays the same bits), and the test split once, with a fixed key; the model then sees
-2 levels. optim.burda_schedule_epoch_steps > 0 trains with Burda et al.'s schedule (see
-`burda_schedule`) and optim.eps sets Adam's epsilon.
+2 levels. Burda et al.'s learning-rate schedule and Adam epsilon are the optim section's
+(optim.schedule='burda', optim.eps: jaxgen.train.optim).
 """
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxgen.config import is_int
 from jaxgen.data import transforms
@@ -38,15 +36,6 @@ NETWORKS = ("conv", "mlp")
 BINARIZE = ("none", "dynamic")
 # fold_in constants that split an example's key into independent streams (mlp / binarized runs)
 _NOISE_STREAM, _BINARIZE_STREAM = 0, 1
-
-
-def burda_schedule(lr: float, epoch_steps: int, stages: int = 8) -> optax.Schedule:
-    """Burda et al.'s (2016, sec. 5) learning rates: stage i = 0..stages-1 lasts 3^i epochs at
-    lr * 10^(-i/7) (lr 0.001: 1e-3 down to 1e-4 over 3,280 epochs; their code rounds each rate to
-    two significant digits), then stays at the last rate. `epoch_steps`: optimizer steps per epoch."""
-    boundaries = list(np.cumsum([3 ** i * epoch_steps for i in range(stages - 1)]))
-    return optax.join_schedules([optax.constant_schedule(lr * 10 ** (-i / 7)) for i in range(stages)],
-                                [int(b) for b in boundaries])
 
 
 class VAETask(Task):
@@ -70,7 +59,6 @@ class VAETask(Task):
         if "iwae_k" in e and "iwae_chunk" in e and e.iwae_k % e.iwae_chunk:
             raise TaskError(f"eval.iwae_chunk={e.iwae_chunk} must divide eval.iwae_k={e.iwae_k} "
                             f"(importance samples are drawn in equal chunks).")
-        self._check_optim(config.optim)
         image_shape = tuple(dataset.arrays["image"].shape[1:])
         self.num_dims = int(np.prod(image_shape))
         if self.network == "mlp":
@@ -118,34 +106,6 @@ class VAETask(Task):
             self.dataset.num_levels - 1)
         mean = np.clip(mean, 0.001, 0.999)
         self._output_bias = np.log(mean / (1.0 - mean)).astype(np.float32)
-
-    @staticmethod
-    def _check_optim(o):
-        steps = o.get("burda_schedule_epoch_steps", 0)
-        if not (is_int(steps) and steps >= 0):
-            raise TaskError(f"optim.burda_schedule_epoch_steps must be an integer >= 0 (0 = off), not {steps!r}.")
-        if steps and o.get("schedule", "constant") != "constant":
-            raise TaskError("optim.burda_schedule_epoch_steps replaces optim.schedule; set optim.schedule='constant'.")
-        eps = o.get("eps", 1e-8)
-        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) and eps > 0):
-            raise TaskError(f"optim.eps (Adam's epsilon) must be a positive number, not {eps!r}.")
-
-    def optimizer(self, optim=None, updates_per_step=1):
-        """The base optimizer, unless the optim section asks for Burda et al.'s schedule or an Adam
-        epsilon of its own (optim.burda_schedule_epoch_steps, optim.eps)."""
-        o = self.config.optim if optim is None else optim
-        if not o.get("burda_schedule_epoch_steps", 0) and "eps" not in o:
-            return super().optimizer(optim, updates_per_step)
-        if o.name != "adam":
-            raise TaskError(f"optim.eps and optim.burda_schedule_epoch_steps are Adam's; optim.name is {o.name!r}.")
-        steps = o.get("burda_schedule_epoch_steps", 0)
-        if not steps and (o.get("schedule", "constant") != "constant" or o.get("warmup_steps", 0)):
-            raise TaskError("optim.eps is implemented for a constant learning rate or Burda et al.'s schedule "
-                            "(optim.burda_schedule_epoch_steps), not with optim.schedule or warm-up.")
-        lr = burda_schedule(o.lr, steps) if steps else o.lr
-        core = optax.adam(lr, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999), eps=o.get("eps", 1e-8))
-        clip = o.get("grad_clip", 0.0)
-        return optax.chain(optax.clip_by_global_norm(clip), core) if clip else core
 
     def init_params(self, rng, noise_rng):
         x = jnp.zeros((1,) + self.model.image_shape, jnp.int32)

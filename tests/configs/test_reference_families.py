@@ -134,6 +134,7 @@ def test_vae_mnist_mock_evaluates_the_papers_numbers(mock_tfds):
     ("vae_mnist:mock", "--config.model.objective=vimco", "model.objective must be one of"),
     ("vae_mnist:mock", "--config.model.train_samples=0", "model.train_samples must be a positive integer"),
     ("vae_mnist:mock", "--config.optim.eps=0.0", "optim.eps"),
+    ("vae_mnist:mock", "--config.optim.epoch_steps=0", "optim.schedule='burda' needs optim.epoch_steps"),
     ("dcgan_cifar10:mock", "--config.model.r1_gamma=1.0", "set model.r1_gamma=0"),
     ("dcgan_cifar10:mock", "--config.model.conditional=true", "set model.conditional=False"),
     ("dcgan_cifar10:mock", "--config.model.latent_dist=gamma", "model.latent_dist must be one of"),
@@ -141,15 +142,14 @@ def test_vae_mnist_mock_evaluates_the_papers_numbers(mock_tfds):
     ("clip_cifar10:mock", "--config.data.captions=wikipedia", "data.captions must be one of"),
 ])
 def test_bad_reference_config_values_are_one_sentence(name, override, message, mock_tfds):
-    config = config_lib.load(name, [override])
-    with pytest.raises(UserError) as e:
-        runs.make_task(config)
+    with pytest.raises(UserError) as e:  # at load (config validation) or at the task's build
+        runs.make_task(config_lib.load(name, [override]))
     assert message in str(e.value) and str(e.value).endswith(".") and "\n" not in str(e.value)
 
 
 def test_burda_schedule_steps_down_by_ten_to_the_minus_one_seventh():
     """Stage i lasts 3^i epochs at 0.001 * 10^(-i/7): 1, 3, 9, ... epochs of `epoch_steps` steps."""
-    from jaxgen.tasks.vae import burda_schedule
+    from jaxgen.train.optim import burda_schedule
     lr = burda_schedule(1e-3, epoch_steps=10)
     starts = np.cumsum([0] + [3 ** i * 10 for i in range(7)])  # 0, 10, 40, 130, ...
     for i, s in enumerate(starts):
