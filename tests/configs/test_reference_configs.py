@@ -5,14 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from jaxgen import config as config_lib
-from jaxgen import data
 from jaxgen.data import transforms
 from jaxgen.models.diffusion.network import Denoiser
 from jaxgen.tasks import runs
 from jaxgen.train import loop, parallel
+
+MOCK_EXAMPLES = 8  # per split: the mock variants' batch (tests/configs/conftest.py serves them)
 
 # config -> the parameters of its full-size model. ddpm_cifar10: Ho et al. (2020)'s 35.7 M (the count
 # of their released CIFAR-10 checkpoint); the class-conditional model adds the label embedding (11 x
@@ -21,21 +21,10 @@ PARAMS = {"ddpm_cifar10": 35_746_307, "ddpm_cifar10_class": 35_746_307 + 11 * 51
 # config -> (image shape, the features its train step reads, with their dtypes) as TFDS serves them
 BATCHES = {"ddpm_cifar10": ((32, 32, 3), {"image": np.uint8}),
            "ddpm_cifar10_class": ((32, 32, 3), {"image": np.uint8, "label": np.int64})}
-MOCK_EXAMPLES = 8  # per split: the mock variants' batch
 
 
 def _count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
-@pytest.fixture
-def mock_tfds():
-    """Catalog datasets served by tfds.testing.mock_data (random examples with the real features),
-    kept out of the pipeline's load cache for the other tests."""
-    data.clear_cache()
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        yield
-    data.clear_cache()
 
 
 @pytest.mark.parametrize("name", PARAMS)

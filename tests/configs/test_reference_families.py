@@ -6,15 +6,14 @@ trains two steps through the real TFDS pipeline (features, shapes, dtypes, split
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from jaxgen import config as config_lib
-from jaxgen import data
 from jaxgen.errors import UserError
 from jaxgen.tasks import runs
 from jaxgen.train import loop, parallel
 
-MOCK_EXAMPLES = 8  # per split: the mock variants' batch
+MOCK_EXAMPLES = 8  # per split: the mock variants' batch (tests/configs/conftest.py serves them)
+
 
 
 def _count(tree) -> int:
@@ -50,16 +49,6 @@ MOCKS = {
 # CLIP's count depends on its caption vocabulary V (the token embedding is V x 256): a fixed part plus
 # 256 V. CIFAR-10's ten one-word names give V = 25, as the mock's ten one-token names do.
 CLIP_FIXED, CLIP_TEXT_WIDTH = 6_640_642, 256
-
-
-@pytest.fixture
-def mock_tfds():
-    """Catalog datasets served by tfds.testing.mock_data (random examples with the real features),
-    kept out of the pipeline's load cache for the other tests."""
-    data.clear_cache()
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        yield
-    data.clear_cache()
 
 
 def test_the_parameter_counts_are_the_papers():

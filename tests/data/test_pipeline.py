@@ -22,13 +22,7 @@ from jaxgen.data.shapes import SPLIT_SEEDS, render_scene
 REPO = str(Path(jaxgen.__file__).resolve().parents[1])
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch, tmp_path):
-    """Every test gets its own default data dir and an empty load cache."""
-    monkeypatch.setenv("JAXGEN_DATA_DIR", str(tmp_path / "datasets"))
-    pipeline.clear_cache()
-    yield
-    pipeline.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_dir")  # tests/data/conftest.py
 
 
 @pytest.fixture(scope="module")

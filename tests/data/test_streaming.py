@@ -27,12 +27,7 @@ SIZE = 64
 DISTINCT = 251  # distinct pictures: record i shows picture i % DISTINCT (cheap to write, checkable)
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch, tmp_path):
-    monkeypatch.setenv("JAXGEN_DATA_DIR", str(tmp_path / "datasets"))
-    pipeline.clear_cache()
-    yield
-    pipeline.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_dir")  # tests/data/conftest.py
 
 
 @pytest.fixture(scope="module")
