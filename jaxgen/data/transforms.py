@@ -19,17 +19,9 @@ def resize(images: jax.Array, size: int, method: str = "bilinear") -> jax.Array:
 
 def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Array:
     """Translates each image [B, H, W, C] by its own integer offset in [-max_shift, max_shift]^2,
-    filling with zeros (the digits' background); keys [B, 2] are per-example."""
-    if max_shift == 0:
-        return images
-    _, h, w, _ = images.shape
-    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-
-    def one(image, key):
-        dy, dx = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
-        return jax.lax.dynamic_slice(image, (dy, dx, 0), (h, w, image.shape[-1]))
-
-    return jax.vmap(one)(padded, keys)
+    filling with zeros (the digits' background); keys [B, 2] are per-example. It is random_crop
+    with zero padding (the same draw of the offset)."""
+    return random_crop(images, keys, max_shift, mode="constant")
 
 
 def random_flip(images: jax.Array, keys: jax.Array) -> jax.Array:

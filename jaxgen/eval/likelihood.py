@@ -70,15 +70,20 @@ def evaluate_nll(params: Any, model: vae_lib.VAE, images: np.ndarray, rng: jax.A
         h, w, c = model.image_shape
         raise ValueError(f"evaluate_nll expects integer images [N, {h}, {w}, {c}], got shape "
                          f"{images.shape}.")
-    n = images.shape[0]
     bound = jax.jit(lambda p, x, r: vae_lib.iwae_bound(p, model, x, r, k, chunk))
-    log_probs = []
-    for i, start in enumerate(range(0, n, batch_size)):
+    log_probs = batched(lambda x, i: bound(params, jnp.asarray(x, jnp.int32), jax.random.fold_in(rng, i)),
+                        images, batch_size)
+    return nll_summary(log_probs, int(np.prod(model.image_shape)))
+
+
+def batched(fn, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """fn(batch, i) [b] over `images` [N, ...] in batches of batch_size (the last one padded with
+    copies of its first image and the padding dropped, so only one shape compiles): [N]."""
+    out = []
+    for i, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start:start + batch_size]
-        valid = batch.shape[0]
+        valid = len(batch)
         if valid < batch_size:
-            pad = np.repeat(batch[:1], batch_size - valid, axis=0)
-            batch = np.concatenate([batch, pad], axis=0)
-        lp = bound(params, jnp.asarray(batch, jnp.int32), jax.random.fold_in(rng, i))
-        log_probs.append(np.asarray(lp)[:valid])
-    return nll_summary(np.concatenate(log_probs), int(np.prod(model.image_shape)))
+            batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - valid, axis=0)])
+        out.append(np.asarray(fn(batch, i))[:valid])
+    return np.concatenate(out)

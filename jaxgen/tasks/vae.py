@@ -228,7 +228,7 @@ class VAETask(Task):
         bound = jax.jit(lambda p, x, r: iwae_lib.iwae_bound(p, self.model, x, r, k, chunk))
         results = {}
         for name, fn in (("elbo", elbo), (f"iwae{k}", bound)):
-            scores = _batched(lambda x, i: fn(params, x, jax.random.fold_in(rng, i)), images, e.batch_size)
+            scores = likelihood.batched(lambda x, i: fn(params, x, jax.random.fold_in(rng, i)), images, e.batch_size)
             results.update({f"test_{name}_{key}": v for key, v in likelihood.nll_summary(scores, self.num_dims).items()})
         means_fn = jax.jit(lambda p, x: self.model.apply({"params": p}, x, method=iwae_lib.IWAE.posterior_means))
         means = [np.concatenate(m) for m in zip(*[means_fn(params, images[i:i + e.batch_size])
@@ -237,15 +237,3 @@ class VAETask(Task):
             results[f"active_units_layer{layer}"] = count
         return results
 
-
-def _batched(fn, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """fn(batch, i) [b] over `images` in batches of batch_size (the last one padded with copies of
-    its first image and the padding dropped, so only one shape compiles): [N]."""
-    out = []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        batch = images[start:start + batch_size]
-        valid = len(batch)
-        if valid < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - valid, axis=0)])
-        out.append(np.asarray(fn(batch, i))[:valid])
-    return np.concatenate(out)
