@@ -10,8 +10,8 @@ classifier-free guidance and dynamic thresholding.
 
 model.text_encoder: 'minilm' (the installed all-MiniLM-L6-v2), 'bert:<checkpoint dir>' (any
 BERT-layout safetensors checkpoint) or 'clip:<workdir>' (the text tower of a trained clip run).
-data.caption_styles: the caption styles drawn per example (default the full caption; add 'position'
-to teach places). `"demo"` is the run of `jaxgen demo`, `"quick"` a smoke run of a few steps on
+data.caption_styles: the caption styles drawn per example (default the full caption; 'position'
+teaches places, 'relation' the words "to the left of" and "above"). `"demo"` is the run of `jaxgen demo`, `"quick"` a smoke run of a few steps on
 shapes/tiny (tests).
 """
 import ml_collections
@@ -26,7 +26,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # shapes/t2i: half the scenes grouped (counts up to four on most kinds) and nine (colour, shape,
     # count) triples never rendered in train, so held-out prompts test composition (jaxgen.data.shapes).
     c.data = dict(name="shapes/t2i", split="train", eval_split="test", image_size=16, data_dir=None,
-                  caption_styles=("full", "position"))
+                  caption_styles=("full", "position", "relation"))
     # stage: 'base' or 'sr'; low_res_size, noise_aug_max: the SR stage's input size and the largest
     # noise-augmentation level drawn in training (a fraction of the chain; unused by the base stage);
     # residual_scale (set by the SR stage only, so that base runs saved before the field existed

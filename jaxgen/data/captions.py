@@ -10,7 +10,8 @@ A `shapes` caption is often true of many scenes ("a red circle"), and the same c
 listed in another order ("a blue square and a red circle"). Retrieval therefore counts a hit when
 the retrieved scene *matches* the caption: `scene_key(style, ...)` is the content a caption of that
 style states (a multiset of (colour, shape) for the full caption, of shapes for the counting one,
-the colours for the colour one, and the (colour, shape, cell) triples for the position one), and two
+the colours for the colour one, the (colour, shape, cell) triples for the position one, and for the
+relation one the relation caption itself where it states a relation, else the full key), and two
 scenes match under a style when their keys are equal.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from jaxgen.data import shapes as shapes_lib
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {w}: the digit as a word, {d}: as a numeral.
@@ -72,6 +75,10 @@ def scene_key(style: str, shapes: Sequence[int], colours: Sequence[int], positio
         return (len(objs) == 1,) + tuple(sorted({c for _, c, _ in objs}))
     if style == "position":
         return tuple(sorted((c, s, p) for s, c, p in objs))
+    if style == "relation":  # "a red circle above a blue square" (two objects of two kinds)
+        if len(objs) == 2 and objs[0][:2] != objs[1][:2]:
+            return ("relation", shapes_lib.caption(shapes, colours, positions, style="relation"))
+        return scene_key("full", shapes, colours, positions)
     raise ValueError(f"unknown caption style {style!r}.")
 
 

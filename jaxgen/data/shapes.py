@@ -18,12 +18,14 @@ Every scene is rendered twice:
 Records per scene (fixed size, padded with -1 to 4 objects, in reading order of the grid cells):
   image uint8 [32, 32, 3], painted uint8 [32, 32, 3], mask uint8 [32, 32] (0 background,
   1 circle, 2 square, 3 triangle), num_objects int64, obj_shape / obj_colour / obj_position /
-  obj_size int64 [4] (indices into SHAPES, COLOURS, POSITIONS, SIZES), and four captions (str):
+  obj_size int64 [4] (indices into SHAPES, COLOURS, POSITIONS, SIZES), and five captions (str):
     caption           "two red circles and a blue square"   (colour + shape, with counts)
     caption_count     "two circles and a square"            (shape counts only)
     caption_colour    "red and blue shapes"                 (colours only)
     caption_position  "a red circle at the top left, a red circle on the right and a blue square
                        in the center"
+    caption_relation  "a red circle to the left of a blue square"  (a scene of two objects of two kinds:
+                       one relation between them, "to the left of" or "above"; else the full caption)
 Numbers are words ("a", "two", "three", "four"). Splits: train 10,000 scenes, test 1,000; the
 `tiny` builder config (256 / 64, the first scenes of the same streams) is for tests.
 
@@ -53,9 +55,9 @@ POSITIONS = ("top left", "top", "top right", "left", "center", "right",
              "bottom left", "bottom", "bottom right")  # grid cell index = 3 * row + column
 SIZES = ("small", "large")
 NUMBERS = ("zero", "one", "two", "three", "four")
-CAPTION_STYLES = ("full", "count", "colour", "position")
+CAPTION_STYLES = ("full", "count", "colour", "position", "relation")
 CAPTION_KEYS = {"full": "caption", "count": "caption_count", "colour": "caption_colour",
-                "position": "caption_position"}
+                "position": "caption_position", "relation": "caption_relation"}
 SPLIT_SEEDS = {"train": 0, "test": 1}  # distinct seed streams for the two splits
 BACKGROUND = (24, 24, 32)
 
@@ -105,7 +107,7 @@ def caption(shapes: Sequence[int], colours: Sequence[int], positions: Sequence[i
             style: str = "full") -> str:
     """The caption of a scene from its object records (indices into SHAPES / COLOURS / POSITIONS;
     entries < 0 are padding and ignored). Objects are listed in the order given, groups in order of
-    first appearance. `style` is one of CAPTION_STYLES; "position" needs `positions`."""
+    first appearance. `style` is one of CAPTION_STYLES; "position" and "relation" need `positions`."""
     if style not in CAPTION_STYLES:
         raise ValueError(f"caption style must be one of {CAPTION_STYLES}, not {style!r}.")
     objs = [(int(s), int(c), int(p)) for s, c, p in
@@ -121,9 +123,26 @@ def caption(shapes: Sequence[int], colours: Sequence[int], positions: Sequence[i
         names = [COLOUR_NAMES[c] for c, _ in _grouped([c for _, c, _ in objs])]
         return f"a {names[0]} shape" if len(objs) == 1 else f"{_join(names)} shapes"
     if positions is None:
-        raise ValueError("the position caption needs the objects' positions.")
+        raise ValueError(f"the {style} caption needs the objects' positions.")
+    if style == "relation":
+        return _relation(objs) if len(objs) == 2 and objs[0][:2] != objs[1][:2] else caption(
+            shapes, colours, style="full")
     return _join([f"a {COLOUR_NAMES[c]} {SHAPES[s]} {_PREPOSITION[POSITIONS[p]]} {POSITIONS[p]}"
                   for s, c, p in objs])
+
+
+def _relation(objs: list[tuple[int, int, int]]) -> str:
+    """The relation caption of two objects (shape, colour, cell) of different kinds: "A to the left
+    of B" (A's column smaller) or "A above B" (A's row smaller), in the words of the prompt suite's
+    relations (jaxgen.eval.prompts). Where both hold of some order of the pair (the two differ in
+    row and column), the parity of the two cells picks one, so both words occur on such pairs and
+    the caption stays a pure function of the records."""
+    (rows, cols) = zip(*[divmod(p, 3) for _, _, p in objs])
+    use_column = rows[0] == rows[1] or (cols[0] != cols[1] and (objs[0][2] + objs[1][2]) % 2 == 0)
+    axis = cols if use_column else rows
+    a, b = (objs[0], objs[1]) if axis[0] < axis[1] else (objs[1], objs[0])
+    word = "to the left of" if use_column else "above"
+    return f"a {COLOUR_NAMES[a[1]]} {SHAPES[a[0]]} {word} a {COLOUR_NAMES[b[1]]} {SHAPES[b[0]]}"
 
 
 # ------------------------------------------------------------------------------------ rendering
@@ -372,8 +391,9 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     """TFDS builder of `shapes` (array_record, readable with `tfds.data_source` without TF)."""
 
     name = "shapes"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.",
+                     "1.1.0": "caption_relation added; every other byte as in 1.0.0."}
     # TFDS looks for a download-checksums file beside the builder's code via `importlib_resources`, a
     # backport it installs only for Python < 3.9 (so the lookup fails); nothing is downloaded here.
     code_path = None

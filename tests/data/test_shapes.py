@@ -135,6 +135,37 @@ def test_caption_examples():
     assert S.caption([triangle] * 4, [red] * 4) == "four red triangles"
     with pytest.raises(ValueError, match="style"):
         S.caption(shapes, colours, style="poem")
+    # Relations: same row -> "left of"; same column -> "above"; both differ -> the cells' parity.
+    assert S.caption([circle, square], [red, blue], [2, 0], style="relation") == (
+        "a blue square to the left of a red circle")
+    assert S.caption([circle, square], [red, blue], [1, 7], style="relation") == "a red circle above a blue square"
+    assert S.caption([circle, square], [red, blue], [2, 6], style="relation") == (
+        "a blue square to the left of a red circle")  # 2 + 6 even: the column
+    assert S.caption([circle, square], [red, blue], [2, 3], style="relation") == "a red circle above a blue square"
+    # Not two objects of two kinds: the full caption.
+    assert S.caption(shapes, colours, positions, style="relation") == "two red circles and a blue square"
+    assert S.caption([circle, circle], [red, red], [0, 1], style="relation") == "two red circles"
+    with pytest.raises(ValueError, match="positions"):
+        S.caption(shapes, colours, style="relation")
+
+
+def test_relation_captions_hold_in_the_scene(t2i_train):
+    """Every relation caption of the text-to-image split states a relation its records satisfy, and
+    both words occur often (they are what the prompt suite's relation prompts ask for)."""
+    said = collections.Counter()
+    for i, text in enumerate(t2i_train["caption_relation"]):
+        match = re.fullmatch(r"a (\w+) (\w+) (to the left of|above) a (\w+) (\w+)", str(text))
+        if match is None:
+            assert text == t2i_train["caption"][i]
+            continue
+        ca, sa, word, cb, sb = match.groups()
+        objs = {(S.COLOUR_NAMES[c], S.SHAPES[s]): divmod(int(p), 3) for s, c, p in zip(
+            t2i_train["obj_shape"][i], t2i_train["obj_colour"][i], t2i_train["obj_position"][i]) if s >= 0}
+        assert len(objs) == 2 and t2i_train["num_objects"][i] == 2
+        (row_a, col_a), (row_b, col_b) = objs[(ca, sa)], objs[(cb, sb)]
+        assert (col_a < col_b) if word == "to the left of" else (row_a < row_b)
+        said[word] += 1
+    assert said["to the left of"] >= 100 and said["above"] >= 100
 
 
 def test_painted_is_another_domain_with_the_same_geometry(scenes):
@@ -188,7 +219,7 @@ def _digest(batch: dict[str, np.ndarray]) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for k in sorted(batch):
+    for k in sorted(set(batch) - {"caption_relation"}):  # added in 1.1.0, after the digests
         v = batch[k]
         h.update("|".join(v).encode() if v.dtype.kind == "U" else np.ascontiguousarray(v).tobytes())
     return h.hexdigest()
@@ -196,7 +227,8 @@ def _digest(batch: dict[str, np.ndarray]) -> str:
 
 def test_default_scenes_are_unchanged_by_the_text_to_image_options():
     """The digest of the first train and test scenes as rendered before the t2i configs existed
-    (2026-12-06): the default and tiny datasets, and every task trained on them, are unaffected."""
+    (2026-12-06): the default and tiny datasets, and every task trained on them, are unaffected
+    (version 1.1.0 only adds caption_relation)."""
     assert _digest(S.render_scenes(0, range(40))) + _digest(S.render_scenes(1, range(10))) == (
         DEFAULT_DIGESTS)
     # grouped_every=0, hold_out=False are the defaults, spelled out.
