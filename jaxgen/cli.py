@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             return _fail(f"`jaxgen {args.command}` takes only --config.sample.* and --config.eval.* overrides "
                          f"(the model is fixed by the run), not {bad[0].partition('=')[0]}.")
-    elif overrides and args.command != "train":
-        return _fail(f"--config.* overrides only apply to `jaxgen train`, `sample` and `eval`, not `{args.command}`.")
+    elif overrides and args.command not in ("train", "export"):  # export checks its own (frozen models only)
+        return _fail(f"--config.* overrides only apply to `jaxgen train`, `sample`, `eval` and `export`, "
+                     f"not `{args.command}`.")
     if args.command == "configs":
         # Answered without importing JAX (which takes seconds): the names are the modules of
         # jaxgen.configs, and jaxgen.config lists them without importing them.
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.generate(args.workdir, args.prompt, args.num, args.out, args.guidance, args.steps,
                                      args.seed, args.sr_workdir, args.pretrained, args.sr_pretrained, args.method)
         if args.command == "export":
-            return commands.export(args.workdir, args.out, args.note)
+            return commands.export(args.workdir, args.out, args.note, overrides)
         if args.command == "eval":
             return commands.evaluate(args.workdir, overrides)
         if args.command == "report":

@@ -9,6 +9,7 @@ import sys
 import time
 import unicodedata
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -130,9 +131,10 @@ def _text_to_image_run(workdir: str | None, pretrained_name: str | None, stage: 
     return task, (task.eval_params(state) if params is None else params)
 
 
-def export(workdir: str, out: str, note: str = "") -> int:
+def export(workdir: str, out: str, note: str = "", overrides: Sequence[str] = ()) -> int:
     """Writes the run's sampling params, config and provenance (with its eval.json scores when it
-    has been evaluated) to the folder `out` (jaxgen.train.pretrained)."""
+    has been evaluated) to the folder `out` (jaxgen.train.pretrained); `overrides` may point the
+    fields naming a frozen model (unCLIP's CLIP) at an exported copy of it."""
     # here, not at the top: the CLI starts without JAX
     from jaxgen.train import pretrained
 
@@ -146,7 +148,7 @@ def export(workdir: str, out: str, note: str = "") -> int:
                 meta["eval"] = json.load(f)
         except ValueError as e:
             raise UsageError(f"{scores} is not valid JSON ({e}); run `jaxgen eval --workdir {workdir}` again.") from None
-    path = pretrained.export(workdir, out, meta)
+    path = pretrained.export(workdir, out, meta, overrides)
     print(f"wrote the sampling params of {workdir} to {path}")
     return 0
 

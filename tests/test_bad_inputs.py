@@ -240,6 +240,9 @@ CASES = [
     ("export-no-checkpoint", ["export", "--workdir", "{no_checkpoint}", "--out", "{out}/model"],
      "has no checkpoint yet"),
     ("export-out-is-a-file", ["export", "--workdir", "{vae}", "--out", "{a_file}"], "is a file"),
+    # export may point only a frozen model's field (unCLIP's CLIP) elsewhere; a VAE has none.
+    ("export-model-override", ["export", "--workdir", "{vae}", "--out", "{out}/model", "--config.train.steps=3"],
+     "none for this task"),
     ("report-missing-run", ["report", "--workdir", "{missing}"], "does not exist"),
     # ---- numeric flags and outputs ---------------------------------------------------------------------
     ("sample-num-zero", ["sample", "--workdir", "{vae}", "--num", "0", "--out", "{out}/s.png"],

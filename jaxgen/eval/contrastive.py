@@ -92,14 +92,14 @@ def clip_score_summary(image_emb: np.ndarray, text_emb: np.ndarray) -> dict[str,
 class CLIPScorer:
     """A trained `clip` run: embeddings of images and texts, and their CLIP score.
 
-    `run` is the loaded run, (config, task, state) of a clip task (jaxgen.tasks.runs.clip_scorer
-    loads one from its folder). Images are float [N, H, W, C] in [0, 1] (any resolution: resized to
-    the model's) or integer images in the run's dataset levels.
+    `config`, `task`, `params`: a clip task and its sampling params, from a run folder or a
+    pretrained model (jaxgen.tasks.runs.clip_scorer loads either); `step`: its training step (None
+    if unknown). Images are float [N, H, W, C] in [0, 1] (any resolution: resized to the model's) or
+    integer images in the run's dataset levels.
     """
 
-    def __init__(self, run):
-        self.config, self.task, state = run
-        self.params = self.task.eval_params(state)
+    def __init__(self, config, task, params, step: int | None = None):
+        self.config, self.task, self.params, self.step = config, task, params, step
 
     def images(self, images: np.ndarray) -> np.ndarray:
         return self.task.embed_images(self.params, images)

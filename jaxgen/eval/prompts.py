@@ -5,8 +5,8 @@ The categories follow what the lecture (and GenEval, DrawBench) single out as ha
   colour_binding  "a red circle and a blue square": two objects of different colours (often the
                   same shape, so only binding the colour to the right object satisfies it);
   position        "a red circle at the top left" (absolute, the training captions' words) and
-                  "a red circle to the left of a blue square" / "... above ..." (relations, words
-                  the training captions never use);
+                  "a red circle to the left of a blue square" / "... above ..." (relations, the
+                  words of shapes' relation captions, added in shapes 1.1.0);
   combination     counting with binding ("two red circles and a blue square") and binding with
                   absolute positions ("a red circle at the top left and a blue square in the center").
 Texts use shapes.caption's grammar wherever the training captions have one.
@@ -258,8 +258,8 @@ def suite_scores(prompts: Sequence[Prompt], scenes: Sequence[Sequence[Scene]],
       "<cat>/content"                  content accuracy (satisfies_content: colours, numbers, cells);
       "position/absolute", "position/relation"   accuracy of the position prompts that place objects
                                        at cells (the training captions' words) and of those that
-                                       relate two objects ("left of", "above": words no training
-                                       caption uses), where present;
+                                       relate two objects ("left of", "above": the relation
+                                       captions' words), where present;
     and with counting prompts present:
       "counting/n<n>"                  accuracy of the prompts requesting n objects (n = 1..4 present),
       "counting/n<n>/<group>"          the same per support group, where present;
@@ -310,8 +310,8 @@ def prompt_support(prompts: Sequence[Prompt], captions: Iterable[str]) -> np.nda
     """int [P]: how many captions state all of each prompt's (colour, shape, count) triples (a
     caption may state more objects: "two red circles and a blue square" supports "two red circles").
     Every caption counts, duplicates included: the same text twice, or one scene captioned in two
-    styles, counts twice. Places and relations are not considered: no training caption states a
-    relation."""
+    styles, counts twice. Places and relations are not considered: support is about which objects
+    a prompt names, not where they are."""
     texts = Counter(str(t) for t in captions)  # parse each distinct text once
     per_set: Counter = Counter()
     for text, n in texts.items():

@@ -105,6 +105,9 @@ class Task:
     init_keys: int = 1
     #: the entry of params the EMA follows (a GAN's "generator"); None: all params
     ema_of: str | None = None
+    #: config fields that name another trained model the task uses frozen (unCLIP's CLIP): `jaxgen
+    #: export` may point them at an exported copy whose params are the same (frozen_fingerprints)
+    frozen_sources: tuple[str, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
         """`dataset` is the training split; with data.classes set, the task trains on the examples of
@@ -267,6 +270,10 @@ class Task:
         """The config's evaluation split (data.eval_split), loaded once per process by the pipeline."""
         d = self.config.data
         return load(d.name, d.eval_split, d.get("data_dir"))
+
+    def frozen_fingerprints(self) -> dict[str, str]:
+        """{field of frozen_sources: the sha256 fingerprint of the params it loaded} (none by default)."""
+        return {}
 
     def eval_params(self, state: TrainState) -> PyTree:
         """The params to sample and evaluate with: the EMA when the run keeps one, unless

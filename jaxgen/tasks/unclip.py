@@ -10,7 +10,8 @@ that share one input pipeline, one checkpoint and one workdir, and `text_to_imag
 / `jaxgen generate --workdir` need both anyway. `train.parts` trains only some parts (the others'
 updates are `optax.set_to_zero`), e.g. the cheap prior alone.
 
-CLIP is frozen: it is never in the train state. `model.clip_workdir` names a trained `clip` run; its
+CLIP is frozen: it is never in the train state. `model.clip_workdir` names a trained `clip` run (or a
+pretrained clip model, e.g. the shipped `clip_shapes_t2i`); its
 image embeddings of every training image and text embeddings of every training caption (deduplicated)
 are computed once on the host, on first use, and cached per process, so a step reads z_i and z_t as
 plain batch features: "image" uint8 [B, H, W, C], "z_image" float32 [B, E], "z_text" float32 [B, E]
@@ -46,6 +47,7 @@ from jaxgen.eval.images import make_grid
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, sampling, schedules, training
 from jaxgen.models.diffusion.network import drop_condition, null_condition
+from jaxgen.nn import lora
 from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice, task_errors
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
@@ -66,6 +68,7 @@ class UnCLIPTask(Task):
     stage = "base"
     low_res_shape = None
     init_keys = 2  # the prior's and the decoder's
+    frozen_sources = ("model.clip_workdir",)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -190,9 +193,14 @@ class UnCLIPTask(Task):
         features = self.text(list(texts))
         return {k: features[k] for k in (unclip_lib.TEXT_KEY, unclip_lib.TEXT_MASK_KEY)}
 
+    def frozen_fingerprints(self) -> dict[str, str]:
+        return {"model.clip_workdir": lora.fingerprint(self.clip.params)}
+
     def save_assets(self, workdir):
         with open(os.path.join(workdir, CLIP_FILE), "w") as f:
-            json.dump({"clip_workdir": os.path.abspath(self.config.model.clip_workdir), "step": self.clip_step}, f)
+            where = self.config.model.clip_workdir  # a run folder, or a pretrained model's name
+            json.dump({"clip_workdir": os.path.abspath(where) if os.path.isdir(where) else where,
+                       "step": self.clip_step}, f)
 
     def load_assets(self, workdir):
         path = os.path.join(workdir, CLIP_FILE)
@@ -411,15 +419,19 @@ class UnCLIPTask(Task):
         return {"text_to_image": make_grid(t2i, columns=8), "variations": make_grid(rows, columns=8)}
 
 
-def _load_clip(workdir: str):
-    """(CLIPScorer, its checkpoint step) of a trained clip run, with one-sentence errors."""
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise TaskError(f"{workdir} holds no trained clip run (no checkpoints/); train one there first.")
-    ckpt = Checkpointer(workdir)
-    step = ckpt.latest_step()
-    ckpt.close()
-    if step is None:
-        raise TaskError(f"{workdir} has no complete checkpoint yet; train the clip run first.")
-    return runs.clip_scorer(workdir), int(step)
+def _load_clip(source: str):
+    """(CLIPScorer, its training step) of a trained clip run folder or a pretrained clip model (a
+    shipped name or an exported folder), with one-sentence errors."""
+    if runs.is_run_folder(source):
+        ckpt = Checkpointer(source)
+        step = ckpt.latest_step()
+        ckpt.close()
+        if step is None:
+            raise TaskError(f"{source} has no complete checkpoint yet; train the clip run first.")
+    elif not os.path.isfile(os.path.join(source, runs.META_FILE)) and source not in runs.available_pretrained():
+        raise TaskError(f"{source} holds no trained clip run (no checkpoints/) and is no pretrained model (shipped: "
+                        f"{', '.join(runs.available_pretrained()) or 'none'}); train a clip run there first.")
+    scorer = runs.clip_scorer(source)
+    return scorer, scorer.step
 
 

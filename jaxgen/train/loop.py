@@ -29,6 +29,7 @@ from jaxgen import data
 from jaxgen.errors import UserError
 from jaxgen.eval.images import make_grid, save_png
 from jaxgen.nn import lora
+from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError
 from jaxgen.tasks.runs import init_state, make_task, restore_for_eval  # noqa: F401 (public here too)
 from jaxgen.train import log, mfu, parallel, pretrained
@@ -432,9 +433,7 @@ def load_trained(source: str, field: str, config: ml_collections.ConfigDict, lik
     """The params of `source`, a trained run folder or a pretrained model (folder or shipped name),
     which the config's `field` names. One sentence (CheckpointError) unless it is a model of this
     run's task and model.* settings whose params have the shapes of `like`."""
-    is_model = os.path.isfile(os.path.join(source, pretrained.META_FILE))  # an exported model has a config.json too
-    if not is_model and (os.path.isfile(os.path.join(source, "config.json"))
-                         or os.path.isdir(os.path.join(source, "checkpoints"))):
+    if runs.is_run_folder(source):
         base_config, base_task, state = restore_for_eval(source)
         sampling, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
         plain = not isinstance(state, LoraState)  # a LoRA run's raw params are its adapters alone
@@ -447,9 +446,7 @@ def load_trained(source: str, field: str, config: ml_collections.ConfigDict, lik
                                   f"checkpoints/) nor a pretrained model (shipped: "
                                   f"{', '.join(pretrained.available()) or 'none'}).") from None
         base_config, _, sampling = pretrained.load(where)
-        params, ema = sampling, None
-        with open(os.path.join(where, pretrained.META_FILE)) as f:
-            step = json.load(f).get("step")
+        params, ema, step = sampling, None, runs.pretrained_meta(where).get("step")
     check_same_model(base_config, config, source, field)
     want, got = lora.leaves_by_path(like), lora.leaves_by_path(params)
     for path in sorted(set(want) | set(got)):

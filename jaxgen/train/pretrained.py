@@ -5,19 +5,21 @@ A pretrained folder (jaxgen/pretrained/<name>/, package data, or any path) holds
   params.msgpack the params the run samples with (its EMA when it keeps one: Task.eval_params),
                  Flax-serialised; no optimizer state, so a model is a few MB,
   meta.json      where it came from (source run, step, command, commit, scores) and the params'
-                 sha256, checked on load.
+                 sha256, checked on load,
+and the task's assets, as a run folder holds them (a CLIP model's tokenizer.json, unCLIP's clip.json).
 `export(workdir, out)` writes one from a trained run (atomically: a temporary folder renamed into
-place); `load(name)` gives (config, task, params) ready for sampling, e.g. text_to_image, without
-the run's checkpoints. Why not ship Orbax checkpoints: they carry the optimizer state (3x the bytes)
-and a directory layout that changes between Orbax releases; one msgpack file of params does not.
+place); `load(name)` (jaxgen.tasks.runs.load_pretrained) gives (config, task, params) ready for
+sampling, e.g. text_to_image, without the run's checkpoints. Why not ship Orbax checkpoints: they
+carry the optimizer state (3x the bytes) and a directory layout that changes between Orbax
+releases; one msgpack file of params does not.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,41 +27,27 @@ from flax import serialization
 
 from jaxgen import config as config_lib
 from jaxgen.tasks import runs
-from jaxgen.train.checkpoint import CheckpointError, read_config_file
+# Loading lives with run loading (jaxgen.tasks.runs: a task may load a pretrained model too, e.g.
+# unCLIP's frozen CLIP); the names stay importable from here.
+from jaxgen.tasks.runs import (CONFIG_FILE, META_FILE, PARAMS_FILE, available_pretrained as available,
+                               load_pretrained as load, pretrained_dir, resolve_pretrained as resolve)
+from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.log import save_json
 
-PARAMS_FILE = "params.msgpack"
-CONFIG_FILE = "config.json"
-META_FILE = "meta.json"
+__all__ = ["CONFIG_FILE", "META_FILE", "PARAMS_FILE", "available", "export", "load", "pretrained_dir", "resolve"]
 
-
-def pretrained_dir() -> str:
-    """The folder of the models that ship with jaxgen (jaxgen/pretrained, installed as package data)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
-
-
-def available() -> list[str]:
-    """Names of the shipped pretrained models."""
-    root = pretrained_dir()
-    if not os.path.isdir(root):
-        return []
-    return sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, PARAMS_FILE)))
-
-
-def resolve(name: str) -> str:
-    """The folder of pretrained model `name` (a shipped name, or a path to an exported folder)."""
-    path = name if os.path.isdir(name) else os.path.join(pretrained_dir(), name)
-    if not os.path.isfile(os.path.join(path, PARAMS_FILE)):
-        known = ", ".join(available()) or "none"
-        raise CheckpointError(f"{name!r} is not a pretrained model (no {PARAMS_FILE} there); shipped models: {known}.")
-    return path
-
-
-def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
+def export(workdir: str, out: str, meta: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> str:
     """Writes the sampling params and config of the run in `workdir` (its newest checkpoint) to the
     folder `out`, with `meta` (e.g. command, commit, scores) added to meta.json; returns `out`.
-    An existing `out` is replaced only once the new folder is complete."""
+    An existing `out` is replaced only once the new folder is complete.
+
+    `overrides` ("--config.model.clip_workdir=clip_shapes_t2i") may point the fields that name a
+    model the task uses frozen (Task.frozen_sources, e.g. unCLIP's CLIP run) at another copy, such
+    as an exported one, so that the exported model needs no run folder; the copy must hold the same
+    params (Task.frozen_fingerprints), else CheckpointError and nothing is written."""
     config, task, state = runs.restore_for_eval(workdir)
+    if overrides:
+        config, task = _point_frozen_sources(config, task, overrides)
     params = jax.device_get(task.eval_params(state))
     blob = serialization.to_bytes(params)
     info = {"source_workdir": os.path.abspath(workdir), "step": int(state.step), "task": config.task,
@@ -79,6 +67,7 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
             info["lora"] = dict(saved["lora"])
             saved["lora"] = {**saved["lora"], "rank": 0, "init_from": ""}
         save_json(os.path.join(tmp, CONFIG_FILE), saved)
+        task.save_assets(tmp)  # what the run keeps beside its params (a CLIP run's vocabulary)
         save_json(os.path.join(tmp, META_FILE), info)
         if os.path.isdir(out):
             shutil.rmtree(out)
@@ -89,31 +78,22 @@ def export(workdir: str, out: str, meta: dict[str, Any] | None = None) -> str:
     return out
 
 
-def load(name: str):
-    """(config, task, params) of a pretrained model (a shipped name or an exported folder), the
-    params checked against meta.json's sha256 and the task's own param structure."""
-    path = resolve(name)
-    # The config is read as a run's config.json is (truncated or foreign: one sentence).
-    config = config_lib.from_dict(read_config_file(os.path.join(path, CONFIG_FILE)))
-    try:
-        with open(os.path.join(path, META_FILE)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"pretrained model {name!r} has an unreadable {META_FILE} "
-                              f"({type(e).__name__}: {e}).") from None
-    config_lib.fill_defaults(config)
-    with open(os.path.join(path, PARAMS_FILE), "rb") as f:
-        blob = f.read()
-    if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"pretrained model {name!r}: {PARAMS_FILE} does not match the sha256 in {META_FILE} "
-                              f"(damaged or replaced); export it again.")
-    task = runs.make_task(config)
-    target = jax.eval_shape(task.init, jax.random.PRNGKey(config.seed)).params
-    try:
-        params = serialization.from_bytes(target, blob)
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"pretrained model {name!r} does not fit its config's model ({e}).") from None
-    shapes_ok = jax.tree.map(lambda a, b: a.shape == b.shape, target, params)
-    if not all(jax.tree.leaves(shapes_ok)):
-        raise CheckpointError(f"pretrained model {name!r}: parameter shapes differ from its config's model.")
-    return config, task, params
+def _point_frozen_sources(config, task, overrides: Sequence[str]):
+    """(config, task): the run's config with `overrides` applied and its task, checked: only
+    Task.frozen_sources fields, each naming a model with the same params as the one the run was
+    trained with."""
+    wanted = dict(o.removeprefix("--config.").partition("=")[::2] for o in overrides)  # field -> value
+    bad = [f for f in wanted if f not in task.frozen_sources]
+    if bad:
+        allowed = ", ".join(f"--config.{f}" for f in task.frozen_sources) or "none for this task"
+        raise CheckpointError(f"export changes only the fields naming a frozen model ({allowed}), not --config.{bad[0]}.")
+    changed = config_lib.from_dict(config.to_dict())
+    for item in overrides:
+        config_lib.apply_override(changed, item)
+    pointed = runs.make_task(changed)
+    before, after = task.frozen_fingerprints(), pointed.frozen_fingerprints()
+    for field, value in wanted.items():
+        if before[field] != after[field]:
+            raise CheckpointError(f"--config.{field}={value} holds other params than the model this run was trained "
+                                  f"with; export pointing at that one.")
+    return changed, pointed

@@ -74,4 +74,20 @@ def test_the_shipped_text_to_image_cascade_loads_and_generates(tmp_path):
     for name in pretrained.available():  # every shipped folder says where it came from
         with open(os.path.join(pretrained.resolve(name), "meta.json")) as f:
             meta = json.load(f)
-        assert meta["task"] == "text2image" and meta["ema"] and meta["step"] > 0
+        assert meta["step"] > 0 and meta["note"].startswith("jaxgen train")  # the command that trained it
+        # The generative models sample with their EMA; CLIP (a scorer and encoder) keeps none.
+        assert meta["ema"] if meta["task"] in ("text2image", "unclip") else meta["task"] == "clip"
+
+
+def test_the_shipped_unclip_loads_its_shipped_clip_and_generates(tmp_path):
+    """The committed unCLIP (prior + 16x16 decoder) names the committed CLIP, not a run folder, and
+    feeds the committed SR stage: prompt -> CLIP text embedding -> prior -> decoder -> 32x32."""
+    from jaxgen.cli import main
+
+    config, task, _ = pretrained.load("unclip_shapes16")
+    assert config.model.clip_workdir == "clip_shapes_t2i" and task.clip.step == 3000
+    out = tmp_path / "g.npz"
+    assert main(["generate", "--pretrained", "unclip_shapes16", "--sr_pretrained", "t2i_sr_shapes32",
+                 "--prompt", "a red circle", "--num", "2", "--steps", "2", "--out", str(out)]) == 0
+    images = np.load(out)["images"]
+    assert images.shape == (2, 32, 32, 3) and 0.0 <= images.min() and images.max() <= 1.0
