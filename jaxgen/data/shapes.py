@@ -27,7 +27,10 @@ Records per scene (fixed size, padded with -1 to 4 objects, in reading order of 
     caption_relation  "a red circle to the left of a blue square"  (a scene of two objects of two kinds:
                        one relation between them, "to the left of" or "above"; else the full caption)
 Numbers are words ("a", "two", "three", "four"). Splits: train 10,000 scenes, test 1,000; the
-`tiny` builder config (256 / 64, the first scenes of the same streams) is for tests.
+`tiny` builder config (256 / 64, the first scenes of the same streams) is for tests. The `t2i`
+configs mix in grouped scenes and hold out some (colour, shape, count) triples (see ShapesConfig);
+`t2i64` draws the t2i scenes at 64x64: the geometry lives in 32x32 scene units, so a scene is the
+same objects at the same places at every size (the painted style's noise is drawn at 32x32).
 
 Bump `Shapes.VERSION` whenever a rendered byte changes: a prepared dataset is never rebuilt.
 """
@@ -82,6 +85,15 @@ _HALF = (2.75, 4.25)
 _JITTER = 0.75
 # Pixel centres, [SIZE, SIZE] each.
 _YY, _XX = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5, indexing="ij")
+
+
+def _pixel_centres(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the pixel centres of a size x size rendering, [size, size] each, in the scene units
+    (SIZE x SIZE, where the layout's geometry lives): at size = SIZE exactly _YY, _XX."""
+    if size == SIZE:
+        return _YY, _XX
+    centres = (np.arange(size) + 0.5) * (SIZE / size)
+    return tuple(np.meshgrid(centres, centres, indexing="ij"))
 
 
 # ------------------------------------------------------------------------------------ captions
@@ -230,12 +242,13 @@ def _layout(seed: int, index: int, grouped_every: int = 0, hold_out: bool = Fals
             "grain": 6.0 * grain, "noise": noise, "direction": direction, "pigment_shift": shift}
 
 
-def _object_masks(shape: np.ndarray, centre: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """Boolean masks [..., SIZE, SIZE] of objects (shape index [...], -1 = none; centre (y, x)
-    [...,  2]; half extent [...]), sampled at pixel centres. Each object is tested only against its
-    own shape's inequality (float32: the pixel grid and sizes are exact in it)."""
-    masks = np.zeros(shape.shape + (SIZE, SIZE), bool)
-    yy, xx = _YY.astype(np.float32), _XX.astype(np.float32)
+def _object_masks(shape: np.ndarray, centre: np.ndarray, half: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Boolean masks [..., size, size] of objects (shape index [...], -1 = none; centre (y, x)
+    [...,  2]; half extent [...], both in scene units), sampled at the pixel centres of a size x
+    size rendering. Each object is tested only against its own shape's inequality (float32: the
+    pixel grid and sizes are exact in it at sizes that divide or are multiples of SIZE)."""
+    masks = np.zeros(shape.shape + (size, size), bool)
+    yy, xx = (c.astype(np.float32) for c in _pixel_centres(size))
     for kind in range(len(SHAPES)):
         sel = shape == kind
         c, h = centre[sel].astype(np.float32), half[sel].astype(np.float32)[:, None, None]
@@ -272,14 +285,19 @@ _FLAT = np.asarray([COLOURS[c] for c in COLOUR_NAMES], np.uint8)
 
 
 def _paint(owner: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
-    """The painted rendering uint8 [B, SIZE, SIZE, 3] of scenes whose pixel (b, y, x) belongs to
-    object owner[b, y, x] - 1 (owner [B, SIZE, SIZE], 0 = background): muted pigments shaded by
-    brush strokes, composited with soft edges over a textured canvas."""
-    canvas = np.asarray(CANVAS, np.float64) + (draws["grain"] + _WEAVE)[..., None]
+    """The painted rendering uint8 [B, S, S, 3] of scenes whose pixel (b, y, x) belongs to object
+    owner[b, y, x] - 1 (owner [B, S, S], 0 = background): muted pigments shaded by brush strokes,
+    composited with soft edges over a textured canvas. The grain and stroke noise are drawn at
+    SIZE x SIZE (one layout at every size); at S = k * SIZE each noise pixel covers k x k pixels."""
+    size = owner.shape[-1]
+    repeat = lambda x: x if size == SIZE else np.repeat(np.repeat(x, size // SIZE, 1), size // SIZE, 2)  # noqa: E731
+    yy, xx = _pixel_centres(size)
+    weave = _WEAVE if size == SIZE else 4.0 * np.sin(yy * 2.2) * np.sin(xx * 2.2)
+    canvas = np.asarray(CANVAS, np.float64) + (repeat(draws["grain"]) + weave)[..., None]
     # Brush strokes: white noise smeared along each scene's direction (down the columns, along the
     # rows, or a diagonal), so paint varies in streaks rather than per pixel. A 7-pixel average of
     # unit noise has std 1/sqrt(7): rescale to unit std.
-    noise = draws["noise"]
+    noise = repeat(draws["noise"])
     diagonal = sum(np.roll(noise, (k, k), axis=(1, 2)) for k in range(-3, 4)) / 7
     direction = draws["direction"][:, None, None]
     streaks = np.where(direction == 0, _smear(noise, _STROKE, 1),
@@ -297,17 +315,21 @@ def _paint(owner: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def render_scenes(seed: int, indices: Sequence[int], grouped_every: int = 0, hold_out: bool = False
-                  ) -> dict[str, np.ndarray]:
+def render_scenes(seed: int, indices: Sequence[int], grouped_every: int = 0, hold_out: bool = False,
+                  size: int = SIZE) -> dict[str, np.ndarray]:
     """Scenes `indices` of seed stream `seed`, batched: arrays with a leading axis B = len(indices)
     in the record layout of the module docstring; captions are str arrays [B]. Scene i's bytes
     equal `render_scene(seed, i)`'s, whatever batch it is rendered in. grouped_every / hold_out:
-    the text-to-image configs' scene mix (see _layout; the defaults give the default scenes)."""
-    return _render([_layout(seed, int(i), grouped_every, hold_out) for i in indices])
+    the text-to-image configs' scene mix (see _layout; the defaults give the default scenes).
+    size: the pictures' side (SIZE or a multiple of it): the same scenes (records, captions,
+    geometry) drawn with size / SIZE times the pixels per side."""
+    if size % SIZE:
+        raise ValueError(f"shapes renders at multiples of {SIZE} pixels, not {size}.")
+    return _render([_layout(seed, int(i), grouped_every, hold_out) for i in indices], size)
 
 
-def render_layouts(layouts: Sequence[dict], rng: np.random.Generator) -> np.ndarray:
-    """Flat renderings uint8 [B, SIZE, SIZE, 3] of given object layouts (dicts with obj_shape,
+def render_layouts(layouts: Sequence[dict], rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """Flat renderings uint8 [B, size, size, 3] of given object layouts (dicts with obj_shape,
     obj_colour, obj_position int [MAX_OBJECTS], -1 = padding, e.g. from
     jaxgen.eval.prompts.satisfying_layout), drawn as the dataset draws its scenes: each object's
     size (unless the layout has obj_size) and centre jitter come from `rng`. Reference images for
@@ -316,27 +338,27 @@ def render_layouts(layouts: Sequence[dict], rng: np.random.Generator) -> np.ndar
     for lay in layouts:
         shape = np.asarray(lay["obj_shape"], np.int64)
         n = int((shape >= 0).sum())
-        size = np.asarray(lay["obj_size"], np.int64) if "obj_size" in lay else \
+        obj_size = np.asarray(lay["obj_size"], np.int64) if "obj_size" in lay else \
             np.where(shape >= 0, rng.integers(0, len(SIZES), MAX_OBJECTS), -1)
         jitter = np.zeros((MAX_OBJECTS, 2))
         jitter[:n] = rng.uniform(-_JITTER, _JITTER, (n, 2))
         draws.append({"obj_shape": shape, "obj_colour": np.asarray(lay["obj_colour"], np.int64),
-                      "obj_position": np.asarray(lay["obj_position"], np.int64), "obj_size": size,
+                      "obj_position": np.asarray(lay["obj_position"], np.int64), "obj_size": obj_size,
                       "jitter": jitter})
     d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
-    return _flat(d)[0]
+    return _flat(d, size)[0]
 
 
-def _flat(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _flat(d: dict[str, np.ndarray], size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The flat rendering of stacked object draws (obj_shape / obj_colour / obj_position / obj_size
-    [B, MAX_OBJECTS], jitter [B, MAX_OBJECTS, 2]): image uint8 [B, SIZE, SIZE, 3], mask uint8
-    [B, SIZE, SIZE] (0 background, shape index + 1) and owner [B, SIZE, SIZE] (0 background, k + 1
-    where object k is)."""
-    shape, position, size = d["obj_shape"], d["obj_position"], d["obj_size"]
+    [B, MAX_OBJECTS], jitter [B, MAX_OBJECTS, 2]) at size x size pixels: image uint8 [B, size,
+    size, 3], mask uint8 [B, size, size] (0 background, shape index + 1) and owner [B, size, size]
+    (0 background, k + 1 where object k is)."""
+    shape, position, obj_size = d["obj_shape"], d["obj_position"], d["obj_size"]
     valid = shape >= 0
     centre = np.stack([position // 3, position % 3], axis=-1) * _CELL + _CELL / 2 + d["jitter"]
-    half = np.where(valid, np.asarray(_HALF)[np.maximum(size, 0)], 1.0)
-    masks = _object_masks(shape, centre, half)  # [B, MAX_OBJECTS, H, W]
+    half = np.where(valid, np.asarray(_HALF)[np.maximum(obj_size, 0)], 1.0)
+    masks = _object_masks(shape, centre, half, size)  # [B, MAX_OBJECTS, H, W]
 
     slot = np.arange(1, MAX_OBJECTS + 1)[None, :, None, None]
     owner = (masks * slot).sum(1)  # 0 background, k + 1 where object k is (no overlaps)
@@ -347,10 +369,10 @@ def _flat(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return image, mask, owner
 
 
-def _render(draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Scenes from their random draws (_layout's dicts), batched (see render_scenes)."""
+def _render(draws: list[dict[str, np.ndarray]], size: int = SIZE) -> dict[str, np.ndarray]:
+    """Scenes from their random draws (_layout's dicts), batched, at size x size (see render_scenes)."""
     d = {k: np.stack([x[k] for x in draws]) for k in draws[0]}
-    image, mask, owner = _flat(d)
+    image, mask, owner = _flat(d, size)
     out = {"image": image, "painted": _paint(owner, d), "mask": mask}
     out.update({k: d[k].astype(np.int64) for k in
                 ("num_objects", "obj_shape", "obj_colour", "obj_position", "obj_size")})
@@ -380,11 +402,13 @@ _ZLIB = tfds.features.Encoding.ZLIB
 class ShapesConfig(tfds.core.BuilderConfig):
     """How many scenes each split holds (the first ones of the split's seed stream), and the scene
     mix: every `grouped_every`-th scene grouped (0: none), and with `hold_out` no train scene renders
-    a triple of HELD_OUT_TRIPLES (the test split keeps them: it is what the held-out prompts ask for)."""
+    a triple of HELD_OUT_TRIPLES (the test split keeps them: it is what the held-out prompts ask for);
+    `size`: the pictures' side in pixels (a multiple of SIZE; the scenes are the same at every size)."""
     num_train: int = 10_000
     num_test: int = 1_000
     grouped_every: int = 0
     hold_out: bool = False
+    size: int = SIZE
 
 
 class Shapes(tfds.core.GeneratorBasedBuilder):
@@ -393,7 +417,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     name = "shapes"
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {"1.0.0": "First release.",
-                     "1.1.0": "caption_relation added; every other byte as in 1.0.0."}
+                     "1.1.0": "caption_relation added, every other byte as in 1.0.0; the t2i64 configs."}
     # TFDS looks for a download-checksums file beside the builder's code via `importlib_resources`, a
     # backport it installs only for Python < 3.9 (so the lookup fails); nothing is downloaded here.
     code_path = None
@@ -408,10 +432,16 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
                      grouped_every=2, hold_out=True),
         ShapesConfig(name="t2i_tiny", description="The first 256 train and 64 test scenes of t2i, for tests.",
                      num_train=256, num_test=64, grouped_every=2, hold_out=True),
+        # The t2i scenes drawn at 64x64 (a 16 -> 32 -> 64 cascade, latent diffusion).
+        ShapesConfig(name="t2i64", description="The t2i scenes rendered at 64x64.", grouped_every=2,
+                     hold_out=True, size=64),
+        ShapesConfig(name="t2i64_tiny", description="The first 256 train and 64 test scenes of t2i64, for tests.",
+                     num_train=256, num_test=64, grouped_every=2, hold_out=True, size=64),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         t = tfds.features.Tensor
+        side = self.builder_config.size
         objects = {k: t(shape=(MAX_OBJECTS,), dtype=np.int64)
                    for k in ("obj_shape", "obj_colour", "obj_position", "obj_size")}
         # Pictures are uint8 Tensors stored as zlib-compressed bytes: tfds.features.Image needs
@@ -422,9 +452,9 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
             builder=self,
             description=__doc__,
             features=tfds.features.FeaturesDict({
-                "image": t(shape=(SIZE, SIZE, 3), dtype=np.uint8, encoding=_ZLIB),
-                "painted": t(shape=(SIZE, SIZE, 3), dtype=np.uint8, encoding=_ZLIB),
-                "mask": t(shape=(SIZE, SIZE), dtype=np.uint8, encoding=_ZLIB),
+                "image": t(shape=(side, side, 3), dtype=np.uint8, encoding=_ZLIB),
+                "painted": t(shape=(side, side, 3), dtype=np.uint8, encoding=_ZLIB),
+                "mask": t(shape=(side, side), dtype=np.uint8, encoding=_ZLIB),
                 "num_objects": tfds.features.Scalar(dtype=np.int64),
                 **objects,
                 **{key: tfds.features.Text() for key in CAPTION_KEYS.values()},
@@ -438,13 +468,13 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         c = self.builder_config
         sizes = {"train": c.num_train, "test": c.num_test}
         return {split: self._generate_examples(SPLIT_SEEDS[split], n, c.grouped_every,
-                                               c.hold_out and split == "train")
+                                               c.hold_out and split == "train", c.size)
                 for split, n in sizes.items()}
 
-    def _generate_examples(self, seed: int, num: int, grouped_every: int, hold_out: bool):
-        chunk = 500  # render in vectorised batches, yield one record at a time
+    def _generate_examples(self, seed: int, num: int, grouped_every: int, hold_out: bool, size: int):
+        chunk = 500 * SIZE ** 2 // size ** 2  # render in vectorised batches, yield one record at a time
         for start in range(0, num, chunk):
-            batch = render_scenes(seed, range(start, min(start + chunk, num)), grouped_every, hold_out)
+            batch = render_scenes(seed, range(start, min(start + chunk, num)), grouped_every, hold_out, size)
             for j in range(len(batch["image"])):
                 record = {k: v[j] for k, v in batch.items()}
                 for key in CAPTION_KEYS.values():

@@ -295,3 +295,34 @@ def test_render_layouts_draws_the_records():
     assert blue[:, 21:, 21:].sum() >= 12 and blue[:, :21, :].sum() == 0
     background = np.all(images == np.asarray(S.BACKGROUND, np.uint8), axis=-1)
     assert np.all(red | blue | background)
+
+
+def test_t2i64_draws_the_same_scenes_with_twice_the_pixels_per_side(tmp_path):
+    """At 64x64 the records and captions are the 32x32 scene's, each object covers about 4x the
+    pixels at twice the coordinates, and the builder config holds 64x64 pictures."""
+    small, large = S.render_scenes(0, range(40), 2, True), S.render_scenes(0, range(40), 2, True, size=64)
+    assert large["image"].shape == (40, 64, 64, 3) and large["mask"].shape == (40, 64, 64)
+    for key in [k for k in small if k not in ("image", "painted", "mask")]:
+        np.testing.assert_array_equal(small[key], large[key])
+    yy, xx = np.mgrid[:64, :64] + 0.5
+    areas = []
+    for i in range(40):
+        for k in range(small["num_objects"][i]):
+            cell = small["obj_position"][i, k]
+            row, col = divmod(int(cell), 3)
+            window = np.zeros((64, 64), bool)  # the object's grid cell: objects never leave it
+            window[row * 64 // 3:(row + 1) * 64 // 3 + 1, col * 64 // 3:(col + 1) * 64 // 3 + 1] = True
+            at64 = (large["mask"][i] == small["obj_shape"][i, k] + 1) & window
+            at32 = np.repeat(np.repeat((small["mask"][i] == small["obj_shape"][i, k] + 1), 2, 0), 2, 1) & window
+            # The same area (at32 up-sampled: 4 px each); a 3-pixel triangle at 32x32 is coarse.
+            assert 0.6 < at64.sum() / at32.sum() < 1.6
+            areas.append((at64.sum(), at32.sum()))
+            for grid in (yy, xx):  # the same centre, within the 32x32 rasterisation (3/4 of its pixel)
+                assert abs(grid[at64].mean() - grid[at32].mean()) <= 1.5
+    assert 0.95 < sum(a for a, _ in areas) / sum(b for _, b in areas) < 1.05
+    with pytest.raises(ValueError, match="multiples of 32"):
+        S.render_scenes(0, [0], size=48)
+    builder = S.Shapes(data_dir=str(tmp_path), config="t2i64_tiny", file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    record = builder.as_data_source(split="train")[3]
+    np.testing.assert_array_equal(record["image"], S.render_scenes(0, [3], 2, True, size=64)["image"][0])
