@@ -217,9 +217,10 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
 def _inception_metrics(task, state) -> dict:
     """{"inception_fid", "inception_kid", "inception_precision", "inception_recall",
     "inception_num"}: eval.fid_samples of the family's samples (task.sample) against as many
-    held-out images (task.fid_reference, the eval split's feature of the images it should resemble,
-    at the samples' size), in the standard FID Inception features. Empty for a family that makes no
-    images, with eval.fid_samples = 0, or when the FID weights are not converted (said in one line)."""
+    held-out images (task.fid_reference, the feature of task.fid_reference_dataset() holding the
+    images it should resemble, at the samples' size), in the standard FID Inception features. Empty
+    for a family that makes no images, with eval.fid_samples = 0, or when the FID weights are not
+    converted (said in one line)."""
     import jax
 
     from jaxgen.data import transforms
@@ -235,7 +236,7 @@ def _inception_metrics(task, state) -> dict:
     from jaxgen.eval.fid import FIDScorer
 
     generated = np.asarray(task.sample(task.eval_params(state), jax.random.PRNGKey(task.config.seed + 7), num)["images"])
-    test = task.eval_dataset()
+    test = task.fid_reference_dataset()
     real = np.asarray(transforms.resize(transforms.to_unit(test.arrays[reference][:num], test.num_levels),
                                         generated.shape[1]))
     scores = FIDScorer().compare(generated, real)

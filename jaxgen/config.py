@@ -24,7 +24,7 @@ from jaxgen.errors import UserError
 PARALLEL_MODES = ("shard_map", "pmap")
 SHARDINGS = ("replicated", "fsdp")  # jaxgen.train.parallel: how the train state lies on the devices
 COMPUTE_DTYPES = ("float32", "bfloat16")
-SCHEDULES = ("constant", "cosine", "burda")  # jaxgen.train.optim
+SCHEDULES = ("constant", "cosine", "burda", "linear_decay")  # jaxgen.train.optim
 # Engine fields of the train section that every run has; a config that leaves one out (a user's file,
 # a config written before the field existed) gets this default, so its --config overrides still work.
 TRAIN_DEFAULTS = {
@@ -275,6 +275,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         _require(is_int(epoch_steps) and epoch_steps >= 1, f"optim.schedule='burda' needs optim.epoch_steps, "
                  f"the optimizer steps per epoch (an integer >= 1), not {epoch_steps!r}.")
         _require(not warmup, "optim.schedule='burda' has no warm-up; set optim.warmup_steps=0.")
+    if schedule == "linear_decay":
+        start = o.get("decay_start")
+        _require(is_finite_number(start) and 0.0 <= start < 1.0, f"optim.schedule='linear_decay' needs "
+                 f"optim.decay_start, the fraction of train.steps after which the rate decays to 0 (a number "
+                 f"in [0, 1)), not {start!r}.")
+        _require(not warmup, "optim.schedule='linear_decay' has no warm-up; set optim.warmup_steps=0.")
     eps = o.get("eps", 1e-8)
     _require(is_finite_number(eps) and eps > 0, f"optim.eps (Adam's epsilon) must be a positive number, not {eps!r}.")
     for field in ("grad_clip", "weight_decay"):

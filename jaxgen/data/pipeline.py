@@ -16,6 +16,8 @@ a dict of numpy arrays. Every other split streams (jaxgen.data.streaming): `arra
 mapping over the ArrayRecord files and a batch reads only this process's rows of it by random
 access, so host memory does not grow with the split (ImageNet-sized splits train like small ones).
 `load(..., in_memory=True / False)` overrides the default either way; the batches are the same.
+`load(..., image_size=S)` resizes every image to S x S as it is read (bicubic, on the host; see
+jaxgen.data.streaming.resize_image): the way to read a split whose images vary in size.
 
 Building is safe against interruption and concurrency: TFDS writes a version into an
 `incomplete.*` folder and renames it when done, so a killed build never looks prepared; builds take
@@ -218,13 +220,17 @@ def default_data_dir() -> str:
     return os.path.abspath(os.path.expanduser(os.environ.get("JAXGEN_DATA_DIR") or DEFAULT_DATA_DIR))
 
 
-def load(name: str, split: str, data_dir: str | None = None, *, in_memory: bool | None = None) -> Dataset:
+def load(name: str, split: str, data_dir: str | None = None, *, in_memory: bool | None = None,
+         image_size: int | None = None) -> Dataset:
     """The split `split` of dataset `name` (see the module docstring for names and data
     directories): read whole into host memory (`in_memory` True; the default for the embedded
-    datasets) or streamed from its files (False; the default for every other dataset). Cached per
-    (name, split, data directory, in_memory): a second load is free."""
+    datasets) or streamed from its files (False; the default for every other dataset). With
+    `image_size` S every "image" is resized to [S, S, C] as it is read (any stored size). Cached per
+    (name, split, data directory, in_memory, image_size): a second load is free."""
     if in_memory is not None and not isinstance(in_memory, bool):
         raise DataError(f"in_memory must be True, False or None (the dataset's default), not {in_memory!r}.")
+    if image_size is not None and not (isinstance(image_size, int) and image_size >= 1):
+        raise DataError(f"image_size must be a positive number of pixels or None, not {image_size!r}.")
     if _is_directory(name):
         name, root = os.path.abspath(os.path.expanduser(name)), None
     elif _is_embedded(name):
@@ -235,7 +241,7 @@ def load(name: str, split: str, data_dir: str | None = None, *, in_memory: bool 
         root = os.path.abspath(os.path.expanduser(root))
     if in_memory is None:
         in_memory = _is_embedded(name)
-    return _load_cached(name, split, root, in_memory)
+    return _load_cached(name, split, root, in_memory, image_size)
 
 
 def clear_cache() -> None:
@@ -244,7 +250,7 @@ def clear_cache() -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(name: str, split: str, data_dir: str | None, in_memory: bool) -> Dataset:
+def _load_cached(name: str, split: str, data_dir: str | None, in_memory: bool, image_size: int | None) -> Dataset:
     if _is_directory(name):
         builder, source = _directory_source(name, split)
     elif _is_embedded(name):
@@ -254,7 +260,7 @@ def _load_cached(name: str, split: str, data_dir: str | None, in_memory: bool) -
         builder, source = _catalog_source(name, split, data_dir)
     if len(source) == 0:
         raise DataError(f"split {split!r} of {name} is empty.")
-    streamed = StreamedArrays(source, f"{name}:{split}")
+    streamed = StreamedArrays(source, f"{name}:{split}", image_size=image_size)
     arrays = _read_all(streamed) if in_memory else streamed
     features = builder.info.features
     label = features["label"] if "label" in features.keys() else None

@@ -16,7 +16,9 @@ up to CACHE_BYTES are kept after the first such read; larger ones are read again
 
 Records are decoded exactly as the in-memory split decodes them (`read_all` is the same code over
 every row): nested features become "a/b" keys, text becomes str, a grayscale "image" [H, W] gets a
-channel axis.
+channel axis. A split whose images vary in size (a TFDS Image feature of shape (None, None, C), e.g.
+cycle_gan's) is read with `image_size` S: each record's "image" is resized to [S, S, C] as it is
+decoded (`resize_image`), so its rows stack into one array like those of a fixed-size split.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +45,19 @@ class StreamedArrays(Mapping):
     source: a TFDS data source (len, __getitem__, and usually the batched __getitems__).
     index: int64 [n], row i of this split is record index[i] of the source (select_classes keeps
       some rows this way); None for every record in order.
+    image_size: S: every record's "image" [h, w, C] (any h, w) is resized to [S, S, C] when decoded
+      (`resize_image`); None: images as stored (then all of one size).
     """
 
     def __init__(self, source, where: str, index: np.ndarray | None = None,
-                 specs: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None):
+                 specs: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None, image_size: int | None = None):
         self._source = source
         self.where = where  # "name:split", for messages
         self._index = None if index is None else np.asarray(index, np.int64)
         self.num_rows = len(source) if index is None else len(self._index)
+        self.image_size = image_size
         # key -> (shape of one row, dtype), from the first record (every record has the same).
-        self._specs = specs if specs is not None else _specs(_decode(_read(source, [0])[0]))
+        self._specs = specs if specs is not None else _specs(self._decode(_read(source, [0])[0]))
         self._columns = {k: Column(self, k) for k in self._specs}
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # one whole-feature read at a time (the prefetch thread reads too)
@@ -91,7 +97,7 @@ class StreamedArrays(Mapping):
         read = self._partial(keys) if self._partial is not None else functools.partial(_read, self._source)
         for start in range(0, len(records), CHUNK):
             chunk = records[start:start + CHUNK]
-            _fill(out, [_decode(r) for r in read(chunk.tolist())], start)
+            _fill(out, [self._decode(r) for r in read(chunk.tolist())], start)
         return _finish(out)
 
     def read_all(self) -> dict[str, np.ndarray]:
@@ -102,7 +108,14 @@ class StreamedArrays(Mapping):
         """The same split narrowed to `rows` (int [m], into this one's rows), still on disk."""
         rows = np.asarray(rows, np.int64)
         index = rows if self._index is None else self._index[rows]
-        return StreamedArrays(self._source, self.where, index, self._specs)
+        return StreamedArrays(self._source, self.where, index, self._specs, self.image_size)
+
+    def _decode(self, record: dict) -> dict:
+        """`_decode`, then the image resized to image_size when one is set."""
+        flat = _decode(record)
+        if self.image_size is not None and "image" in flat:
+            flat["image"] = resize_image(flat["image"], self.image_size)
+        return flat
 
     def materialize(self, key: str) -> np.ndarray:
         """Feature `key` of every row [num_rows, ...], read-only; kept when at most CACHE_BYTES."""
@@ -240,6 +253,18 @@ def _decode(record: dict) -> dict:
     if isinstance(image, np.ndarray) and image.ndim == 2:
         flat["image"] = image[..., None]
     return flat
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [h, w, C] -> [size, size, C], bicubic (PIL's, as torchvision's Resize of the CycleGAN
+    reference code); the image itself when already that size. Aspect ratios are not kept: a
+    non-square image is stretched to the square, as that code's resize to (286, 286) does."""
+    if image.shape[:2] == (size, size):
+        return image
+    channels = image.shape[2]
+    im = Image.fromarray(image[..., 0] if channels == 1 else image)
+    out = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
+    return out.reshape(size, size, channels)
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:

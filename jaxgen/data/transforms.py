@@ -55,16 +55,27 @@ def random_crop(images: jax.Array, keys: jax.Array, pad: int, mode: str = "refle
     learn to draw; "constant" fills zeros as torchvision's RandomCrop(32, padding=4) does."""
     if pad == 0:
         return images
-    _, h, w, c = images.shape
+    _, h, w, _ = images.shape
     if not 0 < pad < min(h, w) and mode == "reflect":
         raise ValueError(f"a reflect pad must be below the image size {min(h, w)}, not {pad}.")
     padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+    return random_window(padded, keys, h, w)
+
+
+def random_window(images: jax.Array, keys: jax.Array, height: int, width: int) -> jax.Array:
+    """A height x width window of each image [B, H, W, C] at its own offset, uniform over
+    [0, H - height] x [0, W - width], drawn from its own key (keys [B, 2], per-example):
+    [B, height, width, C]. The random crop of CycleGAN's recipe (resize to 286, crop 256) and the
+    crop half of random_crop's pad-and-crop."""
+    _, h, w, c = images.shape
+    if not (0 < height <= h and 0 < width <= w):
+        raise ValueError(f"a {height}x{width} window does not fit in {h}x{w} images.")
 
     def one(image, key):
-        dy, dx = jax.random.randint(key, (2,), 0, 2 * pad + 1)
-        return jax.lax.dynamic_slice(image, (dy, dx, 0), (h, w, c))
+        dy, dx = jax.random.randint(key, (2,), 0, jnp.array([h - height + 1, w - width + 1]))
+        return jax.lax.dynamic_slice(image, (dy, dx, 0), (height, width, c))
 
-    return jax.vmap(one)(padded, keys)
+    return jax.vmap(one)(images, keys)
 
 
 def crop_inputs(inputs: dict[str, jax.Array], pad: int, key: str = "image") -> dict[str, jax.Array]:

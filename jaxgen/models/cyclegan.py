@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.nn import Conv, GroupNorm, UpsampleConv
+from jaxgen.nn import Conv, ConvTranspose, GroupNorm, UpsampleConv
 
 Params = Any
 Pool = dict  # {"images": float [P, H, W, C], "count": int32 []}
@@ -64,9 +64,13 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """Image [B, H, W, C] in [-1, 1] -> translated image [B, H, W, out_channels] in [-1, 1].
 
-    Zhu et al. Appendix 7.2 scaled down: c7s1-channels[0] (kernel `edge_kernel`), then a stride-2
-    3x3 conv to each further entry of `channels` (H / 2^(L-1)), `num_res_blocks` residual blocks, nearest x2 up-sampling
-    + 3x3 conv back through the channels, c7s1-out_channels with tanh.
+    Zhu et al. Appendix 7.2: c7s1-channels[0] (kernel `edge_kernel`), then a stride-2 3x3 conv to
+    each further entry of `channels` (H / 2^(L-1)), `num_res_blocks` residual blocks, x2 up-sampling
+    3x3 convs back through the channels, c7s1-out_channels with tanh. The paper's 256x256 network is
+    channels (64, 128, 256), 9 blocks, edge_kernel 7, upsample 'transpose' (cyclegan_horse2zebra).
+    upsample: 'nearest' (nearest x2, then a 3x3 conv: no checkerboard artefacts, Odena et al. 2016)
+      or 'transpose' (the paper's "fractional-strided" 3x3 conv: PyTorch's ConvTranspose2d(3, stride
+      2, padding 1, output_padding 1) of the reference code). The same parameters either way.
     dtype: activation dtype (None: float32; bfloat16 for mixed precision). Params stay float32,
     instance norm's statistics are float32, and the image is returned in float32.
     """
@@ -75,6 +79,7 @@ class ResnetGenerator(nn.Module):
     num_res_blocks: int = 3
     out_channels: int = 3
     edge_kernel: int = 7  # the c7s1 layers' kernel (7 in the paper; 5 is plenty at 32x32)
+    upsample: str = "nearest"
     dtype: Any = None
 
     @nn.compact
@@ -86,7 +91,11 @@ class ResnetGenerator(nn.Module):
         for _ in range(self.num_res_blocks):
             h = ResidualBlock(dtype=dt)(h)
         for c in reversed(self.channels[:-1]):
-            h = nn.relu(instance_norm(c)(UpsampleConv(c, factor=2, method="nearest", use_bias=False, dtype=dt)(h)))
+            if self.upsample == "transpose":
+                up = ConvTranspose(c, 3, strides=2, padding=1, output_padding=1, use_bias=False, dtype=dt)
+            else:
+                up = UpsampleConv(c, factor=2, method="nearest", use_bias=False, dtype=dt)
+            h = nn.relu(instance_norm(c)(up(h)))
         return jnp.tanh(_reflect_conv(h, self.out_channels, k, use_bias=True, dtype=dt).astype(jnp.float32))
 
 

@@ -271,6 +271,12 @@ class Task:
         d = self.config.data
         return load(d.name, d.eval_split, d.get("data_dir"))
 
+    def fid_reference_dataset(self) -> Dataset:
+        """The held-out split whose `fid_reference` feature holds the images `sample` should resemble
+        (`jaxgen eval`'s FID / KID): the eval split, but where a task's samples belong to another
+        split than its inputs (CycleGAN's translations of testA into the domain of testB)."""
+        return self.eval_dataset()
+
     def frozen_fingerprints(self) -> dict[str, str]:
         """{field of frozen_sources: the sha256 fingerprint of the params it loaded} (none by default)."""
         return {}

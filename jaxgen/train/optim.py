@@ -7,9 +7,9 @@ import optax
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
     """adam / adamw / sgd (with momentum), optional linear warm-up, cosine decay and gradient clipping.
 
-    Fields: name, lr, warmup_steps, schedule ('constant' | 'cosine' | 'burda', the last with
-    epoch_steps: see `burda_schedule`), grad_clip (0 = off), weight_decay (adamw), momentum (sgd),
-    b1, b2, eps (adam*).
+    Fields: name, lr, warmup_steps, schedule ('constant' | 'cosine' | 'burda', with epoch_steps: see
+    `burda_schedule` | 'linear_decay', with decay_start: see `linear_decay_schedule`), grad_clip
+    (0 = off), weight_decay (adamw), momentum (sgd), b1, b2, eps (adam*).
     """
     schedule = _schedule(optim, total_steps)
     if optim.name == "sgd":
@@ -32,10 +32,21 @@ def burda_schedule(lr: float, epoch_steps: int, stages: int = 8) -> optax.Schedu
                                 [int(b) for b in boundaries])
 
 
+def linear_decay_schedule(lr: float, total_steps: int, decay_start: float) -> optax.Schedule:
+    """lr for the first decay_start * total_steps steps (rounded down), then linearly down to 0 at
+    total_steps: Zhu et al.'s (2017, sec. 4) CycleGAN schedule, 100 epochs at 2e-4 then 100 decaying,
+    is decay_start 0.5 (their code steps the rate once per epoch; this one per step)."""
+    start = int(total_steps * decay_start)
+    return optax.join_schedules([optax.constant_schedule(lr),
+                                 optax.linear_schedule(lr, 0.0, max(total_steps - start, 1))], [start])
+
+
 def _schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     warmup = optim.get("warmup_steps", 0)
     if optim.get("schedule", "constant") == "burda":
         return burda_schedule(optim.lr, optim.epoch_steps)
+    if optim.get("schedule", "constant") == "linear_decay":
+        return linear_decay_schedule(optim.lr, total_steps, optim.decay_start)
     if optim.get("schedule", "constant") == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, optim.lr, max(warmup, 1), max(total_steps, warmup + 1),
                                                   end_value=optim.lr * 0.01)
