@@ -16,6 +16,7 @@ USAGE_EXAMPLES = """examples:
   jaxgen sample --workdir runs/vae --num 64 --seed 0 --out samples.png
   jaxgen sample --workdir runs/diff --num 64 --out g4.png --config.sample.guidance=4 --config.sample.steps=20
   jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --prompt "two red circles and a blue square" --out g.png
+  jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --sr_workdir runs/t2i_sr64 --prompt "a red circle" --out g.png
   jaxgen generate --workdir runs/unclip --prompt "a red circle at the top left" --num 8 --out u.png
   jaxgen generate --pretrained t2i_base_shapes16 --prompt "three green squares" --out g.png
   jaxgen export --workdir runs/t2i --out runs/t2i_model
@@ -70,9 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--workdir", help="the base stage's run (text2image base stage or unclip)")
     base.add_argument("--pretrained", help="a pretrained base stage: a name that ships with jaxgen "
                                            "(jaxgen/pretrained) or an exported folder")
-    sr = g.add_mutually_exclusive_group()
-    sr.add_argument("--sr_workdir", help="a super-resolution stage's run, applied to the base stage's images")
-    sr.add_argument("--sr_pretrained", help="a pretrained super-resolution stage (name or exported folder)")
+    # Super-resolution stages, in the order given (both flags append to one list): 16 -> 32 -> 64 is
+    # --sr_workdir S32 --sr_workdir S64 (or any mix of runs and pretrained stages).
+    g.add_argument("--sr_workdir", dest="sr_stages", action="append", type=lambda v: ("workdir", v),
+                   help="a super-resolution stage's run, applied to the previous stage's images (repeatable)")
+    g.add_argument("--sr_pretrained", dest="sr_stages", action="append", type=lambda v: ("pretrained", v),
+                   help="a pretrained super-resolution stage (name or exported folder; repeatable)")
     g.add_argument("--prompt", required=True, help='e.g. "two red circles and a blue square"')
     g.add_argument("--num", type=int, default=8)
     g.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1]")
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.sample(args.workdir, args.num, args.seed, args.out, overrides)
         if args.command == "generate":
             return commands.generate(args.workdir, args.prompt, args.num, args.out, args.guidance, args.steps,
-                                     args.seed, args.sr_workdir, args.pretrained, args.sr_pretrained, args.method)
+                                     args.seed, args.sr_stages or (), args.pretrained, args.method)
         if args.command == "export":
             return commands.export(args.workdir, args.out, args.note, overrides)
         if args.command == "eval":

@@ -63,12 +63,13 @@ def sample(workdir: str, num: int, seed: int, out: str, overrides: list[str] = (
 
 
 def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: float | None = None,
-             steps: int | None = None, seed: int = 0, sr_workdir: str | None = None, pretrained: str | None = None,
-             sr_pretrained: str | None = None, method: str | None = None) -> int:
+             steps: int | None = None, seed: int = 0, sr_stages: Sequence[tuple[str, str]] = (),
+             pretrained: str | None = None, method: str | None = None) -> int:
     """Images of `prompt` from a text-to-image run (text2image base stage or unclip; or a `pretrained`
-    one), then up-sampled by the super-resolution stage in `sr_workdir` / `sr_pretrained` when given
-    (jaxgen.tasks.cascade.run_cascade with PRNGKey(seed)); a grid (.png) or raw arrays (.npz).
-    guidance, steps, method: every stage's sample settings (None: each run's own)."""
+    one), then up-sampled by each super-resolution stage of `sr_stages` in turn, ("workdir", run
+    folder) or ("pretrained", name or folder) pairs (jaxgen.tasks.cascade.run_cascade with
+    PRNGKey(seed)); a grid (.png) or raw arrays (.npz) of the last stage's images. guidance, steps,
+    method: every stage's sample settings (None: each run's own)."""
     # here, not at the top: the CLI starts without JAX
     import jax
 
@@ -89,8 +90,10 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
     stages = [_text_to_image_run(workdir, pretrained, "base")]
-    if sr_workdir or sr_pretrained:
-        stages.append(_text_to_image_run(sr_workdir, sr_pretrained, "sr"))
+    for kind, source in sr_stages:
+        stages.append(_text_to_image_run(source if kind == "workdir" else None,
+                                         source if kind == "pretrained" else None, "sr"))
+    cascade.check_cascade(stages)  # before any sampling: sizes that do not chain are one sentence
     with warnings.catch_warnings(record=True) as caught:  # the tokenizer's truncation warning, said once
         warnings.simplefilter("always")
         images, _ = cascade.run_cascade(stages, [prompt] * num, jax.random.PRNGKey(seed), guidance=guidance,
