@@ -30,7 +30,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = text2image_shapes_sr.get_config()
     c.data.update(name="shapes/t2i64", image_size=64)
     c.model.update(low_res_size=32, channels=(32, 64, 128, 128), cross_attention_levels=(2, 3))
-    return common.apply_variant(c, arg, {"quick": quick}, name="text2image_shapes_sr64")
+    # "demo": the config as it stands (`jaxgen demo` does not run this stage: it is sized for an accelerator).
+    return common.apply_variant(c, arg, {"demo": None, "quick": quick}, name="text2image_shapes_sr64")
 
 
 def quick(c: ml_collections.ConfigDict) -> None:
