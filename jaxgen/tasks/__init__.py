@@ -13,6 +13,7 @@ _TASKS = {
     "clip": "jaxgen.tasks.clip:CLIPTask",
     "unclip": "jaxgen.tasks.unclip:UnCLIPTask",
     "text2image": "jaxgen.tasks.text2image:Text2ImageTask",
+    "autoencoder": "jaxgen.tasks.autoencoder:AutoencoderTask",
 }
 
 

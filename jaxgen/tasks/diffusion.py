@@ -15,7 +15,17 @@ model.process picks how the network learns to generate:
 Images are scaled to [-1, 1] at `data.image_size` (bilinear from the dataset's resolution; at the
 native resolution the data stay on their discrete grid, so the bound in bits/dim is a bound on the
 same discrete likelihood the VAE reports).
+
+model.latent_from (absent or "": pixel space) names a trained `autoencoder` run folder or pretrained
+autoencoder: latent diffusion (Rombach et al. 2022, jaxgen.tasks.latent). The chain then runs over
+that autoencoder's scaled latents `x_shape` = [h, w, z] instead of the images `image_shape`: the
+training images come as precomputed posterior moments, the step draws the latents, sampling decodes
+them to images at data.image_size. The autoencoder stays frozen, outside the train state
+(`frozen_sources`, as unCLIP's CLIP). Data augmentation (random_flip / random_crop), thresholding
+and the likelihood bound are pixel-space tools and are refused.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +37,7 @@ from jaxgen.eval.images import make_grid
 from jaxgen.models.diffusion import flow, likelihood, losses, process, sampling, schedules, training
 from jaxgen.models.diffusion.dit import DiT
 from jaxgen.models.diffusion.network import ARCHITECTURES, Denoiser, null_condition
+from jaxgen.tasks import latent as latent_lib
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import (Task, TaskError, check_channels, check_choice, check_positive_int, check_range,
                                task_errors)
@@ -67,7 +78,8 @@ class DiffusionTask(Task):
         if not 0.0 <= m.cond_drop_prob < 1.0:
             raise TaskError(f"model.cond_drop_prob must be in [0, 1), not {m.cond_drop_prob}.")
         size = config.data.image_size
-        if size % 2 ** (len(m.channels) - 1):
+        source = m.get("latent_from", "")
+        if not source and size % 2 ** (len(m.channels) - 1):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.channels)-1) = "
                             f"{2 ** (len(m.channels) - 1)}.")
         for key in ("attention_levels", "cross_attention_levels"):
@@ -76,9 +88,19 @@ class DiffusionTask(Task):
                 raise TaskError(f"model.{key} must be level indices in 0..{len(m.channels) - 1} "
                                 f"(one per model.channels entry), not {list(m.get(key))}.")
         self.num_classes = dataset.num_classes if m.conditioning == "class" else 0
-        self.batch_keys = ("image", "label") if self.num_classes else ("image",)
         self.native = dataset.arrays["image"].shape[1] == size
+        #: the images the task makes [H, W, C] (at data.image_size)
         self.image_shape = (size, size, dataset.arrays["image"].shape[-1])
+        #: the latent space of model.latent_from (None: pixel space)
+        self.latent = None
+        if source:
+            self.latent = self._latent_space(source)
+            self.native = False  # no discrete likelihood in latent space
+        #: the shape of the chain's x: the images, or the latent grid [h, w, z]
+        self.x_shape = self.image_shape if self.latent is None else self.latent.shape
+        #: the batch features that carry the training images (pixels, or their latents' moments)
+        self.image_keys = ("image",) if self.latent is None else latent_lib.KEYS
+        self.batch_keys = self.image_keys + ("label",) if self.num_classes else self.image_keys
         self.model = self.network()
         # What the sampler integrates: the noise chain, or the flow's time scale and shift.
         self.schedule = (flow.FlowSchedule(float(m.timesteps), float(self.flow_config["flow_shift"]))
@@ -88,6 +110,24 @@ class DiffusionTask(Task):
             **{k: self.flow_config[k] for k in ("flow_time", "flow_time_mean", "flow_time_std")})
         self.sample_settings()  # the config's own, checked before anything runs
         self.chains = sampling.Chains()
+
+    def _latent_space(self, source: str) -> latent_lib.LatentSpace:
+        """The frozen autoencoder's latent space for model.latent_from=`source`, after refusing the
+        pixel-space settings (one sentence each, before the autoencoder is loaded)."""
+        m, d = self.config.model, self.config.data
+        if d.get("random_flip") or d.get("random_crop", 0):
+            raise TaskError("model.latent_from trains on precomputed latents of the training images, which "
+                            "are never flipped or cropped; set data.random_flip=False and data.random_crop=0.")
+        if self.config.sample.thresholding != "none":
+            raise TaskError(f"sample.thresholding={self.config.sample.thresholding!r} clips x0 to the [-1, 1] of "
+                            f"pixels; latents (model.latent_from) are unbounded: set sample.thresholding='none'.")
+        space = latent_lib.LatentSpace(source, self.dataset, self.config.data.image_size)
+        levels = 2 ** (len(m.channels) - 1)
+        if space.shape[0] % levels:
+            raise TaskError(f"the {space.shape[0]}x{space.shape[1]} latents of model.latent_from must be divisible "
+                            f"by 2**(len(model.channels)-1) = {levels}; use fewer channel levels.")
+        self.frozen_sources = ("model.latent_from",)
+        return space
 
     def check_process(self, method: str) -> None:
         """TaskError unless model.process and its fields are valid and sample.method samples that
@@ -121,9 +161,47 @@ class DiffusionTask(Task):
         return 2.0 * unit - 1.0
 
     def diffusion_target(self, inputs: dict[str, jax.Array]) -> jax.Array:
-        """The x0 [B, S, S, C] the chain learns to produce for a training batch: its images in [-1, 1]
-        (a super-resolution stage may diffuse a residual instead, see Text2ImageTask)."""
+        """The x0 [B, *x_shape] the chain learns to produce for a training batch: its images in [-1, 1]
+        (a super-resolution stage may diffuse a residual instead, see Text2ImageTask), or in latent
+        space the scaled posterior samples of their latents."""
+        if self.latent is not None:
+            return self.latent.to_latent(inputs["latent_mean"], inputs["latent_std"], inputs["key"])
         return self.preprocess(inputs["image"])
+
+    def train_rows(self):
+        """The training split as the batches read it: the dataset, in latent space with the latents'
+        moments (jaxgen.tasks.latent.KEYS) added (computed on first use; a new Dataset, the loaded
+        split stays read-only)."""
+        if self.latent is None:
+            return self.dataset
+        return dataclasses.replace(self.dataset, arrays={**self.dataset.arrays, **self.latent.training_moments()})
+
+    def host_batch(self, step, process_index=0, process_count=1):
+        if self.latent is None:
+            return super().host_batch(step, process_index, process_count)
+        self.latent.prepare()
+        return self.train_rows().batch(self.config.seed, step, self.config.train.batch_size, process_index,
+                                       process_count, keys=self.batch_keys)
+
+    def chain_output(self, x: jax.Array) -> jax.Array:
+        """Inside a sampling chain: its final x -> what the chain returns: images in [0, 1] (pixel
+        space) or the latents themselves, decoded after by `finish`."""
+        return sampling.to_unit(x) if self.latent is None else x
+
+    def finish(self, out: np.ndarray, stats: dict[str, float]) -> tuple[np.ndarray, dict[str, float]]:
+        """(images [N, H, W, C] in [0, 1], stats) from a chain's output (see chain_output)."""
+        return (out, stats) if self.latent is None else self.latent.finish(out, stats)
+
+    def frozen_fingerprints(self) -> dict[str, str]:
+        return {} if self.latent is None else {"model.latent_from": self.latent.fingerprint}
+
+    def save_assets(self, workdir):
+        if self.latent is not None:
+            self.latent.save(workdir)
+
+    def load_assets(self, workdir):
+        if self.latent is not None:
+            self.latent.load(workdir)
 
     def network(self, **extra) -> Denoiser | DiT:
         """The config's denoiser: model.network 'unet' (jaxgen's U-Net; the default, also for runs
@@ -136,21 +214,22 @@ class DiffusionTask(Task):
         if kind == "dit":
             for name in ("patch_size", "hidden_size", "depth", "num_heads"):
                 check_positive_int(f"model.{name}", m.get(name))
-            ratio, size = m.get("mlp_ratio"), self.image_shape[0]
+            ratio, size = m.get("mlp_ratio"), self.x_shape[0]
             if not (is_finite_number(ratio) and ratio > 0):
                 raise TaskError(f"model.mlp_ratio must be a number > 0 (the MLP's width over model.hidden_size), "
                                 f"not {ratio!r}.")
             if size % m.patch_size:
-                raise TaskError(f"model.patch_size={m.patch_size} must divide data.image_size={size} (the DiT cuts "
+                what = "data.image_size" if self.latent is None else "the latent grid's size"
+                raise TaskError(f"model.patch_size={m.patch_size} must divide {what}={size} (the DiT cuts "
                                 f"the image into patch_size x patch_size patches).")
             if m.hidden_size % m.num_heads:
                 raise TaskError(f"model.hidden_size={m.hidden_size} must be divisible by model.num_heads="
                                 f"{m.num_heads}.")
-            return DiT(out_channels=self.image_shape[-1], patch_size=m.patch_size, hidden_size=m.hidden_size,
+            return DiT(out_channels=self.x_shape[-1], patch_size=m.patch_size, hidden_size=m.hidden_size,
                        depth=m.depth, num_heads=m.num_heads, mlp_ratio=float(ratio), dropout=m.dropout,
                        num_classes=self.num_classes, dtype=precision.compute_dtype(self.config), **extra)
         cross = m.get("cross_attention_levels")
-        return Denoiser(out_channels=self.image_shape[-1], channels=tuple(m.channels),
+        return Denoiser(out_channels=self.x_shape[-1], channels=tuple(m.channels),
                         num_res_blocks=m.num_res_blocks, attention_levels=tuple(m.attention_levels),
                         cross_attention_levels=None if cross is None else tuple(cross),
                         num_heads=m.num_heads, upsample=m.upsample, dropout=m.dropout,
@@ -172,7 +251,7 @@ class DiffusionTask(Task):
         return {"label": labels} if self.num_classes else None
 
     def init_params(self, rng):
-        x = jnp.zeros((1,) + self.image_shape, jnp.float32)
+        x = jnp.zeros((1,) + self.x_shape, jnp.float32)
         return self.model.init(rng, x, jnp.zeros((1,), jnp.int32), self.condition(jnp.zeros((1,), jnp.int32)))["params"]
 
     # ---- update step -----------------------------------------------------------------------------
@@ -216,13 +295,13 @@ class DiffusionTask(Task):
             def run(params, rng, labels, guidance):
                 cond = self.condition(labels)
                 null = None if guidance is None else null_condition(cond, self.num_classes)
-                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.image_shape, rng, cond,
+                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.x_shape, rng, cond,
                                     null_cond=null, guidance=guidance,
                                     parameterization=self.config.model.parameterization)
-                return sampling.to_unit(x), stats
+                return self.chain_output(x), stats
             return run
-        return self.chains.run(("generate", num, guidance is not None) + s.static, make,
-                               (params, rng, labels, guidance))
+        return self.finish(*self.chains.run(("generate", num, guidance is not None) + s.static, make,
+                                            (params, rng, labels, guidance)))
 
     def sample(self, params, rng, num):
         images, _ = self.generate(params, rng, num)
@@ -253,6 +332,8 @@ class DiffusionTask(Task):
         eval.vlb_select_examples training images (a hyper-parameter of the model, chosen on train)."""
         if self.process != "ddpm":
             raise TaskError("the likelihood bound is that of the DDPM chain; a model.process='flow' model has none.")
+        if self.latent is not None:
+            raise TaskError("the likelihood bound is that of pixels; a latent diffusion model (model.latent_from) has none.")
         e = self.config.eval
         train = self.dataset.arrays["image"][:e.get("vlb_select_examples", 360)]  # runs saved before it existed
         test = self.eval_dataset().arrays["image"]
@@ -305,7 +386,8 @@ class DiffusionTask(Task):
         rows = self.num_classes or 8
         images, _ = self.generate(params, jax.random.PRNGKey(self.config.seed + 4), rows * 10,
                                   labels=np.repeat(np.arange(rows), 10) if self.num_classes else None)
-        x0 = self.preprocess(self.eval_dataset().arrays["image"][:8])
+        real = self.eval_dataset().arrays["image"][:8]
+        x0 = self.preprocess(real) if self.latent is None else jnp.asarray(self.latent.encode(real))
         if self.process == "flow":
             ts = np.linspace(0.0, 1.0, 10)
             noised = [flow.interpolate(x0, jax.random.normal(jax.random.PRNGKey(k), x0.shape), jnp.full((8,), t))
@@ -314,7 +396,10 @@ class DiffusionTask(Task):
             ts = np.linspace(0, self.schedule.num_steps - 1, 10).astype(np.int32)
             noised = [process.q_sample(self.schedule, x0, jnp.full((8,), t), jax.random.normal(
                 jax.random.PRNGKey(t), x0.shape)) for t in ts]
-        noised = np.clip((np.stack(noised, 1) + 1.0) / 2.0, 0.0, 1.0).reshape(-1, *self.image_shape)
+        if self.latent is None:
+            noised = np.clip((np.stack(noised, 1) + 1.0) / 2.0, 0.0, 1.0).reshape(-1, *self.image_shape)
+        else:  # the noised latents, decoded
+            noised = self.latent.decode(np.stack(noised, 1).reshape(-1, *self.x_shape))
         return {"samples": make_grid(images, columns=10),
                 "forward_process": make_grid(noised, columns=10)}
 

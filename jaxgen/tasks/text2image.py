@@ -23,6 +23,10 @@ features are computed on the host (cached per distinct caption) and travel in th
 "context" float32 [B, L, D], "context_mask" bool [B, L] and "pooled" float32 [B, P]; the encoder's
 parameters are never part of the train state.
 
+A base stage may run in the latent space of a trained autoencoder (model.latent_from, latent
+diffusion: see DiffusionTask and jaxgen.tasks.latent): the chain makes latents that the frozen
+decoder turns into images, e.g. 16x16x4 latents for 64x64 scenes (configs/latent_diffusion_shapes64).
+
 Evaluation (`jaxgen eval`): the prompt suite of jaxgen.eval.prompt_suite, shared with the unclip
 task (the fraction of generated images that satisfy their prompt per category, seen and held out,
 the parser's ceiling on real images at the same size, the CLIP score with eval.clip_workdir). The SR
@@ -70,6 +74,8 @@ class Text2ImageTask(DiffusionTask):
                             f"not {list(self.styles)}.")
         if m.stage not in STAGES:
             raise TaskError(f"model.stage must be one of {', '.join(STAGES)}, not {m.stage!r}.")
+        if m.get("latent_from", "") and m.stage != "base":
+            raise TaskError("model.latent_from (latent diffusion) applies to a base stage (model.stage='base') only.")
         super().__init__(config, dataset)
         self.stage = m.stage
         if self.stage == "sr":
@@ -91,7 +97,7 @@ class Text2ImageTask(DiffusionTask):
         except TextEncoderError as e:
             raise TaskError(str(e)) from None
         self.model = self.network(context_dim=self.text.width)
-        self.batch_keys = ("image",) + TEXT_KEYS
+        self.batch_keys = self.image_keys + TEXT_KEYS
         self._train_captions_encoded = False
 
     @property
@@ -109,11 +115,13 @@ class Text2ImageTask(DiffusionTask):
         keys = [shapes_lib.CAPTION_KEYS[s] for s in self.styles]
         if not self._train_captions_encoded:
             self._encode_train_captions(keys)
-        rows = self.dataset.batch(self.config.seed, step, t.batch_size, process_index, process_count,
-                                  keys=("image", *keys))
+        if self.latent is not None:
+            self.latent.prepare()
+        rows = self.train_rows().batch(self.config.seed, step, t.batch_size, process_index, process_count,
+                                       keys=(*self.image_keys, *keys))
         texts = [str(x) for x in captions.drawn_captions(rows, keys, self.config.seed, step, t.batch_size,
                                                           process_index, process_count)]
-        return {"image": rows["image"], **self.text(texts)}
+        return {**{k: rows[k] for k in self.image_keys}, **self.text(texts)}
 
     def _encode_train_captions(self, keys: list[str]) -> None:
         """Fills the text cache with every distinct training caption of the drawn styles, in full
@@ -143,11 +151,10 @@ class Text2ImageTask(DiffusionTask):
         return transforms.resize(low_res, self.image_shape[0]), self.residual_scale
 
     def diffusion_target(self, inputs):
-        image = self.preprocess(inputs["image"])
         if not self.residual_scale:
-            return image
+            return super().diffusion_target(inputs)
         offset, scale = self.residual_frame(self.low_res(inputs["image"]))
-        return (image - offset) / scale
+        return (self.preprocess(inputs["image"]) - offset) / scale
 
     def train_condition(self, inputs):
         cond = {k: inputs[k] for k in TEXT_KEYS}
@@ -169,7 +176,7 @@ class Text2ImageTask(DiffusionTask):
         return cond
 
     def init_params(self, rng):
-        x = jnp.zeros((1,) + self.image_shape, jnp.float32)
+        x = jnp.zeros((1,) + self.x_shape, jnp.float32)
         return self.model.init(rng, x, jnp.zeros((1,), jnp.int32), self._dummy_condition(1))["params"]
 
     # ---- sampling --------------------------------------------------------------------------------
@@ -206,13 +213,13 @@ class Text2ImageTask(DiffusionTask):
                     cond["low_res"], cond["noise_level"] = imagen.fixed_low_res(self.schedule, cond["low_res"],
                                                                                 aug_rng, noise_aug)
                 null = null_condition(cond, 0)  # null text; the SR stage's low-res input is kept
-                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.image_shape, rng, cond,
+                x, stats = s.sample(self.denoise, params, self.schedule, (num,) + self.x_shape, rng, cond,
                                     null_cond=null, guidance=guidance, x0_offset=offset, x0_scale=scale,
                                     parameterization=self.config.model.parameterization)
-                return sampling.to_unit(offset + scale * x), stats
+                return self.chain_output(offset + scale * x), stats
             return run
-        return self.chains.run(("text_to_image", num, noise_aug) + s.static, make,
-                               (params, rng, cond, jnp.float32(s.guidance)))
+        return self.finish(*self.chains.run(("text_to_image", num, noise_aug) + s.static, make,
+                                            (params, rng, cond, jnp.float32(s.guidance))))
 
     def test_prompts(self, num: int) -> tuple[list[str], np.ndarray]:
         """The full captions of the first `num` test scenes (cycling) and their images uint8 [num, ...]."""
