@@ -1,4 +1,7 @@
-"""The fixture that runs a task's real train step on a chosen set of devices."""
+"""The fixture that runs a task's real train step on a chosen set of devices, and the trained runs
+that several test modules share."""
+import os
+
 import jax
 import pytest
 
@@ -17,6 +20,18 @@ def _run_steps(config, devices, mode="shard_map", steps=2):
     return host, jax.device_get(step_fn.metrics_to_host(metrics))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a plain function: module fixtures that share one run use it too
 def run_steps():
     return _run_steps
+
+
+@pytest.fixture(scope="module")
+def text2image_sr_run(shared_dir):
+    """A 4-step text2image super-resolution stage (16 -> 32, text2image_shapes_sr:quick), trained
+    through the CLI once per test run: the SR stage of test_text2image.py's cascade and of
+    test_unclip.py's (an unclip base feeds it as a text2image base does)."""
+    from jaxgen.cli import main
+
+    def build(path):
+        assert main(["train", "text2image_shapes_sr:quick", "--workdir", str(path / "run"), "--quiet"]) == 0
+    return os.path.join(shared_dir("text2image_sr", build), "run")

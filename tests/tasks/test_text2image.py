@@ -26,13 +26,12 @@ from jaxgen.train import loop
 
 
 @pytest.fixture(scope="module")
-def runs(shared_dir):
-    """A 4-step base run and a 4-step SR run, trained through the CLI."""
+def runs(shared_dir, text2image_sr_run):
+    """A 4-step base run and a 4-step SR run (tests/tasks/conftest.py's, shared with test_unclip.py),
+    trained through the CLI."""
     def build(path):
         assert main(["train", "text2image_shapes:quick", "--workdir", str(path / "base"), "--quiet"]) == 0
-        assert main(["train", "text2image_shapes_sr:quick", "--workdir", str(path / "sr"), "--quiet"]) == 0
-    root = shared_dir("text2image", build)
-    return os.path.join(root, "base"), os.path.join(root, "sr")
+    return os.path.join(shared_dir("text2image_base", build), "base"), text2image_sr_run
 
 
 def _stages(*workdirs):
