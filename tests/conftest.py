@@ -86,6 +86,40 @@ def classifier_run(shared_dir):
     return os.path.join(shared_dir("classifier_digits", build), "run")
 
 
+@pytest.fixture(scope="session")
+def clip_run(shared_dir):
+    """A tiny CLIP trained 40 steps on shapes/tiny, the frozen CLIP of the unclip runs of
+    tests/tasks/test_unclip.py and tests/test_unclip_prior_retrieval.py: enough for its image
+    embeddings to tell scenes apart (the mean cosine of two different scenes' embeddings is ~0.6,
+    against ~0.93 after the quick config's 10 steps), which test_unclip.py's prior test needs. On one
+    device: 40 steps of this tiny model cost less there than on the 8 fake CPU devices, whose
+    all-reduce dominates them (measured: the same losses as on 8, every param within 3e-7, so the prior
+    test's gap and the unclip eval's scores do not move; tests/tasks/test_clip_task.py checks that 8
+    devices step as 1)."""
+    import jax
+
+    from jaxgen import config as config_lib
+    from jaxgen.train import loop
+
+    config = config_lib.load("clip_shapes:quick", ["--config.train.steps=40", "--config.train.ckpt_every=40",
+                                                   "--config.train.log_every=20", "--config.optim.lr=0.003"])
+    workdir = shared_dir("unclip_clip_shapes",
+                         lambda path: loop.train(config, str(path / "run"), devices=jax.devices()[:1], quiet=True))
+    return os.path.join(workdir, "run")
+
+
+@pytest.fixture(scope="session")
+def unclip_run(clip_run, shared_dir):
+    """A 4-step unclip run over clip_run (quick config, 16x16, decoder without attention), trained
+    through the CLI."""
+    from jaxgen.cli import main
+
+    def build(path):
+        assert main(["train", "unclip_shapes:quick", "--workdir", str(path / "run"), "--quiet",
+                     f"--config.model.clip_workdir={clip_run}", "--config.model.decoder.attention_levels=()"]) == 0
+    return os.path.join(shared_dir("unclip_run", build), "run")
+
+
 # The modules whose single tests run longest (tens of seconds each on 2 cores), started first. With
 # `--dist worksteal` a worker that finishes early takes tests from the other's queue, so the suite's
 # wall time is its CPU time over two plus whatever test is still running when the queues empty: a

@@ -1,15 +1,11 @@
 """experiments.unclip_prior_retrieval: its retrieval arithmetic on hand-made embeddings, and the command
 on a quick unclip run (the files, one row per style and guidance, rates that hang together)."""
 import json
-import os
 
 import numpy as np
 import pytest
 
 from experiments import unclip_prior_retrieval as upr
-from jaxgen import config as config_lib
-from jaxgen.cli import main as cli
-from jaxgen.train import loop
 
 
 def test_retrieval_and_tie_ceiling_by_hand():
@@ -20,21 +16,6 @@ def test_retrieval_and_tie_ceiling_by_hand():
     assert upr.retrieval(queries, keys, captions) == {"own_image_rate": 0.5, "same_caption_rate": 0.75}
     # "a" and "c" are unique, the two "b" scenes share theirs: (1 + 1 + 1/2 + 1/2) / 4
     assert upr.tie_ceiling(captions) == pytest.approx(0.75)
-
-
-@pytest.fixture(scope="module")
-def unclip_run(shared_dir):
-    """The tiny clip run and 4-step unclip run of tests/tasks/test_unclip.py (same builds, same shared
-    folders, so a whole-suite run trains them once)."""
-    config = config_lib.load("clip_shapes:quick", ["--config.train.steps=40", "--config.train.ckpt_every=40",
-                                                   "--config.train.log_every=20", "--config.optim.lr=0.003"])
-    clip = os.path.join(shared_dir("unclip_clip_shapes", lambda p: loop.train(config, str(p / "run"), quiet=True)),
-                        "run")
-
-    def build(path):
-        assert cli(["train", "unclip_shapes:quick", "--workdir", str(path / "run"), "--quiet",
-                    f"--config.model.clip_workdir={clip}", "--config.model.decoder.attention_levels=()"]) == 0
-    return os.path.join(shared_dir("unclip_run", build), "run")
 
 
 def test_command_on_a_quick_run(unclip_run, tmp_path):

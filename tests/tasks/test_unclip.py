@@ -1,5 +1,5 @@
-"""The unclip task over a tiny clip run trained here: the joint prior + decoder step on 8 devices
-equals 1 device and accumulates micro-batches exactly, its bf16 step keeps a float32 state, CLIP
+"""The unclip task over a tiny clip run (tests/conftest.py's clip_run): the joint prior + decoder step
+on 8 devices equals 1 device and accumulates micro-batches exactly, its bf16 step keeps a float32 state, CLIP
 stays frozen, prior samples are unit vectors, text_to_image (the contract of jaxgen.tasks.cascade)
 and variations follow their prompt or image, their seed and both guidance scales, a tiny prior
 learns to point at the caption's own image embedding, `jaxgen generate` runs an unclip run alone and as the base of a
@@ -28,27 +28,7 @@ from jaxgen.tasks.text2image import Text2ImageTask
 from jaxgen.train import accumulate, loop, parallel
 
 
-@pytest.fixture(scope="module")
-def clip_run(shared_dir):
-    """A tiny CLIP trained 40 steps on shapes/tiny (about 10 s once compiled): enough for its image
-    embeddings to tell scenes apart (the mean cosine of two different scenes' embeddings is ~0.6,
-    against ~0.93 after the quick config's 10 steps), which the prior test needs."""
-    config = config_lib.load("clip_shapes:quick", ["--config.train.steps=40", "--config.train.ckpt_every=40",
-                                                   "--config.train.log_every=20", "--config.optim.lr=0.003"])
-    workdir = shared_dir("unclip_clip_shapes", lambda path: loop.train(config, str(path / "run"), quiet=True))
-    return os.path.join(workdir, "run")
-
-
-NO_ATTENTION = "--config.model.decoder.attention_levels=()"
-
-
-@pytest.fixture(scope="module")
-def unclip_run(clip_run, shared_dir):
-    """A 4-step unclip run (quick config, 16x16, decoder without attention), trained through the CLI."""
-    def build(path):
-        assert main(["train", "unclip_shapes:quick", "--workdir", str(path / "run"), "--quiet",
-                     f"--config.model.clip_workdir={clip_run}", NO_ATTENTION]) == 0
-    return os.path.join(shared_dir("unclip_run", build), "run")
+NO_ATTENTION = "--config.model.decoder.attention_levels=()"  # as tests/conftest.py's unclip_run
 
 
 @pytest.fixture(scope="module")
