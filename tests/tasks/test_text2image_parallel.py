@@ -64,10 +64,10 @@ def test_text_encoder_is_frozen_outside_the_train_state():
     assert not any("word_embeddings" in jax.tree_util.keystr(p) for p, _ in
                    jax.tree_util.tree_flatten_with_path(state)[0])
     # The features arrive as batch data, cached once per distinct caption: every training caption
-    # of every configured style (full and position) is encoded before the first step...
+    # of every configured style (full, position and relation) is encoded before the first step...
     batch = task.host_batch(0)
     assert batch["context"].shape == (16, 20, 384) and batch["pooled"].shape == (16, 384)
-    assert task.styles == ("full", "position")
+    assert task.styles == ("full", "position", "relation")
     captions = {t for style in task.styles for t in task.dataset.arrays[shapes.CAPTION_KEYS[style]].tolist()}
     assert all(t in task.text for t in captions)
     # ...and gives the features the batch's captions (one style drawn per example) get when encoded
