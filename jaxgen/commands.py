@@ -90,9 +90,9 @@ def generate(workdir: str | None, prompt: str, num: int, out: str, guidance: flo
     if kind not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (raw arrays), not {out!r}.")
     stages = [_text_to_image_run(workdir, pretrained, "base")]
-    for kind, source in sr_stages:
-        stages.append(_text_to_image_run(source if kind == "workdir" else None,
-                                         source if kind == "pretrained" else None, "sr"))
+    for flag, source in sr_stages:
+        stages.append(_text_to_image_run(source if flag == "workdir" else None,
+                                         source if flag == "pretrained" else None, "sr"))
     cascade.check_cascade(stages)  # before any sampling: sizes that do not chain are one sentence
     with warnings.catch_warnings(record=True) as caught:  # the tokenizer's truncation warning, said once
         warnings.simplefilter("always")

@@ -119,7 +119,8 @@ def test_generate_command_runs_the_cascade(runs, tmp_path, capsys):
     grid, raw = str(tmp_path / "grid.png"), str(tmp_path / "raw.npz")
     assert main(["generate", "--workdir", base, "--sr_workdir", sr, "--prompt", "two red circles and a blue square",
                  "--num", "2", "--out", grid, "--guidance", "3", "--steps", "3", "--seed", "0"]) == 0
-    assert os.path.getsize(grid) > 0
+    with open(grid, "rb") as f:  # a PNG grid, whatever SR stages ran
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert main(["generate", "--workdir", base, "--sr_workdir", sr, "--prompt", "two red circles and a blue square",
                  "--num", "2", "--out", raw, "--guidance", "3", "--steps", "3", "--seed", "1"]) == 0
     assert np.load(raw)["images"].shape == (2, 32, 32, 3)
