@@ -52,7 +52,7 @@ from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice, task_errors
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 from jaxgen.train import precision
-from jaxgen.train.checkpoint import Checkpointer
+from jaxgen.train.checkpoint import CheckpointError
 
 PARTS = ("prior", "decoder")
 CLIP_FILE = "clip.json"
@@ -421,16 +421,15 @@ class UnCLIPTask(Task):
 
 def _load_clip(source: str):
     """(CLIPScorer, its training step) of a trained clip run folder or a pretrained clip model (a
-    shipped name or an exported folder), with one-sentence errors."""
-    if runs.is_run_folder(source):
-        ckpt = Checkpointer(source)
-        step = ckpt.latest_step()
-        ckpt.close()
-        if step is None:
-            raise TaskError(f"{source} has no complete checkpoint yet; train the clip run first.")
-    elif not os.path.isfile(os.path.join(source, runs.META_FILE)) and source not in runs.available_pretrained():
-        raise TaskError(f"{source} holds no trained clip run (no checkpoints/) and is no pretrained model (shipped: "
-                        f"{', '.join(runs.available_pretrained()) or 'none'}); train a clip run there first.")
+    shipped name or an exported folder), with one-sentence errors (a run folder without a complete
+    checkpoint: restore_for_eval's)."""
+    if not runs.is_run_folder(source):
+        try:
+            runs.resolve_pretrained(source)
+        except CheckpointError:
+            raise TaskError(f"{source} holds no trained clip run (no checkpoints/) and is no pretrained model "
+                            f"(shipped: {', '.join(runs.available_pretrained()) or 'none'}); train a clip run "
+                            f"there first.") from None
     scorer = runs.clip_scorer(source)
     return scorer, scorer.step
 
