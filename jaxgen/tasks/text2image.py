@@ -78,6 +78,10 @@ class Text2ImageTask(DiffusionTask):
             raise TaskError("model.latent_from (latent diffusion) applies to a base stage (model.stage='base') only.")
         super().__init__(config, dataset)
         self.stage = m.stage
+        if self.process == "flow" and self.stage == "sr":
+            # The SR stage noises its low-res input on the DDPM chain (noise conditioning augmentation).
+            raise TaskError("model.process='flow' applies to a base stage (model.stage='base') only; the "
+                            "super-resolution stage's noise augmentation is defined on the DDPM chain.")
         if self.stage == "sr":
             if not 0 < m.low_res_size < self.image_shape[0]:
                 raise TaskError(f"model.low_res_size must be below data.image_size={self.image_shape[0]} for a "
