@@ -1,9 +1,10 @@
 """The digits-classifier feature space that every family's samples are judged in.
 
-`ClassifierJudge(run)` takes a loaded `classifier_digits` run (jaxgen.tasks.runs.classifier_judge
-loads one from its folder) and maps float images in [0, 1] (any resolution; resized bilinearly to the
-classifier's) to logits and penultimate features, and scores samples there the same way for every
-family (`score`): Frechet distances, precision / recall, class coverage and class accuracy.
+`ClassifierJudge(config, task, params)` takes a trained `classifier_digits` model
+(jaxgen.tasks.runs.classifier_judge loads one from a run folder or a pretrained model) and maps
+float images in [0, 1] (any resolution; resized bilinearly to the classifier's) to logits and
+penultimate features, and scores samples there the same way for every family (`score`): Frechet
+distances, precision / recall, class coverage and class accuracy.
 """
 import numpy as np
 
@@ -13,10 +14,10 @@ from jaxgen.eval import frechet, precision_recall
 
 
 class ClassifierJudge:
-    def __init__(self, run):
-        """`run`: the loaded classifier run, (config, task, state)."""
-        self.config, self.task, state = run
-        self.params = self.task.eval_params(state)
+    def __init__(self, config, task, params):
+        """A trained classifier: its config, task and sampling params (jaxgen.tasks.runs.classifier_judge
+        loads them from a run folder or a pretrained model)."""
+        self.config, self.task, self.params = config, task, params
         self._real = {}  # split -> (features, labels): `score` needs train and test on every call
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

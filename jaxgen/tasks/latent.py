@@ -31,7 +31,6 @@ from jaxgen.models import autoencoder as ae_lib
 from jaxgen.nn import lora
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import TaskError
-from jaxgen.train.checkpoint import CheckpointError, load_run_config
 
 LATENT_FILE = "latent.json"
 #: the batch features of a latent diffusion run's training images
@@ -45,30 +44,6 @@ _CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 _SCALES: dict[tuple, float] = {}
 
 
-def load_autoencoder(source: str):
-    """(AutoencoderTask, its sampling params, its step) of a trained autoencoder run folder (newest
-    checkpoint) or a pretrained autoencoder (a shipped name or an exported folder); a one-sentence
-    TaskError for anything else."""
-    field = "model.latent_from"
-    try:
-        if runs.is_run_folder(source):
-            task_name = load_run_config(source).get("task")
-            if task_name != "autoencoder":
-                raise TaskError(f"{field}={source!r} holds a {task_name} run, not an autoencoder run "
-                                f"(jaxgen train autoencoder_shapes64 ...).")
-            _, task, state = runs.restore_for_eval(source)
-            return task, task.eval_params(state), int(state.step)
-        if not os.path.isfile(os.path.join(source, runs.META_FILE)) and source not in runs.available_pretrained():
-            raise TaskError(f"{field}={source!r} is neither a trained autoencoder run folder nor a pretrained "
-                            f"autoencoder; train one first (jaxgen train autoencoder_shapes64 ...).")
-        config, task, params = runs.load_pretrained(source)
-        if config.task != "autoencoder":
-            raise TaskError(f"{field}={source!r} is a pretrained {config.task} model, not an autoencoder.")
-        return task, params, runs.pretrained_meta(source).get("step")
-    except CheckpointError as e:
-        raise TaskError(f"{field}={source!r} cannot be loaded: {e}") from None
-
-
 class LatentSpace:
     """A frozen autoencoder's latent space for the diffusion task over `dataset` (its training split).
 
@@ -77,7 +52,9 @@ class LatentSpace:
 
     def __init__(self, source: str, dataset, image_size: int):
         self.source = source
-        self.autoencoder, self.params, self.step = load_autoencoder(source)
+        # A trained autoencoder run folder or pretrained autoencoder (runs.trained_model's sentences).
+        model = runs.trained_model(source, "autoencoder", field="model.latent_from")
+        self.autoencoder, self.params, self.step = model.task, model.params, model.step
         made = self.autoencoder.image_shape
         if made[0] != image_size:
             raise TaskError(f"data.image_size={image_size} differs from the {made[0]}x{made[1]} images the "

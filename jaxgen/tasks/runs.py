@@ -1,12 +1,13 @@
 """Loading a trained run: a run folder (config.json, checkpoints/) -> its config, task and state.
 
 The one place that turns a run folder into a live run. The commands (`jaxgen sample`, `eval`,
-`export`, ...), the training loop (a LoRA run's frozen base) and every task that needs another
-trained run load it here: the digits classifier whose features judge samples (`classifier_judge`),
-a CLIP run that scores images or encodes text (`clip_scorer`), the base stage of a cascade. It
+`export`, ...) restore a run (`restore_for_eval`); a model that another uses frozen, from a run
+folder or a pretrained model, loads through `trained_model`: the digits classifier whose features
+judge samples (`classifier_judge`), a CLIP model that scores images or encodes text (`clip_scorer`),
+a latent diffusion run's autoencoder, the base of a LoRA run or warm start (the training loop). It
 lives in the tasks layer because it builds a task, of any family, through the registry
 (`jaxgen.tasks.get` imports a family by name, on demand); the judges in jaxgen.eval take the loaded
-run, so eval never imports tasks, and nothing here imports the training loop.
+model, so eval never imports tasks, and nothing here imports the training loop.
 """
 from __future__ import annotations
 
@@ -83,31 +84,85 @@ def restore_for_eval(workdir: str, devices: list | None = None, overrides: Seque
     return Run(config, task, state)
 
 
-def _check_task(workdir: str, want: str) -> None:
-    """TaskError unless the run in `workdir` is one of task `want` (read from its config.json before
-    anything is restored)."""
-    task = load_run_config(workdir).get("task")
-    if task != want:
-        raise TaskError(f"{workdir} holds a {task} run, not a {want} run.")
+class TrainedModel(NamedTuple):
+    """A trained model that another model uses frozen (`trained_model`): a run folder at its newest
+    checkpoint, or a pretrained model."""
+    config: ml_collections.ConfigDict  # its config (a run's config.json; a pretrained model's)
+    task: Task  # its task over its training split, its assets loaded (a CLIP model's vocabulary, ...)
+    params: PyTree  # the params it samples with (Task.eval_params: its EMA when it keeps one)
+    step: int | None  # the training step of those params (a pretrained model's meta.json; None if unrecorded)
+    path: str  # the absolute folder it was loaded from (a shipped name resolved)
+    state: PyTree | None  # a run's whole restored state (raw params, EMA, ...); None for a pretrained model
+
+
+def trained_model(source: str, task_name: str, *, field: str | None = None) -> TrainedModel:
+    """The trained `task_name` model in `source`: a run folder (its newest checkpoint) or a pretrained
+    model (a shipped name or an exported folder). `field` is the config field naming it (e.g.
+    "model.latent_from"): the error sentences then start with `field='source'` and say which shipped
+    configs train one.
+
+    One sentence each: TaskError when `source` is neither a run folder nor a pretrained model, or holds
+    a model of another task (read from its config, before anything is restored); CheckpointError when
+    it cannot be restored (no checkpoint yet, params that do not match their sha256): the restore's own
+    sentence, after "field='source' cannot be loaded: " when `field` is given."""
+    who = source if field is None else f"{field}={source!r}"
+    # A config field's user is writing a config: tell them which one trains the model it must name.
+    hint = _trained_by(task_name) if field is not None else ""
+    run = is_run_folder(source)
+    if run:
+        config = load_run_config(source)
+    else:
+        try:
+            path = resolve_pretrained(source)
+        except CheckpointError:
+            raise TaskError(f"{who} is neither a trained {task_name} run folder nor a pretrained {task_name} model "
+                            f"(shipped: {', '.join(available_pretrained()) or 'none'}): it holds no trained "
+                            f"{task_name} run (config.json, checkpoints/) and no {PARAMS_FILE}{hint}.") from None
+        config = _pretrained_config(path)
+    held = config.get("task")
+    if held != task_name:
+        what = f"holds {_a(held)} {held} run" if run else f"is a pretrained {held} model"
+        raise TaskError(f"{who} {what}, not {_a(task_name)} {task_name} {'run' if run else 'model'}{hint}.")
+    try:
+        if run:
+            config, task, state = restore_for_eval(source)
+            return TrainedModel(config, task, task.eval_params(state), int(state.step), os.path.abspath(source),
+                                state)
+        task, params, meta = _restore_pretrained(path, source, config)
+        return TrainedModel(config, task, params, meta.get("step"), os.path.abspath(path), None)
+    except CheckpointError as e:
+        if field is None:
+            raise
+        raise CheckpointError(f"{who} cannot be loaded: {e}") from None
+
+
+def _a(word: str) -> str:
+    """The article before `word`: "an autoencoder", "a clip"."""
+    return "an" if word[:1] in tuple("aeiou") else "a"
+
+
+def _trained_by(task_name: str) -> str:
+    """' (train one with jaxgen train clip_digits or clip_shapes)': the shipped configs of task
+    `task_name`, or '' when none ships (loaded to read their task: tens of ms, on an error path only)."""
+    names = [n for n in config_lib.available() if config_lib.load(n).task == task_name]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f" (train one with jaxgen train {listed})"
 
 
 def classifier_judge(workdir: str) -> ClassifierJudge:
-    """The digits-classifier judge (jaxgen.eval.features) of the trained classifier run in `workdir`."""
-    _check_task(workdir, "classifier")
-    return ClassifierJudge(restore_for_eval(workdir))
+    """The digits-classifier judge (jaxgen.eval.features) of a trained classifier run folder (its newest
+    checkpoint) or a pretrained classifier (a shipped name or an exported folder)."""
+    model = trained_model(workdir, "classifier")
+    return ClassifierJudge(model.config, model.task, model.params)
 
 
-def clip_scorer(source: str) -> CLIPScorer:
+def clip_scorer(source: str, *, field: str | None = None) -> CLIPScorer:
     """The CLIP scorer (jaxgen.eval.contrastive) of a trained clip run folder (its newest checkpoint)
-    or a pretrained clip model (a shipped name or an exported folder)."""
-    if is_run_folder(source):
-        _check_task(source, "clip")
-        config, task, state = restore_for_eval(source)
-        return CLIPScorer(config, task, task.eval_params(state), int(state.step))
-    config, task, params = load_pretrained(source)
-    if config.task != "clip":
-        raise TaskError(f"pretrained model {source!r} is a {config.task} model, not a clip model.")
-    return CLIPScorer(config, task, params, pretrained_meta(source).get("step"))
+    or a pretrained clip model (a shipped name or an exported folder); `field`: as trained_model's."""
+    model = trained_model(source, "clip", field=field)
+    return CLIPScorer(model.config, model.task, model.params, model.step)
 
 
 def is_run_folder(source: str) -> bool:
@@ -147,24 +202,31 @@ def resolve_pretrained(name: str) -> str:
     return path
 
 
-def pretrained_meta(name: str) -> dict[str, Any]:
-    """The meta.json of pretrained model `name` (provenance: step, source run, scores; the sha256)."""
-    try:
-        with open(os.path.join(resolve_pretrained(name), META_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"pretrained model {name!r} has an unreadable {META_FILE} "
-                              f"({type(e).__name__}: {e}).") from None
-
-
 def load_pretrained(name: str) -> tuple[ml_collections.ConfigDict, Task, PyTree]:
     """(config, task, params) of a pretrained model (a shipped name or an exported folder), the
     params checked against meta.json's sha256 and the task's own param structure."""
     path = resolve_pretrained(name)
-    # The config is read as a run's config.json is (truncated or foreign: one sentence).
+    config = _pretrained_config(path)
+    task, params, _ = _restore_pretrained(path, name, config)
+    return config, task, params
+
+
+def _pretrained_config(path: str) -> ml_collections.ConfigDict:
+    """The config of the pretrained model in folder `path`, read as a run's config.json is (truncated
+    or foreign: one sentence), with the engine fields it predates filled in."""
     config = config_lib.from_dict(read_config_file(os.path.join(path, CONFIG_FILE)))
-    meta = pretrained_meta(name)
     config_lib.fill_defaults(config)
+    return config
+
+
+def _restore_pretrained(path: str, name: str, config: ml_collections.ConfigDict) -> tuple[Task, PyTree, dict]:
+    """(task, params, meta.json) of the pretrained model `name` in folder `path` with `config`."""
+    try:
+        with open(os.path.join(path, META_FILE)) as f:
+            meta = json.load(f)  # provenance (step, source run, scores) and the params' sha256
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"pretrained model {name!r} has an unreadable {META_FILE} "
+                              f"({type(e).__name__}: {e}).") from None
     with open(os.path.join(path, PARAMS_FILE), "rb") as f:
         blob = f.read()
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
@@ -180,4 +242,4 @@ def load_pretrained(name: str) -> tuple[ml_collections.ConfigDict, Task, PyTree]
     shapes_ok = jax.tree.map(lambda a, b: a.shape == b.shape, target, params)
     if not all(jax.tree.leaves(shapes_ok)):
         raise CheckpointError(f"pretrained model {name!r}: parameter shapes differ from its config's model.")
-    return config, task, params
+    return task, params, meta

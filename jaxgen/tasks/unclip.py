@@ -52,7 +52,6 @@ from jaxgen.tasks import cascade, runs
 from jaxgen.tasks.base import Task, TaskError, check_choice, task_errors
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 from jaxgen.train import precision
-from jaxgen.train.checkpoint import CheckpointError
 
 PARTS = ("prior", "decoder")
 CLIP_FILE = "clip.json"
@@ -387,7 +386,7 @@ class UnCLIPTask(Task):
         other = np.roll(np.arange(n), 1)
         results = {"prior_cosine_true": float(np.mean(np.sum(z_prior * z_true, -1))),
                    "prior_cosine_other": float(np.mean(np.sum(z_prior * z_true[other], -1)))}
-        scorer = _load_clip(e.clip_workdir)[0] if e.get("clip_workdir") else self.clip
+        scorer = _load_clip(e.clip_workdir, "eval.clip_workdir")[0] if e.get("clip_workdir") else self.clip
         images, _ = self.text_to_image(params, jax.random.fold_in(rng, 1), texts)
         results["clip_score"] = float(scorer.score(images, texts).mean())
         real = scorer.score(test["image"][:n], texts)
@@ -419,18 +418,8 @@ class UnCLIPTask(Task):
         return {"text_to_image": make_grid(t2i, columns=8), "variations": make_grid(rows, columns=8)}
 
 
-def _load_clip(source: str):
-    """(CLIPScorer, its training step) of a trained clip run folder or a pretrained clip model (a
-    shipped name or an exported folder), with one-sentence errors (a run folder without a complete
-    checkpoint: restore_for_eval's)."""
-    if not runs.is_run_folder(source):
-        try:
-            runs.resolve_pretrained(source)
-        except CheckpointError:
-            raise TaskError(f"{source} holds no trained clip run (no checkpoints/) and is no pretrained model "
-                            f"(shipped: {', '.join(runs.available_pretrained()) or 'none'}); train a clip run "
-                            f"there first.") from None
-    scorer = runs.clip_scorer(source)
+def _load_clip(source: str, field: str = "model.clip_workdir"):
+    """(CLIPScorer, its training step) of the trained clip run folder or pretrained clip model that
+    the config's `field` names (jaxgen.tasks.runs.trained_model's one-sentence errors)."""
+    scorer = runs.clip_scorer(source, field=field)
     return scorer, scorer.step
-
-

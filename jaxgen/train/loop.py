@@ -31,13 +31,15 @@ from jaxgen.eval.images import make_grid, save_png
 from jaxgen.nn import lora
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError
-from jaxgen.tasks.runs import init_state, make_task, restore_for_eval  # noqa: F401 (public here too)
-from jaxgen.train import log, mfu, parallel, pretrained
+from jaxgen.train import log, mfu, parallel
 from jaxgen.train.checkpoint import (CheckpointError, Checkpointer, WorkdirError, abstract_state, barrier,
                                      check_same_model, nearest_existing, read_config_file)
 from jaxgen.train.state import LoraState, TrainState
 
 PyTree = Any
+# Public here too, the same functions as jaxgen.tasks.runs' (assigned rather than imported: pyflakes reads an
+# unused import as a mistake, not as a re-export).
+make_task, init_state, restore_for_eval = runs.make_task, runs.init_state, runs.restore_for_eval
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -274,6 +276,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices: list | None 
             state = reader.restore(target, start)
     finally:
         reader.close()
+    if start is not None:
+        # What the run saved beside its checkpoints (a latent run's scale, checked against the
+        # autoencoder it was trained on), before the first batch needs it: a resumed run continues
+        # in its own latent space, or stops here with nothing written.
+        task.load_assets(workdir)
     base_info = None  # a LoRA run's {"init_from", "step", "fingerprint"} of its base (process 0)
     if start is None:
         # One compiled call (eager Flax init would compile every initializer separately). Under fsdp
@@ -412,49 +419,37 @@ def load_lora_base(config: ml_collections.ConfigDict, like: PyTree) -> tuple[PyT
     """The frozen base of a LoRA run and where it came from: (params, {"init_from", "step",
     "fingerprint"}). The params are those lora.init_from samples with (Task.eval_params: its EMA when
     it keeps one; a LoRA run's merged adapters), from a trained run folder or a pretrained model
-    (folder or shipped name). One sentence (CheckpointError) unless it is a model of this run's task
-    and model.* settings with the shapes of `like`."""
+    (folder or shipped name). One sentence unless it is a model of this run's task and model.*
+    settings with the shapes of `like` (see load_trained)."""
     source = load_trained(config.lora.init_from, "lora.init_from", config, like)
-    return source.sampling, {"init_from": source.where, "step": source.step,
-                             "fingerprint": lora.fingerprint(source.sampling)}
+    return source.params, {"init_from": source.path, "step": source.step,
+                           "fingerprint": lora.fingerprint(source.params)}
 
 
-@dataclasses.dataclass
-class TrainedSource:
-    """The params of a trained run or pretrained model that a new run starts from."""
-    sampling: PyTree  # the params it samples with (Task.eval_params)
-    params: PyTree  # its raw trained params (a pretrained model's or a LoRA run's: `sampling`)
-    ema: PyTree | None  # its EMA of the params, None when it keeps none (a pretrained model)
-    step: int | None
-    where: str  # the absolute folder
-
-
-def load_trained(source: str, field: str, config: ml_collections.ConfigDict, like: PyTree) -> TrainedSource:
-    """The params of `source`, a trained run folder or a pretrained model (folder or shipped name),
-    which the config's `field` names. One sentence (CheckpointError) unless it is a model of this
-    run's task and model.* settings whose params have the shapes of `like`."""
-    if runs.is_run_folder(source):
-        base_config, base_task, state = restore_for_eval(source)
-        sampling, step, where = base_task.eval_params(state), int(state.step), os.path.abspath(source)
-        plain = not isinstance(state, LoraState)  # a LoRA run's raw params are its adapters alone
-        params, ema = (state.params, state.ema_params) if plain else (sampling, None)
-    else:
-        try:
-            where = pretrained.resolve(source)
-        except CheckpointError:
-            raise CheckpointError(f"{field} {source!r} is neither a trained run folder (config.json, "
-                                  f"checkpoints/) nor a pretrained model (shipped: "
-                                  f"{', '.join(pretrained.available()) or 'none'}).") from None
-        base_config, _, sampling = pretrained.load(where)
-        params, ema, step = sampling, None, runs.pretrained_meta(where).get("step")
-    check_same_model(base_config, config, source, field)
-    want, got = lora.leaves_by_path(like), lora.leaves_by_path(params)
+def load_trained(source: str, field: str, config: ml_collections.ConfigDict, like: PyTree) -> runs.TrainedModel:
+    """The trained run folder or pretrained model (folder or shipped name) `source`, which the
+    config's `field` names (jaxgen.tasks.runs.trained_model: TaskError unless it is a model of this
+    run's task). CheckpointError (one sentence) unless it also has this run's model.* settings and
+    its trained params (trained_params) have the shapes of `like`."""
+    model = runs.trained_model(source, config.task, field=field)
+    check_same_model(model.config, config, source, field)
+    want, got = lora.leaves_by_path(like), lora.leaves_by_path(trained_params(model)[0])
     for path in sorted(set(want) | set(got)):
         theirs, ours = _leaf_type(got.get(path)), _leaf_type(want.get(path))
         if theirs != ours:
             raise CheckpointError(f"{field} {source} does not fit this run's model: its {path} is {theirs}, "
                                   f"this run's is {ours}.")
-    return TrainedSource(sampling, params, ema, step, where)
+    return model
+
+
+def trained_params(model: runs.TrainedModel) -> tuple[PyTree, PyTree | None]:
+    """(its raw trained params, its EMA or None) of a trained model a run starts from. A pretrained
+    model keeps only the params it samples with, and a LoRA run's raw params are its adapters alone:
+    both give their sampling params and no EMA."""
+    state = model.state
+    if state is None or isinstance(state, LoraState):
+        return model.params, None
+    return state.params, state.ema_params
 
 
 def warm_start(config: ml_collections.ConfigDict, state: TrainState, task) -> tuple[TrainState, str]:
@@ -463,15 +458,16 @@ def warm_start(config: ml_collections.ConfigDict, state: TrainState, task) -> tu
     the optimizer state, step and rng stay fresh, so the schedule starts over: SGDR's warm restart,
     or a fine-tune on other data. Returns the state and one line saying what was loaded."""
     source = load_trained(config.train.init_from, "train.init_from", config, state.params)
+    params, ema = trained_params(source)
     copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731 - own buffers: the step donates its state
-    state = state.replace(params=copy(source.params))
-    ema_loaded = state.ema_params is not None and source.ema is not None
+    state = state.replace(params=copy(params))
+    ema_loaded = state.ema_params is not None and ema is not None
     if state.ema_params is not None:
-        followed = source.params if task.ema_of is None else source.params[task.ema_of]
-        state = state.replace(ema_params=copy(source.ema if ema_loaded else followed))
+        followed = params if task.ema_of is None else params[task.ema_of]
+        state = state.replace(ema_params=copy(ema if ema_loaded else followed))
     loaded = "params and EMA" if ema_loaded else "params"
     step = f" step {source.step}" if source.step is not None else ""
-    return state, f"warm start: {loaded} from {source.where}{step}; fresh optimizer and schedule"
+    return state, f"warm start: {loaded} from {source.path}{step}; fresh optimizer and schedule"
 
 
 def _leaf_type(x) -> str:

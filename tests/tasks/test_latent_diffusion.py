@@ -1,7 +1,9 @@
 """Latent diffusion: the KL autoencoder (autoencoder_shapes64:quick) and the text-to-image base stage in its
 latent space (latent_diffusion_shapes64:quick with model.latent_from), on shapes/t2i64_tiny."""
+import glob
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -118,3 +120,21 @@ def test_exported_latent_model_samples_as_its_run_folder(ldm_run, ae_run, tmp_pa
     exported, _ = task.text_to_image(params, key, PROMPTS)
     from_run, _ = run_task.text_to_image(run_task.eval_params(state), key, PROMPTS)
     np.testing.assert_array_equal(exported, from_run)
+
+
+def test_resume_reads_the_runs_latent_space_and_refuses_another_autoencoder(ldm_run, ae_run, tmp_path):
+    """A resumed latent run reads latent.json (scale and autoencoder fingerprint) before anything is
+    written: when model.latent_from no longer holds the autoencoder it was trained on, it stops in one
+    sentence instead of training on in another latent space."""
+    run = str(tmp_path / "run")
+    shutil.copytree(ldm_run, run)
+    path = os.path.join(run, latent.LATENT_FILE)
+    with open(path) as f:
+        saved = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**saved, "fingerprint": "0" * 64}, f)  # as if the autoencoder had been retrained since
+    before = {p: open(p, "rb").read() for p in glob.glob(os.path.join(run, "**"), recursive=True) if os.path.isfile(p)}
+    with pytest.raises(TaskError, match=r"^this run was trained in the latent space of the autoencoder at step "):
+        loop.train(_ldm_config(ae_run, "--config.train.steps=6"), run, devices=jax.devices()[:1], quiet=True)
+    after = {p: open(p, "rb").read() for p in glob.glob(os.path.join(run, "**"), recursive=True) if os.path.isfile(p)}
+    assert after == before

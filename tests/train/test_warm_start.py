@@ -8,6 +8,7 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.config import ConfigError
+from jaxgen.tasks.base import TaskError
 from jaxgen.train import loop, pretrained
 from jaxgen.train.checkpoint import CheckpointError
 
@@ -63,7 +64,7 @@ def test_another_model_a_missing_source_and_lora_together_are_one_sentence(sourc
     with pytest.raises(CheckpointError, match=r"train.init_from .* was trained with model.feature_dim = 128, but this "
                                               r"run's model.feature_dim is 64; a warm start needs params of this run"):
         loop.train(other, str(tmp_path / "other"), ONE_DEVICE, quiet=True)
-    with pytest.raises(CheckpointError, match=r"train.init_from '.*nowhere' is neither a trained run folder"):
+    with pytest.raises(TaskError, match=r"^train\.init_from='.*nowhere' is neither a trained classifier run folder "):
         loop.train(_config(f"--config.train.init_from={tmp_path / 'nowhere'}"), str(tmp_path / "missing"),
                    ONE_DEVICE, quiet=True)
     assert not os.path.exists(tmp_path / "other") and not os.path.exists(tmp_path / "missing")
