@@ -3,6 +3,8 @@ are made on another, with 48 prompts x 8 images per category.
 
     python -m experiments.text2image_sweeps --base runs/t2i_base [--sr runs/t2i_sr] [--out experiments/results]
 
+--base and --sr take run folders or pretrained models (e.g. --sr t2i_sr_shapes32).
+
 1. Tuning (prompt seed --tune_seed, --tune_prompts x --tune_images per category): the base stage's
    prompt-suite scores at 16x16 for each guidance scale in --guidances; with --sr, the paired cascade
    (the base's images and the SR stage's output of those very images) for each sampling noise-
@@ -17,10 +19,12 @@ Writes text2image_tuning.{json,md} and text2image_final.{json,md} into --out.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from experiments.results_files import write_pair
 from jaxgen.eval.prompts import CATEGORIES
+from jaxgen.tasks import runs
 from jaxgen.train import loop, parallel
 
 COLUMNS = ("counting", "counting_seen", "counting_held_out", "counting_n4", "counting_content", "colour_binding",
@@ -82,14 +86,13 @@ def main(argv: list[str] | None = None) -> None:
     parallel.configure_jax()
     os.makedirs(args.out, exist_ok=True)
 
-    _, base, base_state = loop.restore_for_eval(args.base)
-    stages = [(base, base.eval_params(base_state))]
-    sr = None
+    base, base_params, base_step = _load(args.base)
+    stages = [(base, base_params)]
+    sr = sr_step = None
     if args.sr:
-        _, sr, sr_state = loop.restore_for_eval(args.sr)
-        stages.append((sr, sr.eval_params(sr_state)))
-    meta = {"base": args.base, "base_step": int(base_state.step), "sr": args.sr,
-            "sr_step": int(sr_state.step) if sr else None, "args": vars(args)}
+        sr, sr_params, sr_step = _load(args.sr)
+        stages.append((sr, sr_params))
+    meta = {"base": args.base, "base_step": base_step, "sr": args.sr, "sr_step": sr_step, "args": vars(args)}
 
     tune = (args.tune_seed, args.tune_prompts, args.tune_images)
     tuning = []
@@ -129,6 +132,17 @@ def main(argv: list[str] | None = None) -> None:
             "(colour, shape, count) triples, 'held_out' none (never rendered in shapes/t2i's train split). "
             f"Command: python -m experiments.text2image_sweeps {flags}")
     _write(args.out, "text2image_final", meta, rows, ("images",), "Text-to-image: scores on the reported prompts", note)
+
+
+def _load(source: str):
+    """(task, sampling params, training step) of a run folder (its newest checkpoint) or a pretrained
+    model (a shipped name such as t2i_sr_shapes32, or an exported folder)."""
+    if runs.is_run_folder(source):
+        _, task, state = loop.restore_for_eval(source)
+        return task, task.eval_params(state), int(state.step)
+    _, task, params = runs.load_pretrained(source)
+    with open(os.path.join(runs.resolve_pretrained(source), runs.META_FILE)) as f:
+        return task, params, json.load(f).get("step")
 
 
 def _write(out: str, stem: str, meta: dict, rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> None:

@@ -18,7 +18,7 @@ USAGE_EXAMPLES = """examples:
   jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --prompt "two red circles and a blue square" --out g.png
   jaxgen generate --workdir runs/t2i --sr_workdir runs/t2i_sr --sr_workdir runs/t2i_sr64 --prompt "a red circle" --out g.png
   jaxgen generate --workdir runs/unclip --prompt "a red circle at the top left" --num 8 --out u.png
-  jaxgen generate --pretrained t2i_base_shapes16 --prompt "three green squares" --out g.png
+  jaxgen generate --pretrained t2i_base_shapes16_52k --sr_pretrained t2i_sr_shapes32 --guidance 2 --prompt "three green squares" --out g.png
   jaxgen export --workdir runs/t2i --out runs/t2i_model
   jaxgen eval --workdir runs/vae
   jaxgen report --workdir runs/vae
