@@ -142,13 +142,14 @@ def test_generate_command_runs_the_cascade(runs, tmp_path, capsys):
     assert main(["generate", "--workdir", sr, "--prompt", "a red circle", "--out", str(tmp_path / "s.png")]) == 2
     assert "pass it as --sr_workdir" in capsys.readouterr().err
     # --method picks every stage's sampler: the base's DDPM chain, as run_cascade draws it; a sampler
-    # jaxgen does not have is one sentence.
+    # jaxgen does not have is one sentence. (3 steps, as above: the DDIM chain is the one compiled for
+    # the 2-image generates above.)
     ddpm = str(tmp_path / "ddpm.npz")
     assert main(["generate", "--workdir", base, "--prompt", "a red circle", "--num", "2", "--out", ddpm,
-                 "--steps", "2", "--method", "ddpm", "--seed", "3"]) == 0
-    images, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=2, method="ddpm")
+                 "--steps", "3", "--method", "ddpm", "--seed", "3"]) == 0
+    images, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=3, method="ddpm")
     np.testing.assert_array_equal(np.load(ddpm)["images"], images[0])
-    ddim, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=2)
+    ddim, _ = cascade.run_cascade(_stages(base), ["a red circle"] * 2, jax.random.PRNGKey(3), steps=3)
     assert not np.array_equal(ddim[0], images[0])
     assert main(["generate", "--workdir", base, "--prompt", "a red circle", "--out", str(tmp_path / "m.png"),
                  "--method", "euler"]) == 2
