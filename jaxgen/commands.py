@@ -220,13 +220,12 @@ def evaluate(workdir: str, overrides: list[str] = ()) -> int:
 def _inception_metrics(task, state) -> dict:
     """{"inception_fid", "inception_kid", "inception_precision", "inception_recall",
     "inception_num"}: eval.fid_samples of the family's samples (task.sample) against as many
-    held-out images (task.fid_reference, the feature of task.fid_reference_dataset() holding the
-    images it should resemble, at the samples' size), in the standard FID Inception features. Empty
+    held-out images (task.fid_reference_images: those it should resemble, prepared as its training
+    images, at the samples' size), in the standard FID Inception features. Empty
     for a family that makes no images, with eval.fid_samples = 0, or when the FID weights are not
     converted (said in one line)."""
     import jax
 
-    from jaxgen.data import transforms
     from jaxgen.eval import inception
 
     num, reference = int(task.config.eval.get("fid_samples", 0)), task.fid_reference
@@ -239,9 +238,7 @@ def _inception_metrics(task, state) -> dict:
     from jaxgen.eval.fid import FIDScorer
 
     generated = np.asarray(task.sample(task.eval_params(state), jax.random.PRNGKey(task.config.seed + 7), num)["images"])
-    test = task.fid_reference_dataset()
-    real = np.asarray(transforms.resize(transforms.to_unit(test.arrays[reference][:num], test.num_levels),
-                                        generated.shape[1]))
+    real = task.fid_reference_images(num, generated.shape[1])
     scores = FIDScorer().compare(generated, real)
     return {**{f"inception_{k}": v for k, v in scores.items()}, "inception_num": min(len(generated), len(real))}
 

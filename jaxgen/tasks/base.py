@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from jaxgen.config import is_finite_number, is_int, lora_enabled
+from jaxgen.data import transforms
 from jaxgen.data.pipeline import Dataset, load, select_classes
 from jaxgen.errors import UserError
 from jaxgen.nn import lora
@@ -276,6 +277,16 @@ class Task:
         (`jaxgen eval`'s FID / KID): the eval split, but where a task's samples belong to another
         split than its inputs (CycleGAN's translations of testA into the domain of testB)."""
         return self.eval_dataset()
+
+    def fid_reference_images(self, num: int, size: int) -> np.ndarray:
+        """The first `num` images of the held-out split that `sample` should resemble (its
+        `fid_reference` feature, of fid_reference_dataset()), float [n, size, size, C] in [0, 1],
+        made from the data as the task makes its training images: here a bilinear resize; a task
+        that crops first (the GAN's data.center_crop) overrides it, so that FID compares like with
+        like."""
+        test = self.fid_reference_dataset()
+        return np.asarray(transforms.resize(transforms.to_unit(test.arrays[self.fid_reference][:num],
+                                                               test.num_levels), size))
 
     def frozen_fingerprints(self) -> dict[str, str]:
         """{field of frozen_sources: the sha256 fingerprint of the params it loaded} (none by default)."""

@@ -167,6 +167,20 @@ class GANTask(Task):
         x = transforms.resize(x, self.config.model.image_size)
         return x * 2.0 - 1.0
 
+    def fid_reference_images(self, num: int, size: int) -> np.ndarray:
+        """With data.center_crop, the held-out images cut to their centre square before the resize,
+        as preprocess cuts the training images (a plain resize would squash CelebA's 218x178 faces
+        into a square, and FID would measure the squashing); in chunks, since whole 218x178 splits
+        are gigabytes as float."""
+        crop = self.config.data.get("center_crop", 0)
+        if not crop:
+            return super().fid_reference_images(num, size)
+        test = self.fid_reference_dataset()
+        images = test.arrays[self.fid_reference][:num]
+        return np.concatenate([
+            np.asarray(transforms.center_crop_resize(transforms.to_unit(jnp.asarray(images[i:i + 256]), test.num_levels),
+                                                     crop, size)) for i in range(0, len(images), 256)])
+
     # ---- state -----------------------------------------------------------------------------------
     def init_params(self, g_rng, d_rng):
         z = jnp.zeros((1, self.config.model.latent_dim))

@@ -76,3 +76,22 @@ def test_eval_reports_the_inception_metrics_of_its_samples(vae_run, tmp_path, mo
 def test_a_bad_sample_count_is_one_sentence():
     with pytest.raises(ConfigError, match=r"eval.fid_samples must be 0 \(no FID\) or an integer of at least 2"):
         config_lib.load("vae_digits:quick", ["--config.eval.fid_samples=1"])
+
+
+def test_the_fid_reference_is_prepared_as_the_training_images():
+    """A GAN that trains on centre crops (data.center_crop, CelebA's faces) is compared with centre
+    crops of the held-out images, not with whole images squashed to the samples' size."""
+    plain = runs.make_task(config_lib.load("gan_digits:quick"))
+    config = config_lib.load("gan_digits:quick")
+    with config.unlocked():
+        config.data.center_crop = 6  # dcgan_celeba's field, on the digits' test split
+    cropped = runs.make_task(config)
+    test = plain.fid_reference_dataset()
+    unit = transforms.to_unit(test.arrays["image"][:300], test.num_levels)
+    np.testing.assert_array_equal(plain.fid_reference_images(300, 8), np.asarray(transforms.resize(unit, 8)))
+    want = np.asarray(transforms.center_crop_resize(unit, 6, 8))  # 300 rows: two chunks, one partial
+    np.testing.assert_allclose(cropped.fid_reference_images(300, 8), want, rtol=1e-6, atol=1e-6)
+    # The preparation the GAN trains on: its preprocess, mapped back to [0, 1].
+    trained_on = (np.asarray(cropped.preprocess(test.arrays["image"][:300])) + 1.0) / 2.0
+    np.testing.assert_allclose(cropped.fid_reference_images(300, 8), trained_on, rtol=1e-5, atol=1e-5)
+    assert np.abs(want - np.asarray(transforms.resize(unit, 8))).max() > 0.1
