@@ -177,9 +177,11 @@ class GANTask(Task):
             return super().fid_reference_images(num, size)
         test = self.fid_reference_dataset()
         images = test.arrays[self.fid_reference][:num]
-        return np.concatenate([
-            np.asarray(transforms.center_crop_resize(transforms.to_unit(jnp.asarray(images[i:i + 256]), test.num_levels),
-                                                     crop, size)) for i in range(0, len(images), 256)])
+        chunks = []
+        for i in range(0, len(images), 256):
+            unit = transforms.to_unit(jnp.asarray(images[i:i + 256]), test.num_levels)
+            chunks.append(np.asarray(transforms.center_crop_resize(unit, crop, size)))
+        return np.concatenate(chunks)
 
     # ---- state -----------------------------------------------------------------------------------
     def init_params(self, g_rng, d_rng):
