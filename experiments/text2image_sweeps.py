@@ -19,13 +19,12 @@ Writes text2image_tuning.{json,md} and text2image_final.{json,md} into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from experiments.results_files import write_pair
 from jaxgen.eval.prompts import CATEGORIES
 from jaxgen.tasks import runs
-from jaxgen.train import loop, parallel
+from jaxgen.train import parallel
 
 COLUMNS = ("counting", "counting_seen", "counting_held_out", "counting_n4", "counting_content", "colour_binding",
            "position", "position_absolute", "position_relation", "combination", "all")
@@ -86,13 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     parallel.configure_jax()
     os.makedirs(args.out, exist_ok=True)
 
-    base, base_params, base_step = _load(args.base)
-    stages = [(base, base_params)]
-    sr = sr_step = None
+    # Run folders (newest checkpoint) or pretrained models, of text2image or unclip (a base stage).
+    base_model = runs.trained_model(args.base, None)
+    base = base_model.task
+    stages = [(base, base_model.params)]
+    sr = sr_model = None
     if args.sr:
-        sr, sr_params, sr_step = _load(args.sr)
-        stages.append((sr, sr_params))
-    meta = {"base": args.base, "base_step": base_step, "sr": args.sr, "sr_step": sr_step, "args": vars(args)}
+        sr_model = runs.trained_model(args.sr, None)
+        sr = sr_model.task
+        stages.append((sr, sr_model.params))
+    meta = {"base": args.base, "base_step": base_model.step, "sr": args.sr,
+            "sr_step": sr_model.step if sr_model else None, "args": vars(args)}
 
     tune = (args.tune_seed, args.tune_prompts, args.tune_images)
     tuning = []
@@ -132,17 +135,6 @@ def main(argv: list[str] | None = None) -> None:
             "(colour, shape, count) triples, 'held_out' none (never rendered in shapes/t2i's train split). "
             f"Command: python -m experiments.text2image_sweeps {flags}")
     _write(args.out, "text2image_final", meta, rows, ("images",), "Text-to-image: scores on the reported prompts", note)
-
-
-def _load(source: str):
-    """(task, sampling params, training step) of a run folder (its newest checkpoint) or a pretrained
-    model (a shipped name such as t2i_sr_shapes32, or an exported folder)."""
-    if runs.is_run_folder(source):
-        _, task, state = loop.restore_for_eval(source)
-        return task, task.eval_params(state), int(state.step)
-    _, task, params = runs.load_pretrained(source)
-    with open(os.path.join(runs.resolve_pretrained(source), runs.META_FILE)) as f:
-        return task, params, json.load(f).get("step")
 
 
 def _write(out: str, stem: str, meta: dict, rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> None:

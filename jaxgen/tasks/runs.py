@@ -95,11 +95,11 @@ class TrainedModel(NamedTuple):
     state: PyTree | None  # a run's whole restored state (raw params, EMA, ...); None for a pretrained model
 
 
-def trained_model(source: str, task_name: str, *, field: str | None = None) -> TrainedModel:
-    """The trained `task_name` model in `source`: a run folder (its newest checkpoint) or a pretrained
-    model (a shipped name or an exported folder). `field` is the config field naming it (e.g.
-    "model.latent_from"): the error sentences then start with `field='source'` and say which shipped
-    configs train one.
+def trained_model(source: str, task_name: str | None, *, field: str | None = None) -> TrainedModel:
+    """The trained `task_name` model in `source` (None: whatever task it holds): a run folder (its
+    newest checkpoint) or a pretrained model (a shipped name or an exported folder). `field` is the
+    config field naming it (e.g. "model.latent_from"): the error sentences then start with
+    `field='source'` and say which shipped configs train one.
 
     One sentence each: TaskError when `source` is neither a run folder nor a pretrained model, or holds
     a model of another task (read from its config, before anything is restored); CheckpointError when
@@ -107,7 +107,7 @@ def trained_model(source: str, task_name: str, *, field: str | None = None) -> T
     sentence, after "field='source' cannot be loaded: " when `field` is given."""
     who = source if field is None else f"{field}={source!r}"
     # A config field's user is writing a config: tell them which one trains the model it must name.
-    hint = _trained_by(task_name) if field is not None else ""
+    hint = _trained_by(task_name) if field is not None and task_name else ""
     run = is_run_folder(source)
     if run:
         config = load_run_config(source)
@@ -115,12 +115,13 @@ def trained_model(source: str, task_name: str, *, field: str | None = None) -> T
         try:
             path = resolve_pretrained(source)
         except CheckpointError:
-            raise TaskError(f"{who} is neither a trained {task_name} run folder nor a pretrained {task_name} model "
+            kind = f"{task_name} " if task_name else ""
+            raise TaskError(f"{who} is neither a trained {kind}run folder nor a pretrained {kind}model "
                             f"(shipped: {', '.join(available_pretrained()) or 'none'}): it holds no trained "
-                            f"{task_name} run (config.json, checkpoints/) and no {PARAMS_FILE}{hint}.") from None
+                            f"{kind}run (config.json, checkpoints/) and no {PARAMS_FILE}{hint}.") from None
         config = _pretrained_config(path)
     held = config.get("task")
-    if held != task_name:
+    if task_name is not None and held != task_name:
         what = f"holds {_a(held)} {held} run" if run else f"is a pretrained {held} model"
         raise TaskError(f"{who} {what}, not {_a(task_name)} {task_name} {'run' if run else 'model'}{hint}.")
     try:

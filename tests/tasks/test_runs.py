@@ -84,3 +84,14 @@ def test_no_checkpoint_and_no_model_at_all_are_one_sentence(tmp_path):
                                         f"clip model \\(shipped: .*\\): it holds no trained clip run ") as info:
         runs.trained_model(nowhere, "clip")
     assert ". " not in str(info.value) and str(info.value).endswith("no params.msgpack.")
+
+
+def test_a_trained_model_of_any_task(tmp_path):
+    """task_name None (the sweep scripts, which take a text2image or an unclip base): the model
+    whatever its task, and the same one sentence when there is none."""
+    model = runs.trained_model("t2i_sr_shapes32", None)
+    assert (model.config.task, model.config.model.stage, model.state) == ("text2image", "sr", None)
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(TaskError, match=f"^{re.escape(nowhere)} is neither a trained run folder nor a pretrained "
+                                        f"model \\(shipped: .*\\): it holds no trained run "):
+        runs.trained_model(nowhere, None)
