@@ -23,25 +23,9 @@ import jax
 import numpy as np
 
 from experiments.results_files import write_pair
-from jaxgen.data import transforms
-from jaxgen.eval.fid import FIDScorer, kid
-from jaxgen.eval.frechet import feature_statistics, frechet_distance_from_statistics
-from jaxgen.eval.precision_recall import precision_recall
+from jaxgen.eval.fid import FIDScorer, compare_features
 from jaxgen.tasks import runs
 from jaxgen.train import parallel
-
-
-def scores(fake: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """FID, KID and k-NN precision / recall (k = 3) of features [N, 2048] against reference ones."""
-    fid = frechet_distance_from_statistics(*feature_statistics(fake), *feature_statistics(ref))
-    return {"fid": float(fid), "kid": kid(fake, ref), **precision_recall(ref, fake, 3)}
-
-
-def train_images(task, num: int, size: int) -> np.ndarray:
-    """The first `num` train images of the task's reference feature, prepared as
-    Task.fid_reference_images prepares the held-out ones (float [num, size, size, C] in [0, 1])."""
-    d = task.dataset
-    return np.asarray(transforms.resize(transforms.to_unit(d.arrays[task.fid_reference][:num], d.num_levels), size))
 
 
 def markdown(rows: list[dict], note: str) -> str:
@@ -78,16 +62,16 @@ def main(argv: list[str] | None = None) -> None:
         key = (held_out.name, held_out.split, task.fid_reference, size)
         if key not in references:
             references[key] = scorer.features(task.fid_reference_images(args.num, size))
-            real = scorer.features(train_images(task, args.num, size))
+            real = scorer.features(task.fid_reference_images(args.num, size, task.dataset))
             rows.append({"run": f"real train ({task.fid_reference}, {size}x{size})", "images": len(real),
-                         **scores(real, references[key])})
+                         **compare_features(real, references[key])})
         ref = references[key]
         rows.append({"run": name, "workdir": workdir, "images": len(fake), "step": int(run.state.step),
                      "sample_seconds": round(seconds, 1), "sample": dict(config.get("sample", {})),
-                     **scores(scorer.features(fake), ref)})
+                     **compare_features(scorer.features(fake), ref)})
         if "inputs" in out:  # an image-to-image family: the translator that does nothing
             rows.append({"run": f"{name}: untranslated input", "images": len(fake),
-                         **scores(scorer.features(np.asarray(out["inputs"])), ref)})
+                         **compare_features(scorer.features(np.asarray(out["inputs"])), ref)})
         print(rows[-1], flush=True)
     note = (f"{args.num} images per set, each against the first {args.num} held-out images its samples should "
             "resemble (the run's task.fid_reference_images, at the samples' size); precision / recall: k-NN "

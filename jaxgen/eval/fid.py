@@ -63,14 +63,19 @@ class FIDScorer:
     def compare(self, generated: np.ndarray, real: np.ndarray, k: int = 3) -> dict[str, float]:
         """{"fid", "kid", "precision", "recall"} of generated images against real ones, each set's
         features computed once (precision / recall: Kynkaanniemi et al.'s k-NN manifolds, k = 3)."""
-        fake, ref = self.features(generated), self.features(real)
-        return {"fid": float(frechet_distance_from_statistics(*feature_statistics(fake), *feature_statistics(ref))),
-                "kid": kid(fake, ref), **precision_recall(ref, fake, k)}
+        return compare_features(self.features(generated), self.features(real), k)
 
     def fid(self, images_a: np.ndarray, images_b: np.ndarray) -> float:
         """FID between two image sets [N_a, H, W, C] and [N_b, H', W', C'] (sizes may differ)."""
         return frechet_distance_from_statistics(*self.statistics(images_a),
                                                 *self.statistics(images_b))
+
+
+def compare_features(fake: np.ndarray, ref: np.ndarray, k: int = 3) -> dict[str, float]:
+    """FIDScorer.compare on features already computed ([N, 2048] each): a set scored against several
+    references, or a reference against several sets, runs the network once per set."""
+    return {"fid": float(frechet_distance_from_statistics(*feature_statistics(fake), *feature_statistics(ref))),
+            "kid": kid(fake, ref), **precision_recall(ref, fake, k)}
 
 
 def fid(images_a: np.ndarray, images_b: np.ndarray, params: dict | None = None,

@@ -278,13 +278,13 @@ class Task:
         split than its inputs (CycleGAN's translations of testA into the domain of testB)."""
         return self.eval_dataset()
 
-    def fid_reference_images(self, num: int, size: int) -> np.ndarray:
+    def fid_reference_images(self, num: int, size: int, split: Dataset | None = None) -> np.ndarray:
         """The first `num` images of the held-out split that `sample` should resemble (its
-        `fid_reference` feature, of fid_reference_dataset()), float [n, size, size, C] in [0, 1],
-        made from the data as the task makes its training images: here a bilinear resize; a task
-        that crops first (the GAN's data.center_crop) overrides it, so that FID compares like with
-        like."""
-        test = self.fid_reference_dataset()
+        `fid_reference` feature, of fid_reference_dataset(); or of `split`, e.g. the training split
+        for a real-vs-real floor), float [n, size, size, C] in [0, 1], made from the data as the task
+        makes its training images: here a bilinear resize; a task that crops first (the GAN's
+        data.center_crop) overrides it, so that FID compares like with like."""
+        test = self.fid_reference_dataset() if split is None else split
         return np.asarray(transforms.resize(transforms.to_unit(test.arrays[self.fid_reference][:num],
                                                                test.num_levels), size))
 

@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from jaxgen.data import transforms
+from jaxgen.data.pipeline import Dataset
 from jaxgen.eval.images import make_grid
 from jaxgen.models import dcgan as dcgan_lib
 from jaxgen.models import gan as gan_lib
@@ -167,15 +168,15 @@ class GANTask(Task):
         x = transforms.resize(x, self.config.model.image_size)
         return x * 2.0 - 1.0
 
-    def fid_reference_images(self, num: int, size: int) -> np.ndarray:
+    def fid_reference_images(self, num: int, size: int, split: Dataset | None = None) -> np.ndarray:
         """With data.center_crop, the held-out images cut to their centre square before the resize,
         as preprocess cuts the training images (a plain resize would squash CelebA's 218x178 faces
         into a square, and FID would measure the squashing); in chunks, since whole 218x178 splits
         are gigabytes as float."""
         crop = self.config.data.get("center_crop", 0)
         if not crop:
-            return super().fid_reference_images(num, size)
-        test = self.fid_reference_dataset()
+            return super().fid_reference_images(num, size, split)
+        test = self.fid_reference_dataset() if split is None else split
         images = test.arrays[self.fid_reference][:num]
         chunks = []
         for i in range(0, len(images), 256):

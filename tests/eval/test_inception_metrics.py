@@ -14,7 +14,7 @@ from jaxgen import config as config_lib
 from jaxgen.config import ConfigError
 from jaxgen.data import transforms
 from jaxgen.eval import inception
-from jaxgen.eval.fid import FIDScorer, kid
+from jaxgen.eval.fid import FIDScorer, compare_features, kid
 from jaxgen.tasks import runs
 from jaxgen.train import loop
 
@@ -95,3 +95,19 @@ def test_the_fid_reference_is_prepared_as_the_training_images():
     trained_on = (np.asarray(cropped.preprocess(test.arrays["image"][:300])) + 1.0) / 2.0
     np.testing.assert_allclose(cropped.fid_reference_images(300, 8), trained_on, rtol=1e-5, atol=1e-5)
     assert np.abs(want - np.asarray(transforms.resize(unit, 8))).max() > 0.1
+    # Another split (a real-vs-real floor, experiments/shapes_fid.py): its images, prepared the same way.
+    train = cropped.dataset
+    unit_train = transforms.to_unit(train.arrays["image"][:300], train.num_levels)
+    np.testing.assert_array_equal(plain.fid_reference_images(300, 8, train), np.asarray(transforms.resize(unit_train, 8)))
+    np.testing.assert_allclose(cropped.fid_reference_images(300, 8, train),
+                               np.asarray(transforms.center_crop_resize(unit_train, 6, 8)), rtol=1e-6, atol=1e-6)
+    assert not np.array_equal(plain.fid_reference_images(300, 8, train), plain.fid_reference_images(300, 8))
+
+
+def test_compare_features_of_a_set_against_itself_and_a_shifted_copy():
+    features = np.random.default_rng(0).normal(size=(200, 16))
+    same = compare_features(features, features)
+    assert abs(same["fid"]) < 1e-6 and same["precision"] == 1.0 and same["recall"] == 1.0
+    # Equal covariances: the Frechet distance is the squared distance between the means.
+    shift = np.linspace(0.0, 1.0, 16)
+    np.testing.assert_allclose(compare_features(features + shift, features)["fid"], np.sum(shift ** 2), rtol=1e-6)
