@@ -95,12 +95,13 @@ def _last_json(text: str) -> dict:
 
 
 def run_layouts(args) -> list[dict]:
-    from experiments.launch.local import LocalRun
+    from experiments.launch.local import LocalRun, xla_flags_with_devices
 
     rows = []
     for config in args.configs.split(","):
         for n in [int(x) for x in args.devices.split(",") if x]:
-            env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+            env = dict(os.environ, JAX_PLATFORMS="cpu",
+                       XLA_FLAGS=xla_flags_with_devices(os.environ.get("XLA_FLAGS", ""), n))
             for key in ("JAXGEN_COORDINATOR", "JAXGEN_NUM_PROCESSES", "JAXGEN_PROCESS_ID"):
                 env.pop(key, None)
             proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", *_child_args(args, config)],

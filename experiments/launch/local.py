@@ -28,6 +28,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TIMED_OUT = 124
 
 
+def xla_flags_with_devices(flags: str, devices: int) -> str:
+    """`flags` (an XLA_FLAGS value) with its fake CPU device count replaced by `devices`: the
+    caller's other flags (optimisation level, emitters) still apply in the child."""
+    kept = [f for f in flags.split() if "xla_force_host_platform_device_count" not in f]
+    return " ".join(kept + [f"--xla_force_host_platform_device_count={devices}"])
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (the coordinator binds it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -55,12 +62,10 @@ class LocalRun:
         self._echo = echo
         for i in range(num_processes):
             child_env = dict(os.environ if env is None else env)
-            flags = [f for f in child_env.get("XLA_FLAGS", "").split()
-                     if "xla_force_host_platform_device_count" not in f]
-            flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
             child_env.update(JAX_PLATFORMS="cpu", JAXGEN_COORDINATOR=self.coordinator,
                              JAXGEN_NUM_PROCESSES=str(num_processes), JAXGEN_PROCESS_ID=str(i),
-                             XLA_FLAGS=" ".join(flags), PYTHONUNBUFFERED="1")
+                             XLA_FLAGS=xla_flags_with_devices(child_env.get("XLA_FLAGS", ""), devices_per_process),
+                             PYTHONUNBUFFERED="1")
             child_env["PYTHONPATH"] = os.pathsep.join(p for p in (cwd, child_env.get("PYTHONPATH")) if p)
             proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=cwd, env=child_env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

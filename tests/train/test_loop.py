@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.launch.local import xla_flags_with_devices
 from jaxgen import config as config_lib
 from jaxgen.tasks.base import TaskError
 from jaxgen.train import log, loop, parallel
@@ -72,7 +73,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_p
 
 
 def _cli(args, env_extra=None, **kwargs):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    # 2 fake devices; the session's other XLA flags (tests/conftest.py) still apply
+    env = dict(os.environ, XLA_FLAGS=xla_flags_with_devices(os.environ.get("XLA_FLAGS", ""), 2), JAX_PLATFORMS="cpu")
     env.update(env_extra or {})
     return subprocess.Popen([sys.executable, "-m", "jaxgen.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)

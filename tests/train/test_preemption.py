@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.launch.local import xla_flags_with_devices
 from jaxgen import config as config_lib
 from jaxgen.train import log, loop
 from jaxgen.train.checkpoint import MANIFEST, Checkpointer, incomplete_checkpoints
@@ -102,7 +103,8 @@ def test_only_incomplete_checkpoints_means_a_fresh_start_that_says_so(tmp_path, 
 
 
 def _cli(args):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    # 2 fake devices; the session's other XLA flags (tests/conftest.py) still apply
+    env = dict(os.environ, XLA_FLAGS=xla_flags_with_devices(os.environ.get("XLA_FLAGS", ""), 2), JAX_PLATFORMS="cpu")
     return subprocess.Popen([sys.executable, "-m", "jaxgen.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
