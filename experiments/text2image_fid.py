@@ -26,7 +26,8 @@ import numpy as np
 from experiments.results_files import write_pair
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.data import transforms
-from jaxgen.eval.fid import FIDScorer, frechet_distance_from_statistics
+from jaxgen.eval.fid import FIDScorer
+from jaxgen.eval.frechet import frechet_distance_from_statistics
 from jaxgen.tasks.cascade import run_cascade
 from jaxgen.train import loop, parallel
 

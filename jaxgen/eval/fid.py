@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxgen.eval.frechet import feature_statistics, frechet_distance_from_statistics
+from jaxgen.eval.frechet import feature_statistics, frechet_distance
 from jaxgen.eval.inception import FEATURE_DIM, feature_fn, load_params
 from jaxgen.eval.precision_recall import precision_recall
 
@@ -67,14 +67,13 @@ class FIDScorer:
 
     def fid(self, images_a: np.ndarray, images_b: np.ndarray) -> float:
         """FID between two image sets [N_a, H, W, C] and [N_b, H', W', C'] (sizes may differ)."""
-        return frechet_distance_from_statistics(*self.statistics(images_a),
-                                                *self.statistics(images_b))
+        return frechet_distance(self.features(images_a), self.features(images_b))
 
 
 def compare_features(fake: np.ndarray, ref: np.ndarray, k: int = 3) -> dict[str, float]:
     """FIDScorer.compare on features already computed ([N, 2048] each): a set scored against several
     references, or a reference against several sets, runs the network once per set."""
-    return {"fid": float(frechet_distance_from_statistics(*feature_statistics(fake), *feature_statistics(ref))),
+    return {"fid": frechet_distance(fake, ref),
             "kid": kid(fake, ref), **precision_recall(ref, fake, k)}
 
 

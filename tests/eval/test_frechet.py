@@ -43,8 +43,26 @@ def test_same_features_give_zero_even_when_singular():
     assert mu.shape == (64,) and sigma.shape == (64, 64)
 
 
+@pytest.mark.parametrize("rows", [(30, 40), (30, 200), (64, 64)])
+def test_features_with_fewer_rows_than_dimensions_give_the_distance_of_their_statistics(rows):
+    """With at most F rows in a set, frechet_distance takes the trace term from the singular values
+    of X_a X_b^T instead of F x F eigen-decompositions: the same number, up to the statistics
+    path's own error (rel 3e-8 here): it sums the square roots of the rank-deficient product's zero
+    eigenvalues, which round-off makes about sqrt(1e-16 x the largest) each."""
+    rng = np.random.default_rng(3)
+    mix = rng.normal(size=(64, 64))
+    a = rng.normal(size=(rows[0], 64)) @ mix
+    b = 0.5 + rng.normal(size=(rows[1], 64)) @ (mix + 0.3 * rng.normal(size=(64, 64)))
+    want = frechet_distance_from_statistics(*feature_statistics(a), *feature_statistics(b))
+    assert want > 1.0
+    assert frechet_distance(a, b) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance(b, a) == pytest.approx(frechet_distance(a, b), rel=1e-12)
+
+
 def test_bad_shapes_are_a_clear_error():
     with pytest.raises(ValueError, match="N >= 2"):
         feature_statistics(np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="covariances"):
+    with pytest.raises(ValueError, match="features of one F"):
         frechet_distance(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="features of one F"):
+        frechet_distance(np.zeros((4, 3)), np.zeros((2, 2)))   # the low-rank path checks too
