@@ -30,7 +30,7 @@ def _as_features(feats: np.ndarray) -> np.ndarray:
     """Features [N, F] with N >= 2 as float64, or ValueError."""
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] < 2:
-        raise ValueError(f"feature_statistics needs features [N, F] with N >= 2, got shape "
+        raise ValueError(f"the Frechet distance needs features [N, F] with N >= 2, got shape "
                          f"{feats.shape}.")
     return feats
 
@@ -74,9 +74,10 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
         raise ValueError(f"frechet distance needs features of one F, got {a.shape} and {b.shape}.")
     if min(len(a), len(b)) > a.shape[1]:
         return frechet_distance_from_statistics(*feature_statistics(a), *feature_statistics(b))
-    xa, xb = a - a.mean(axis=0), b - b.mean(axis=0)
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    xa, xb = a - mu_a, b - mu_b
     na, nb = len(a), len(b)
     tr_sqrt = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / np.sqrt((na - 1) * (nb - 1))
-    diff = a.mean(axis=0) - b.mean(axis=0)
+    diff = mu_a - mu_b
     fd = diff @ diff + (xa * xa).sum() / (na - 1) + (xb * xb).sum() / (nb - 1) - 2.0 * tr_sqrt
     return float(max(fd, 0.0))   # >= 0 in exact arithmetic; clip round-off
