@@ -57,6 +57,10 @@ EVAL_DEFAULTS = {
     # have been converted (jaxgen.eval.inception); 0 = never.
     "fid_samples": 1000,
 }
+# Model fields added after runs were saved, with the value a saved config without them was trained
+# with (compared on resume and warm start only; each task reads its own with these defaults):
+# text2image's trainable text transformer (none).
+MODEL_ADDED_DEFAULTS = {"text_layers": 0, "text_width": 128}
 # The `lora` section every config has (added when a config leaves it out): LoRA fine-tuning
 # (jaxgen.nn.lora) of a trained model, off at rank 0. With rank r > 0 the run trains only low-rank
 # adapters of the kernels `targets` selects, at scale alpha / r, on top of the frozen params of

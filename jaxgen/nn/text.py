@@ -154,6 +154,30 @@ class TransformerBlock(nn.Module):
         return x + h
 
 
+class TokenTransformer(nn.Module):
+    """A small trainable transformer over a frozen encoder's token features: tokens [B, L, D] with
+    mask [B, L] (True = a real token) -> [B, L, width].
+
+    A Dense to `width`, `depth` pre-norm TransformerBlocks (padding masked out) and a final
+    LayerNorm. GLIDE (Nichol et al. 2022, sec. 2.3) trains its text transformer with the diffusion
+    model; on top of a frozen sentence encoder such a layer lets each word's feature take in its
+    neighbours (a noun its adjective: "red circle" vs "blue circle"), which the frozen features of a
+    sentence-embedding model hardly do. No position embedding: the frozen features carry positions.
+    """
+
+    width: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+        x = nn.Dense(self.width, dtype=self.dtype, kernel_init=_init, name="proj_in")(tokens)
+        for i in range(self.depth):
+            x = TransformerBlock(self.num_heads, dtype=self.dtype, name=f"block_{i}")(x, mask)
+        return nn.LayerNorm(dtype=self.dtype, name="norm_final")(x).astype(jnp.float32)
+
+
 class TextEncoder(nn.Module):
     """Token ids [B, L] -> (token features [B, L, width], pooled [B, width]).
 

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.config import is_int
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
@@ -50,7 +51,7 @@ from jaxgen.models import imagen
 from jaxgen.models.diffusion import sampling
 from jaxgen.models.diffusion.network import null_condition
 from jaxgen.tasks import cascade, runs
-from jaxgen.tasks.base import TaskError
+from jaxgen.tasks.base import TaskError, check_positive_int
 from jaxgen.tasks.diffusion import DiffusionTask
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 
@@ -100,9 +101,23 @@ class Text2ImageTask(DiffusionTask):
             self.text = TextEncoder(m.text_encoder, m.max_text_length)
         except TextEncoderError as e:
             raise TaskError(str(e)) from None
-        self.model = self.network(context_dim=self.text.width)
+        self.model = self.network(context_dim=self.text.width, **self._text_transformer_fields(m))
         self.batch_keys = self.image_keys + TEXT_KEYS
         self._train_captions_encoded = False
+
+    @staticmethod
+    def _text_transformer_fields(m) -> dict[str, int]:
+        """The denoiser's text_layers and text_width from model.text_layers (0 for runs saved before
+        the field existed: no trainable transformer over the frozen tokens) and model.text_width."""
+        layers, width = m.get("text_layers", 0), m.get("text_width", 128)
+        if not (is_int(layers) and layers >= 0):
+            raise TaskError(f"model.text_layers must be an integer >= 0 (0 = the frozen tokens as they are), "
+                            f"not {layers!r}.")
+        check_positive_int("model.text_width", width)
+        if layers and width % m.num_heads:
+            raise TaskError(f"model.text_width={width} must be divisible by model.num_heads={m.num_heads} "
+                            f"(the text transformer's attention heads).")
+        return {"text_layers": layers, "text_width": width}
 
     @property
     def low_res_shape(self) -> tuple[int, int, int] | None:

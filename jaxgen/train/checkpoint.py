@@ -35,8 +35,10 @@ PyTree = Any
 IDENTITY_KEYS = ("task", "model", "data", "lora")
 IDENTITY_IGNORED = ("data.data_dir", "lora.init_from")
 # Sections, and fields of existing sections, added after runs were saved: a saved config without
-# one was written with these values (a whole `lora` section; data.classes = None, every class).
-SECTION_DEFAULTS = {"lora": config_lib.LORA_DEFAULTS, "data": config_lib.DATA_DEFAULTS}
+# one was written with these values (a whole `lora` section; data.classes = None, every class;
+# model.text_layers = 0).
+SECTION_DEFAULTS = {"lora": config_lib.LORA_DEFAULTS, "data": config_lib.DATA_DEFAULTS,
+                    "model": config_lib.MODEL_ADDED_DEFAULTS}
 MANIFEST = "jaxgen_manifest.json"
 TMP_MARK = ".orbax-checkpoint-tmp"
 # What every Orbax step directory of ours holds (JSON files), checked when there is no manifest.

@@ -63,6 +63,30 @@ def test_text_guidance_at_one_is_the_conditional_chain(text_model):
     np.testing.assert_allclose(run(null_cond=null_condition(cond, 0), guidance=1.0), run(), rtol=1e-4, atol=1e-5)
 
 
+def test_a_trainable_text_transformer_reads_the_real_tokens_only():
+    """model.text_layers: a TokenTransformer over the frozen tokens mixes them with each other, so a
+    padding token leaking into a real one would change every row; masked, it changes none."""
+    model = Denoiser(out_channels=1, channels=(8, 16), num_res_blocks=1, attention_levels=(1,), num_heads=2,
+                     norm_groups=4, context_dim=D, text_layers=2, text_width=8)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(keys[0], (B, 8, 8, 1))
+    cond = {"context": jax.random.normal(keys[1], (B, L, D)),
+            "context_mask": jnp.arange(L)[None, :] < jnp.array([[5], [3], [1]]),
+            "pooled": jax.random.normal(keys[2], (B, D))}
+    params = model.init(jax.random.PRNGKey(1), x, jnp.zeros((B,), jnp.int32), cond)["params"]
+    assert set(params["text_transformer"]) == {"proj_in", "block_0", "block_1", "norm_final"}
+    assert params["text_transformer"]["proj_in"]["kernel"].shape == (D, 8)
+    assert params["null_context"].shape == (1, 1, 8)  # the null token lives at the transformer's width
+    apply = jax.jit(lambda c: model.apply({"params": params}, x, jnp.array([10, 500, 900]), c))
+    out = apply(cond)
+    padded = apply(dict(cond, context=cond["context"].at[:, 3:].set(7.0)))  # real only in row 0
+    assert float(jnp.abs(padded[0] - out[0]).max()) > 1e-3
+    np.testing.assert_allclose(padded[1:], out[1:], rtol=1e-5, atol=1e-6)
+    first = apply(dict(cond, context=cond["context"].at[2, 0].set(7.0)))  # row 2's one real token
+    assert float(jnp.abs(first[2] - out[2]).max()) > 1e-3
+    np.testing.assert_allclose(first[:2], out[:2], rtol=1e-5, atol=1e-6)
+
+
 def test_class_labels_with_a_null_class():
     model = Denoiser(out_channels=1, channels=(8, 16), num_res_blocks=1, norm_groups=4, num_classes=10)
     x = jnp.ones((4, 8, 8, 1))

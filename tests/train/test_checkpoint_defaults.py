@@ -1,5 +1,5 @@
-"""Fields added to an existing config section after runs were saved (data.classes): a saved config
-without the field is the config with its default, so old runs resume and evaluate."""
+"""Fields added to an existing config section after runs were saved (data.classes, model.text_layers):
+a saved config without the field is the config with its default, so old runs resume and evaluate."""
 import json
 import os
 
@@ -26,6 +26,16 @@ def test_a_saved_config_without_data_classes_equals_one_with_none():
     narrowed = checkpoint._normalise(_quick("--config.data.classes=(0,1)").to_dict())
     assert checkpoint.first_difference(saved, narrowed, checkpoint.IDENTITY_KEYS[1:]) == (
         "data.classes", "null", "[0, 1]")
+
+
+def test_a_saved_text2image_config_without_text_layers_is_one_without_the_transformer():
+    load = lambda *o: checkpoint._normalise(config_lib.load("text2image_shapes:quick", list(o)).to_dict())  # noqa: E731
+    current = load()
+    saved = json.loads(json.dumps(current))
+    del saved["model"]["text_layers"], saved["model"]["text_width"]  # a run (or pretrained model) saved before them
+    assert checkpoint.first_difference(saved, current, checkpoint.IDENTITY_KEYS[1:]) is None
+    assert checkpoint.first_difference(saved, load("--config.model.text_layers=2"), ("model",)) == (
+        "model.text_layers", "0", "2")
 
 
 def test_a_run_saved_before_data_classes_resumes_and_evaluates(tmp_path):

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxgen.models.diffusion.network import text_context
 from jaxgen.nn.attention import MultiHeadAttention
 from jaxgen.nn.initializers import lecun_normal_flat
 from jaxgen.nn.unet import sinusoidal_embedding
@@ -141,6 +142,8 @@ class DiT(nn.Module):
     dropout: float = 0.0       # on the MLP's hidden units (DiT uses none; the U-Net configs' value carries over)
     num_classes: int = 0       # > 0: class-conditional, with one extra (null) embedding
     context_dim: int = 0       # > 0: cross-attention to text tokens of this width
+    text_layers: int = 0       # > 0: a trainable TokenTransformer of this depth over the tokens (network.py)
+    text_width: int = 128      # its width (the width cross-attention then reads)
     dtype: Any = None
 
     def _embed_step(self, t: jax.Array, name: str) -> jax.Array:
@@ -163,12 +166,8 @@ class DiT(nn.Module):
             c = c + nn.Embed(self.num_classes + 1, d, name="label_embedding")(cond["label"])
         context = mask = None
         if self.context_dim:
-            context, mask = cond["context"].astype(jnp.float32), cond["context_mask"].astype(bool)
-            # As the Denoiser: a learned null token, attended to only by rows without any real token,
-            # gives dropped (null) text a trainable meaning and never leaves attention an empty row.
-            null = self.param("null_context", nn.initializers.normal(0.02), (1, 1, self.context_dim))
-            context = jnp.concatenate([jnp.broadcast_to(null, (b, 1, self.context_dim)), context], axis=1)
-            mask = jnp.concatenate([~mask.any(axis=1, keepdims=True), mask], axis=1)
+            context, mask = text_context(self, cond, self.context_dim, self.text_layers, self.text_width,
+                                         self.num_heads, self.dtype)
             if "pooled" in cond:
                 c = c + nn.Dense(d, name="pooled_proj")(cond["pooled"].astype(jnp.float32))
         if "low_res" in cond:  # super-resolution: the up-sampled low-res image as extra input channels

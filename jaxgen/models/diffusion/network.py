@@ -30,6 +30,7 @@ from flax import linen as nn
 from jaxgen.nn.attention import SpatialAttention, group_norm
 from jaxgen.nn.conv import Conv
 from jaxgen.nn.initializers import lecun_normal_flat
+from jaxgen.nn.text import TokenTransformer
 from jaxgen.nn.unet import ResBlock, UNet, sinusoidal_embedding
 from jaxgen.nn.upsample import UpsampleConv
 
@@ -58,6 +59,24 @@ def drop_condition(cond: dict[str, jax.Array], drop: jax.Array, num_classes: int
     return {k: pick(cond[k], null[k]) for k in cond}
 
 
+def text_context(module: nn.Module, cond: dict[str, jax.Array], context_dim: int, text_layers: int,
+                 text_width: int, num_heads: int, dtype: Any = None) -> tuple[jax.Array, jax.Array]:
+    """The keys and values of a denoiser's cross-attention, made inside `module`'s compact call from
+    cond["context"] [B, L, context_dim] and cond["context_mask"] [B, L]: (context [B, 1 + L, D],
+    mask [B, 1 + L]), D = context_dim, or text_width after a trainable TokenTransformer of
+    text_layers blocks (0: none; the tokens as the frozen encoder gives them)."""
+    context, mask = cond["context"].astype(jnp.float32), cond["context_mask"].astype(bool)
+    if text_layers:
+        context = TokenTransformer(text_width, text_layers, num_heads, dtype=dtype,
+                                   name="text_transformer")(context, mask)
+    width = context.shape[-1]
+    # Prepend a learned null token that only rows without any real token attend to, so that dropped
+    # (null) text has a trainable meaning and attention never sees an empty row.
+    null = module.param("null_context", nn.initializers.normal(0.02), (1, 1, width))
+    context = jnp.concatenate([jnp.broadcast_to(null, (context.shape[0], 1, width)), context], axis=1)
+    return context, jnp.concatenate([~mask.any(axis=1, keepdims=True), mask], axis=1)
+
+
 class Denoiser(nn.Module):
     """x [B,H,W,C], t [B] (the int timestep, or model.timesteps * t for a flow model), cond (see
     module docstring) -> output [B,H,W,C] (eps, x0 or v; the velocity for a flow model).
@@ -78,6 +97,8 @@ class Denoiser(nn.Module):
     norm_groups: int = 8
     num_classes: int = 0       # > 0: class-conditional, with one extra (null) embedding
     context_dim: int = 0       # > 0: cross-attention to text tokens of this width
+    text_layers: int = 0       # > 0: a trainable TokenTransformer of this depth over the tokens
+    text_width: int = 128      # its width (the width cross-attention then reads)
     dtype: Any = None
     architecture: str = "unet"  # see ARCHITECTURES and the module docstring
 
@@ -91,13 +112,8 @@ class Denoiser(nn.Module):
             vec = nn.Embed(self.num_classes + 1, emb_dim, name="label_embedding")(cond["label"])
         context = mask = None
         if self.context_dim:
-            context, mask = cond["context"], cond["context_mask"].astype(bool)
-            # Prepend a learned null token that only rows without any real token attend to, so
-            # that dropped (null) text has a trainable meaning and attention never sees an empty row.
-            null = self.param("null_context", nn.initializers.normal(0.02), (1, 1, self.context_dim))
-            context = jnp.concatenate([jnp.broadcast_to(null, (x.shape[0], 1, self.context_dim)),
-                                       context.astype(jnp.float32)], axis=1)
-            mask = jnp.concatenate([~mask.any(axis=1, keepdims=True), mask], axis=1)
+            context, mask = text_context(self, cond, self.context_dim, self.text_layers, self.text_width,
+                                         self.num_heads, self.dtype)
             if "pooled" in cond:
                 pooled = nn.Dense(emb_dim, name="pooled_proj")(cond["pooled"].astype(jnp.float32))
                 vec = pooled if vec is None else vec + pooled
