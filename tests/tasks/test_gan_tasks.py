@@ -151,7 +151,7 @@ def test_short_run_trains_both_players_and_moves_samples_toward_the_data(tmp_pat
 
 # The same overrides as the data-parallel test where the config is shared: the compiled step is reused.
 @pytest.mark.parametrize("name, overrides", [("gan_digits", ()), ("cgan_digits", CGAN_OVERRIDES),
-                                             ("cyclegan_shapes", CYCLEGAN_OVERRIDES)])
+                                             ("cyclegan_shapes", CYCLEGAN_OVERRIDES), ("gan_shapes", ())])
 def test_resume_is_exact_and_every_config_runs(name, overrides, tmp_path, request):
     """Smoke run of each config's quick version; a run stopped half-way and resumed equals the
     uninterrupted one bit for bit (both optimizer states, the EMA and the history pools)."""
@@ -187,6 +187,8 @@ def test_resume_is_exact_and_every_config_runs(name, overrides, tmp_path, reques
         np.testing.assert_array_equal(samples["labels"], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
     if name == "cyclegan_shapes":
         assert results["x_untranslated_l1"] > 0.3
+    if name == "gan_shapes":  # RGB scenes at the quick config's 16x16
+        assert samples["images"].shape == (12, 16, 16, 3)
 
 
 def test_cyclegan_trains_on_unpaired_disjoint_domains():
