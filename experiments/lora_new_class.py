@@ -11,7 +11,8 @@
 
 The base is trained with data.classes leaving `--label` out (its label embedding still has that row,
 untrained); the adapted run fine-tunes LoRA adapters on `--label` alone, on top of the frozen base.
-Each model samples with its run's own config sampler (guidance included), `--num` images per row,
+Each model samples with its run's own config sampler (guidance included, unless `--guidance` sets
+both models' w), `--num` images per row,
 judged by the trained digits classifier `--classifier` (jaxgen.eval.features.ClassifierJudge):
 
 - class accuracy of the adapted model asked for `--label` (the issue's goal: >= 95 %), and of the
@@ -47,14 +48,14 @@ MAX_ADAPTER_SHARE = 0.05
 MIN_NEW_CLASS_ACCURACY = 0.95
 
 
-def load_run(workdir: str, flag: str):
-    """(config, task, state) of a trained class-conditional diffusion run; SystemExit with one
-    sentence when `workdir` is not one."""
+def load_run(workdir: str, flag: str, overrides: tuple[str, ...] = ()):
+    """(config, task, state) of a trained class-conditional diffusion run, sampled with `overrides`
+    (--config.sample.x=y); SystemExit with one sentence when `workdir` is not one."""
     from jaxgen.errors import UserError
     from jaxgen.tasks import runs
 
     try:
-        config, task, state = runs.restore_for_eval(workdir)
+        config, task, state = runs.restore_for_eval(workdir, overrides=overrides)
     except UserError as e:
         raise SystemExit(f"{flag} {workdir}: {e}") from None
     if config.task != "diffusion" or not getattr(task, "num_classes", 0):
@@ -95,7 +96,7 @@ def markdown(result: dict) -> str:
              f"`{meta['command']}`. Base {meta['base']} (step {meta['base_step']}), adapted {meta['adapted']} "
              f"(step {meta['adapted_step']}: LoRA rank {ad['rank']}, alpha {ad['alpha']:g}, targets {ad['targets']}, "
              f"{ad['kernels']} kernels), judged by the digits classifier {meta['classifier']}. Label {meta['label']} "
-             f"was {held_out}. Each model samples with its config's sampler ({meta['sampler']}); the base and "
+             f"was {held_out}. Each model samples with {meta['sampler']}; the base and "
              f"adapted rows of one label set share their noise (seed {meta['seed']}).", "",
              "| model | requested labels | samples | class accuracy | most often predicted |",
              "|---|---|---:|---:|---:|"]
@@ -124,10 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", type=int, required=True, help="the new class")
     parser.add_argument("--num", type=int, default=1000, help="samples per row")
     parser.add_argument("--seed", type=int, default=0, help="the sampling noise (shared by base and adapted)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="the classifier-free guidance scale w of both models (default: each config's)")
     parser.add_argument("--out", default="experiments/results/lora_new_class")
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num must be at least 1, not {args.num}.")
+    sampling = () if args.guidance is None else (f"--config.sample.guidance={args.guidance}",)
     from jaxgen.errors import UserError
     from jaxgen.nn import lora
     from jaxgen.tasks import runs
@@ -136,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parallel.configure_jax()
     # ---- the runs, every check before any sampling --------------------------------------------------
-    base_config, base_task, base_state = load_run(args.base, "--base")
-    adapted_config, adapted_task, adapted_state = load_run(args.adapted, "--adapted")
+    base_config, base_task, base_state = load_run(args.base, "--base", sampling)
+    adapted_config, adapted_task, adapted_state = load_run(args.adapted, "--adapted", sampling)
     if not isinstance(adapted_state, LoraState):
         raise SystemExit(f"--adapted {args.adapted} is not a LoRA run (lora.rank = {adapted_config.lora.rank}); "
                          f"train it with --config.lora.rank and --config.lora.init_from={args.base}.")
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [adapted_new_row, base_new_row, adapted_other_row, base_other_row]
     # ---- the base again, re-read from disk after the adapted run was loaded and sampled ---------------
     # The compiled chain of the first base sampling is reused, so only the params can differ.
-    _, _, again_state = load_run(args.base, "--base")
+    _, _, again_state = load_run(args.base, "--base", sampling)
     base_again = base_task.eval_params(again_state)
     base_new_after = sample(base_task, base_again, new_labels, new_rng)
     recorded = (lora_meta.get("base") or {}).get("fingerprint")
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     s = adapted_config.sample
     command = (f"python -m experiments.lora_new_class --base {args.base} --adapted {args.adapted} "
                f"--classifier {args.classifier} --label {args.label} --num {args.num} --seed {args.seed} "
-               f"--out {args.out}")
+               + (f"--guidance {args.guidance:g} " if args.guidance is not None else "") + f"--out {args.out}")
     meta = {"command": command, "base": args.base, "adapted": args.adapted, "classifier": args.classifier,
             "label": args.label, "num": args.num, "seed": args.seed,
             "base_step": int(base_state.step), "adapted_step": int(adapted_state.step),
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "adapted_classes": (None if adapted_config.data.get("classes") is None
                                 else [int(c) for c in adapted_config.data.classes]),
             "label_held_out": base_classes is not None and args.label not in base_classes,
-            "sampler": f"{s.method.upper()}-{int(s.steps)}, {s.thresholding}, w = {float(s.guidance):g}",
+            "sampler": f"{s.method.upper()}-{int(s.steps)}, {s.thresholding}, w = {float(s.guidance):g}", "guidance": args.guidance,
             "base_sample": base_config.sample.to_dict(), "adapted_sample": s.to_dict()}
     result = {"meta": meta, "rows": rows, "adapters": adapters_info, "base_unchanged": unchanged, "goals": goals}
     text = markdown(result)  # before anything is written: a failure leaves no half-written pair

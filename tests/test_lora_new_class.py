@@ -33,15 +33,15 @@ def lora_runs(shared_dir):
     return os.path.join(root, "base"), os.path.join(root, "adapted")
 
 
-def _run(base, adapted, classifier, out):
+def _run(base, adapted, classifier, out, *extra):
     assert lora_new_class.main(["--base", base, "--adapted", adapted, "--classifier", classifier, "--label", "9",
-                                "--num", str(NUM), "--out", str(out)]) == 0
+                                "--num", str(NUM), "--out", str(out), *extra]) == 0
     return json.loads((out / "lora_new_class.json").read_text()), (out / "lora_new_class.md").read_text()
 
 
 def test_reports_accuracies_adapter_share_and_an_unchanged_base(lora_runs, classifier_run, tmp_path):
     base, adapted = lora_runs
-    result, md = _run(base, adapted, classifier_run, tmp_path / "out")
+    result, md = _run(base, adapted, classifier_run, tmp_path / "out", "--guidance", "1.5")
     assert set(result) == {"meta", "rows", "adapters", "base_unchanged", "goals"}
     assert [(r["model"], r["requested"]) for r in result["rows"]] == [
         ("adapted", "9"), ("base", "9"), ("adapted", "the others"), ("base", "the others")]
@@ -52,6 +52,10 @@ def test_reports_accuracies_adapter_share_and_an_unchanged_base(lora_runs, class
     meta = result["meta"]
     assert meta["label_held_out"] and meta["base_classes"] == list(range(9)) and meta["adapted_classes"] == [9]
     assert meta["command"].startswith("python -m experiments.lora_new_class --base ")
+    # --guidance sets both models' w (the quick config's own is 2), and the report says so.
+    assert "--guidance 1.5 " in meta["command"] and meta["guidance"] == 1.5
+    assert meta["base_sample"]["guidance"] == meta["adapted_sample"]["guidance"] == 1.5
+    assert "w = 1.5" in meta["sampler"] and "w = 1.5" in md
 
     adapters, _ = lora.load(os.path.join(adapted, loop.ADAPTERS_DIR))
     ad = result["adapters"]
