@@ -32,7 +32,7 @@ from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import contrastive
 from jaxgen.models import clip as clip_lib
 from jaxgen.nn.text import Tokenizer
-from jaxgen.tasks.base import Task, TaskError, check_channels, check_positive_int
+from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
 from jaxgen.train import parallel, precision
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -67,8 +67,7 @@ class CLIPTask(Task):
         m = config.model
         self.styles = tuple(config.data.get("caption_styles", ()))
         source = config.data.get("captions", "templates")
-        if source not in CAPTION_SOURCES:
-            raise TaskError(f"data.captions must be one of {', '.join(CAPTION_SOURCES)}, not {source!r}.")
+        check_choice("data.captions", source, CAPTION_SOURCES)
         if source == "class_names":
             if not dataset.num_classes:
                 raise TaskError(f"data.captions='class_names' needs a labelled dataset; {dataset.name} has no "
@@ -86,10 +85,8 @@ class CLIPTask(Task):
         else:
             raise TaskError(f"CLIP needs captioned images (shapes), digits with templated captions, or a labelled "
                             f"dataset with data.captions='class_names'; {dataset.name} has none of these.")
-        if m.loss not in clip_lib.LOSSES:
-            raise TaskError(f"model.loss must be one of {clip_lib.LOSSES}, not {m.loss!r}.")
-        if m.image_tower not in clip_lib.IMAGE_TOWERS:
-            raise TaskError(f"model.image_tower must be one of {clip_lib.IMAGE_TOWERS}, not {m.image_tower!r}.")
+        check_choice("model.loss", m.loss, clip_lib.LOSSES)
+        check_choice("model.image_tower", m.image_tower, clip_lib.IMAGE_TOWERS)
         for key in ("image_size", "embed_dim", "context_length", "image_width", "text_width", "text_depth"):
             if key in m:
                 check_positive_int(f"model.{key}", m[key])

@@ -82,8 +82,7 @@ class GANTask(Task):
         if crop and crop > min(dataset.arrays["image"].shape[1:3]):
             raise TaskError(f"data.center_crop={crop} is larger than the {dataset.name} images "
                             f"({dataset.arrays['image'].shape[1]}x{dataset.arrays['image'].shape[2]}).")
-        if m.loss not in gan_lib.LOSSES:
-            raise TaskError(f"model.loss must be one of {gan_lib.LOSSES}, not {m.loss!r}.")
+        check_choice("model.loss", m.loss, gan_lib.LOSSES)
         for key in ("image_size", "latent_dim") + (("d_feature_dim",) if self.network == "gan" else ()):
             check_positive_int(f"model.{key}", m[key])
         check_channels("model.g_channels", m.g_channels)
@@ -95,10 +94,8 @@ class GANTask(Task):
             raise TaskError(f"model.r1_gamma must be >= 0 (0 = no R1 penalty), not {m.r1_gamma!r}.")
         if self.network == "gan":
             for key in ("g_norm", "d_norm"):
-                if m[key] not in gan_lib.NORMS:
-                    raise TaskError(f"model.{key} must be one of {gan_lib.NORMS}, not {m[key]!r}.")
-            if m.upsample not in gan_lib.UPSAMPLES:
-                raise TaskError(f"model.upsample must be one of {gan_lib.UPSAMPLES}, not {m.upsample!r}.")
+                check_choice(f"model.{key}", m[key], gan_lib.NORMS)
+            check_choice("model.upsample", m.upsample, gan_lib.UPSAMPLES)
         else:
             self._check_dcgan(config)
         scale = 2 ** len(m.g_channels)

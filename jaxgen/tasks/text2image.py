@@ -51,7 +51,7 @@ from jaxgen.models import imagen
 from jaxgen.models.diffusion import sampling
 from jaxgen.models.diffusion.network import null_condition
 from jaxgen.tasks import cascade, runs
-from jaxgen.tasks.base import TaskError, check_positive_int
+from jaxgen.tasks.base import TaskError, check_choice, check_positive_int
 from jaxgen.tasks.diffusion import DiffusionTask
 from jaxgen.tasks.text_encoder import TextEncoder, TextEncoderError
 
@@ -73,8 +73,7 @@ class Text2ImageTask(DiffusionTask):
         if not self.styles or bad:
             raise TaskError(f"data.caption_styles must be a non-empty list of {shapes_lib.CAPTION_STYLES}, "
                             f"not {list(self.styles)}.")
-        if m.stage not in STAGES:
-            raise TaskError(f"model.stage must be one of {', '.join(STAGES)}, not {m.stage!r}.")
+        check_choice("model.stage", m.stage, STAGES)
         if m.get("latent_from", "") and m.stage != "base":
             raise TaskError("model.latent_from (latent diffusion) applies to a base stage (model.stage='base') only.")
         super().__init__(config, dataset)

@@ -64,8 +64,7 @@ class VAETask(Task):
         if self.network == "mlp":
             self._init_mlp(m, image_shape)
             return
-        if m.likelihood not in vae_lib.LIKELIHOODS:
-            raise TaskError(f"model.likelihood must be one of {vae_lib.LIKELIHOODS}, not {m.likelihood!r}.")
+        check_choice("model.likelihood", m.likelihood, vae_lib.LIKELIHOODS)
         check_choice("model.upsample", m.upsample, vae_lib.UPSAMPLES)
         check_positive_int("model.latent_dim", m.latent_dim)
         check_channels("model.channels", m.channels)
