@@ -12,7 +12,8 @@ model.text_encoder: 'minilm' (the installed all-MiniLM-L6-v2), 'bert:<checkpoint
 BERT-layout safetensors checkpoint) or 'clip:<workdir>' (the text tower of a trained clip run).
 model.text_layers: 0 reads the frozen encoder's tokens as they are; n > 0 puts a trainable transformer
 of n blocks (width model.text_width) between them and the U-Net's cross-attention (GLIDE trains its
-text transformer with the diffusion model; here it lets a noun's token take in its adjective).
+text transformer with the diffusion model; measured here, 2 blocks bound colours and places far worse
+after 20,000 steps: see the README's A/B).
 data.caption_styles: the caption styles drawn per example (default the full caption; 'position'
 teaches places, 'relation' the words "to the left of" and "above"). `"demo"` is the run of `jaxgen demo`, `"quick"` a smoke run of a few steps on
 shapes/tiny (tests); `"flow"` (and `"demo_flow"`, `"quick_flow"`) trains the base by flow matching.

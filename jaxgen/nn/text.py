@@ -163,6 +163,8 @@ class TokenTransformer(nn.Module):
     model; on top of a frozen sentence encoder such a layer lets each word's feature take in its
     neighbours (a noun its adjective: "red circle" vs "blue circle"), which the frozen features of a
     sentence-embedding model hardly do. No position embedding: the frozen features carry positions.
+    Measured on shapes/t2i (README, text-to-image A/B): two blocks in front of the U-Net's
+    cross-attention made places and colour bindings much worse after 20,000 steps, not better.
     """
 
     width: int = 128
