@@ -8,8 +8,8 @@ CycleGAN (experiments/shapes_fid.py).
 gan_digits' networks one level deeper (4x4 -> 32x32) and narrow enough for 2 CPU cores (9.9 GFLOP
 per iteration at batch 64, R1's double backward included; twice the widths cost 4x), with the same
 recipe: non-saturating loss with an R1 penalty (gamma = 1), Adam(2e-4, b1 = 0.5) as in DCGAN, one
-discriminator update per iteration, an EMA of the generator for sampling. `"quick"` is a smoke run
-of a few steps.
+discriminator update per iteration, an EMA of the generator for sampling. `"demo"` is the default
+run under that name; `"quick"` a smoke run of a few steps.
 """
 import ml_collections
 
@@ -33,7 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # No classifier judges scenes: eval reports the discriminator's outputs, the samples' diversity
     # and, with the FID weights converted, FID / KID / precision / recall on eval.fid_samples images.
     c.eval = {"classifier_workdir": "", "num_fd_samples": 1000, "pr_k": 3, "batch_size": 250}
-    return common.apply_variant(c, arg, {"quick": quick}, name="gan_shapes")
+    return common.apply_variant(c, arg, {"demo": None, "quick": quick}, name="gan_shapes")
 
 
 def quick(c: ml_collections.ConfigDict) -> None:
