@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "adapted_classes": (None if adapted_config.data.get("classes") is None
                                 else [int(c) for c in adapted_config.data.classes]),
             "label_held_out": base_classes is not None and args.label not in base_classes,
-            "sampler": f"{s.method.upper()}-{int(s.steps)}, {s.thresholding}, w = {float(s.guidance):g}", "guidance": args.guidance,
+            "sampler": f"{s.method.upper()}-{int(s.steps)}, {s.thresholding}, w = {float(s.guidance):g}",
+            "guidance": args.guidance,
             "base_sample": base_config.sample.to_dict(), "adapted_sample": s.to_dict()}
     result = {"meta": meta, "rows": rows, "adapters": adapters_info, "base_unchanged": unchanged, "goals": goals}
     text = markdown(result)  # before anything is written: a failure leaves no half-written pair

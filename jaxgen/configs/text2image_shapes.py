@@ -39,8 +39,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # A small U-Net (16x16 -> 8x8) with v-prediction and min-SNR weighting: self-attention at 8x8,
     # cross-attention to the text tokens at 16x16 and 8x8 (the 16x16 blocks draw the objects; with
     # text only at 8x8 they saw it through the pooled vector alone), two res blocks per level.
-    # text_layers > 0: a small trainable transformer (of width text_width) over the frozen tokens,
-    # as GLIDE trains one; 0 reads the frozen tokens as they are.
+    # text_layers, text_width: the optional trainable text transformer (see the docstring; off).
     c.model = dict(stage="base", text_encoder="minilm", max_text_length=40, text_layers=0, text_width=128,
                    channels=(32, 64), num_res_blocks=2, attention_levels=(1,), cross_attention_levels=(0, 1),
                    num_heads=4,

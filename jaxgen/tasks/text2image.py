@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import is_int
+from jaxgen.config import MODEL_ADDED_DEFAULTS, is_int
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
 from jaxgen.eval import prompt_suite
@@ -108,7 +108,7 @@ class Text2ImageTask(DiffusionTask):
     def _text_transformer_fields(m) -> dict[str, int]:
         """The denoiser's text_layers and text_width from model.text_layers (0 for runs saved before
         the field existed: no trainable transformer over the frozen tokens) and model.text_width."""
-        layers, width = m.get("text_layers", 0), m.get("text_width", 128)
+        layers, width = (m.get(k, MODEL_ADDED_DEFAULTS[k]) for k in ("text_layers", "text_width"))
         if not (is_int(layers) and layers >= 0):
             raise TaskError(f"model.text_layers must be an integer >= 0 (0 = the frozen tokens as they are), "
                             f"not {layers!r}.")

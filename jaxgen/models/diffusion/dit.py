@@ -156,7 +156,7 @@ class DiT(nn.Module):
     def __call__(self, x: jax.Array, t: jax.Array, cond: dict[str, jax.Array] | None = None,
                  train: bool = False) -> jax.Array:
         cond = cond or {}
-        b, h, w, _ = x.shape
+        _, h, w, _ = x.shape
         p, d = self.patch_size, self.hidden_size
         if h % p or w % p:
             raise ValueError(f"DiT with patch_size={p} needs H and W divisible by {p}; got {x.shape}.")
