@@ -13,9 +13,10 @@ high scales also with static clipping and with no thresholding, to show what dyn
 fixes (Saharia et al. 2022, sec. 2.3); and the ancestral sampler (DDPM respaced to 100 steps) at
 w = 0, 1 and 2. Steps sweep: DDIM with 10, 20, 50, 100 and 1000 steps at the config's guidance scale,
 quality against sampling time. Solver sweep (--solvers; also for an unconditional run): DDIM,
-DPM-Solver++(2M) and EDM's Heun at about 5, 10, 20 and 50 network evaluations (Heun: N Karras
-sigmas cost 2 N - 1), at the config's guidance and thresholding: does a second-order solver at 10
-evaluations reach DDIM's quality at 50? With --flow_workdir (a model.process='flow' run, e.g.
+DPM-Solver++(2M) on the t-uniform and on the Karras grid, and EDM's Heun at about 5, 10, 20 and 50
+network evaluations (Heun: N Karras sigmas cost 2 N - 1), at the config's guidance and thresholding:
+does a second-order solver at 10 evaluations reach DDIM's quality at 50? (--solvers_seeds K samples
+each setting from K keys and adds the mean and standard deviation of the distance to test.) With --flow_workdir (a model.process='flow' run, e.g.
 diffusion_digits_class:8x8_flow: the same network and budget trained by flow matching), the solver
 table also holds that model's Euler and Heun rows at the same evaluation counts (Heun: N steps cost
 2 N - 1), at its own config's guidance and thresholding: does the flow model match the DDPM-trained
@@ -31,6 +32,9 @@ from __future__ import annotations
 import argparse
 import os
 
+import jax
+import numpy as np
+
 from experiments.results_files import write_pair
 from jaxgen.tasks.runs import classifier_judge, restore_for_eval
 from jaxgen.train import parallel
@@ -40,21 +44,33 @@ THRESHOLD_COMPARISON = (4.0, 8.0)  # the scales at which static / none are also 
 STEPS = (10, 20, 50, 100, 1000)
 ANCESTRAL_STEPS, ANCESTRAL_GUIDANCE = 100, (0.0, 1.0, 2.0)
 SOLVER_NFE = (5, 10, 20, 50)
-SOLVERS = ("ddim", "dpmpp_2m", "edm_heun")
+SOLVERS = ("ddim", "dpmpp_2m", "dpmpp_2m_karras", "edm_heun")
 FLOW_SOLVERS = ("euler", "heun")
 COLUMNS = ("frechet_distance_to_test", "frechet_distance", "frechet_distance_360", "class_accuracy", "class_kl_to_uniform", "saturated_fraction",
            "x0_out_of_range", "sample_seconds", "compile_seconds")
+#: the columns a row adds when sampled from several keys (--solvers_seeds)
+SEED_COLUMNS = ("frechet_distance_to_test_mean", "frechet_distance_to_test_sd", "seeds")
 
 
-def run_setting(task, params, judge, num: int, **overrides) -> dict:
+def run_setting(task, params, judge, num: int, seeds: int = 1, **overrides) -> dict:
+    """One row: task.sample_quality of `num` samples at `overrides` from the task's sampling key. With
+    seeds > 1 the setting is also sampled from seeds - 1 other keys, and the row adds the mean and
+    standard deviation over all of them of the distance to test (SEED_COLUMNS): the noise that a
+    difference between two rows must exceed."""
     result = task.sample_quality(params, judge, num, **overrides)  # times compile and sampling apart
+    if seeds > 1:
+        base = jax.random.PRNGKey(task.config.seed + 3)
+        dist = [result["frechet_distance_to_test"]] + [
+            task.sample_quality(params, judge, num, rng=jax.random.fold_in(base, k), **overrides)[
+                "frechet_distance_to_test"] for k in range(1, seeds)]
+        result.update(zip(SEED_COLUMNS, (float(np.mean(dist)), float(np.std(dist, ddof=1)), seeds)))
     result.update(overrides)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
     return result
 
 
 def markdown(rows: list[dict], keys: tuple[str, ...], title: str, note: str) -> str:
-    head = keys + COLUMNS
+    head = keys + COLUMNS + tuple(c for c in SEED_COLUMNS if c in rows[0])
     lines = [f"# {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in head) + " |")
@@ -96,11 +112,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip_guidance", action="store_true", help="leave out the guidance sweep")
     parser.add_argument("--solvers", action="store_true", help="also the solver sweep (NFE 5, 10, 20, 50)")
     parser.add_argument("--solvers_num", type=int, default=360, help="samples per setting of the solver sweep")
+    parser.add_argument("--solvers_seeds", type=int, default=1,
+                        help="sampling keys per setting of the solver sweep (> 1 adds the mean and standard "
+                             "deviation of the distance to test over them)")
     parser.add_argument("--solvers_nfe", type=int, nargs="+", default=list(SOLVER_NFE),
                         help="the numbers of network evaluations of the solver sweep")
     parser.add_argument("--flow_workdir", help="a flow-matching run whose Euler and Heun rows join the solver "
                                                "sweep's table (with --solvers)")
     args = parser.parse_args(argv)
+    if args.solvers_seeds < 1:
+        raise SystemExit(f"--solvers_seeds must be at least 1, not {args.solvers_seeds}.")
     if args.flow_workdir and not args.solvers:
         raise SystemExit("--flow_workdir adds rows to the solver sweep; give --solvers with it.")
     parallel.configure_jax()
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [(config, task, params)]
         what = f"samples per row at w = {config.sample.guidance}, {config.sample.thresholding} thresholding"
         flags = (f"--solvers_num {args.solvers_num} --solvers --solvers_nfe {' '.join(map(str, args.solvers_nfe))} "
-                 f"--skip_guidance --skip_steps")
+                 f"--skip_guidance --skip_steps" + (f" --solvers_seeds {args.solvers_seeds}" if args.solvers_seeds > 1 else ""))
         if flow_run:
             flow_config, flow_task, flow_state = flow_run
             runs.append((flow_config, flow_task, flow_task.eval_params(flow_state)))
@@ -163,14 +184,14 @@ def main(argv: list[str] | None = None) -> None:
             flags += f" --flow_workdir {args.flow_workdir}"
         rows = [row for nfe in args.solvers_nfe for c, t, p in runs
                 for row in solver_rows(t, p, judge, args.solvers_num, float(c.sample.guidance),
-                                       c.sample.thresholding, (nfe,))]
+                                       c.sample.thresholding, (nfe,), args.solvers_seeds)]
         write("diffusion_solvers", rows, ("method", "steps", "nfe"), "Few-step solvers: quality against network "
               "evaluations", args.solvers_num, what, flags)
 
 
 def solver_rows(task, params, judge, num: int, guidance: float, thresholding: str,
-                nfes=SOLVER_NFE) -> list[dict]:
-    """DDIM, DPM-Solver++(2M) and EDM Heun (a flow model: Euler and Heun) at about `nfes` network
+                nfes=SOLVER_NFE, seeds: int = 1) -> list[dict]:
+    """DDIM, DPM-Solver++(2M) on the t-uniform and the Karras grid and EDM Heun (a flow model: Euler and Heun) at about `nfes` network
     evaluations each (a guided evaluation, conditional and null branch in one batch, counts once), as
     `nfe` says exactly."""
     flow = task.process == "flow"
@@ -180,8 +201,8 @@ def solver_rows(task, params, judge, num: int, guidance: float, thresholding: st
             steps = (nfe + 1) // 2 if method in ("edm_heun", "heun") else nfe
             if not flow and steps > task.schedule.num_steps:
                 continue
-            row = run_setting(task, params, judge, num, guidance=guidance, thresholding=thresholding, method=method,
-                              steps=steps)
+            row = run_setting(task, params, judge, num, seeds, guidance=guidance, thresholding=thresholding,
+                              method=method, steps=steps)
             row["nfe"] = int(row.get("nfe", steps))  # the solvers report theirs; DDIM's is its steps
             rows.append(row)
     return rows

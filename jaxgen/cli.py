@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help=".png for a grid, .npz for raw images in [0, 1]")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sample.guidance)")
     g.add_argument("--steps", type=int, help="sampling steps (default: the run's sample.steps)")
-    g.add_argument("--method", help="sampler of every stage: ddpm, ddim, dpmpp_2m, edm_euler or edm_heun "
+    g.add_argument("--method", help="sampler of every stage: ddpm, ddim, dpmpp_2m, dpmpp_2m_karras, edm_euler or edm_heun "
                                     "(default: the run's sample.method)")
     g.add_argument("--seed", type=int, default=0)
 

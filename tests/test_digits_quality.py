@@ -64,17 +64,30 @@ def test_wrong_kind_of_run_is_one_sentence(quick_runs, classifier_run, tmp_path)
 
 def test_solver_sweep_counts_network_evaluations_and_leads_with_the_test_distance(quick_runs, classifier_run,
                                                                                   tmp_path):
-    """experiments.diffusion_sweeps --solvers: DDIM, DPM-Solver++(2M) and EDM Heun at about 5 and 10
-    evaluations (Heun's 2 N - 1, fewer where Karras sigmas snap together on the quick run's 100
-    timesteps), one row each, the test-split distance first."""
+    """experiments.diffusion_sweeps --solvers: DDIM, DPM-Solver++(2M) on both grids and EDM Heun at
+    about 5 and 10 evaluations (on the Karras grid at most N, Heun's at most 2 N - 1: fewer where
+    Karras sigmas snap together on the quick run's 100 timesteps), one row each, the test-split
+    distance first."""
     _, diff = quick_runs
     diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--skip_guidance", "--skip_steps",
-                           "--solvers", "--solvers_num", "40", "--solvers_nfe", "5", "10", "--out", str(tmp_path)])
+                           "--solvers", "--solvers_num", "40", "--solvers_nfe", "5", "10", "--solvers_seeds", "2",
+                           "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "diffusion_solvers.json").read_text())["rows"]
     assert [r["method"] for r in rows] == list(diffusion_sweeps.SOLVERS) * 2
-    assert [r["nfe"] for r in rows if r["method"] != "edm_heun"] == [5, 5, 10, 10]
+    assert [r["nfe"] for r in rows if r["method"] in ("ddim", "dpmpp_2m")] == [5, 5, 10, 10]
+    karras = [r["nfe"] for r in rows if r["method"] == "dpmpp_2m_karras"]
+    assert all(1 < n <= cap for n, cap in zip(karras, (5, 10))) and karras == sorted(karras)
     heun = [r["nfe"] for r in rows if r["method"] == "edm_heun"]
     assert all(n % 2 == 1 and n <= cap for n, cap in zip(heun, (5, 9))) and heun == sorted(heun)
     header = next(line for line in (tmp_path / "diffusion_solvers.md").read_text().splitlines()
                   if line.startswith("| method"))
     assert header.split(" | ")[3] == "frechet_distance_to_test"
+    assert header.rstrip(" |").endswith("frechet_distance_to_test_mean | frechet_distance_to_test_sd | seeds")
+    for r in rows:  # two keys: the mean sits half their gap from the first, the sd is the gap / sqrt(2)
+        assert r["seeds"] == 2 and r["frechet_distance_to_test_sd"] > 0
+        gap = abs(r["frechet_distance_to_test_mean"] - r["frechet_distance_to_test"])
+        np.testing.assert_allclose(gap, r["frechet_distance_to_test_sd"] / np.sqrt(2), rtol=1e-6)
+    with pytest.raises(SystemExit, match=r"^--solvers_seeds must be at least 1, not 0\.$"):
+        diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--solvers", "--solvers_seeds", "0",
+                               "--out", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()

@@ -368,10 +368,12 @@ class DiffusionTask(Task):
             return totals
         return totals, {k: float(v.mean() if v.ndim == 1 else v[:, parts_at].mean()) for k, v in parts.items()}
 
-    def sample_quality(self, params, judge, num: int, **overrides) -> dict[str, float]:
-        """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling), the sampler's
-        statistics, and the fraction of saturated pixels beside that of real images."""
-        images, stats = self.generate(params, jax.random.PRNGKey(self.config.seed + 3), num, **overrides)
+    def sample_quality(self, params, judge, num: int, rng: jax.Array | None = None, **overrides) -> dict[str, float]:
+        """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling) drawn from
+        `rng` (default PRNGKey(seed + 3)), the sampler's statistics, and the fraction of saturated
+        pixels beside that of real images."""
+        rng = jax.random.PRNGKey(self.config.seed + 3) if rng is None else rng
+        images, stats = self.generate(params, rng, num, **overrides)
         results = judge.score(images, np.arange(num) % self.num_classes if self.num_classes else None)
         results.update(stats)
         results["saturated_fraction"] = saturated_fraction(images)

@@ -153,7 +153,7 @@ def test_generate_command_runs_the_cascade(runs, tmp_path, capsys):
     assert not np.array_equal(ddim[0], images[0])
     assert main(["generate", "--workdir", base, "--prompt", "a red circle", "--out", str(tmp_path / "m.png"),
                  "--method", "euler"]) == 2
-    assert "--method must be one of ddpm, ddim, dpmpp_2m, edm_euler, edm_heun, not 'euler'." in capsys.readouterr().err
+    assert "--method must be one of ddpm, ddim, dpmpp_2m, dpmpp_2m_karras, edm_euler, edm_heun, not 'euler'." in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "m.png")
 
 
