@@ -64,6 +64,9 @@ def run_setting(task, params, judge, num: int, seeds: int = 1, **overrides) -> d
             task.sample_quality(params, judge, num, rng=jax.random.fold_in(base, k), **overrides)[
                 "frechet_distance_to_test"] for k in range(1, seeds)]
         result.update(zip(SEED_COLUMNS, (float(np.mean(dist)), float(np.std(dist, ddof=1)), seeds)))
+        # per key, in the JSON only: rows that share the sampling keys also share x_T, so two settings
+        # compare pairwise, key by key, with less noise than their means do
+        result["frechet_distance_to_test_per_seed"] = [float(v) for v in dist]
     result.update(overrides)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
     return result
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--solvers_seeds", type=int, default=1,
                         help="sampling keys per setting of the solver sweep (> 1 adds the mean and standard "
                              "deviation of the distance to test over them)")
+    parser.add_argument("--solvers_methods", nargs="+", help="only these methods of the solver sweep (default: "
+                                                             "all of SOLVERS, or FLOW_SOLVERS for a flow run)")
     parser.add_argument("--solvers_nfe", type=int, nargs="+", default=list(SOLVER_NFE),
                         help="the numbers of network evaluations of the solver sweep")
     parser.add_argument("--flow_workdir", help="a flow-matching run whose Euler and Heun rows join the solver "
@@ -122,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.solvers_seeds < 1:
         raise SystemExit(f"--solvers_seeds must be at least 1, not {args.solvers_seeds}.")
+    unknown = sorted(set(args.solvers_methods or ()) - set(SOLVERS + FLOW_SOLVERS))
+    if unknown:
+        raise SystemExit(f"--solvers_methods: {unknown[0]!r} is not one of {', '.join(SOLVERS + FLOW_SOLVERS)}.")
     if args.flow_workdir and not args.solvers:
         raise SystemExit("--flow_workdir adds rows to the solver sweep; give --solvers with it.")
     parallel.configure_jax()
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = [(config, task, params)]
         what = f"samples per row at w = {config.sample.guidance}, {config.sample.thresholding} thresholding"
         flags = (f"--solvers_num {args.solvers_num} --solvers --solvers_nfe {' '.join(map(str, args.solvers_nfe))} "
-                 f"--skip_guidance --skip_steps" + (f" --solvers_seeds {args.solvers_seeds}" if args.solvers_seeds > 1 else ""))
+                 f"--skip_guidance --skip_steps" + (f" --solvers_seeds {args.solvers_seeds}" if args.solvers_seeds > 1 else "")
+                 + (f" --solvers_methods {' '.join(args.solvers_methods)}" if args.solvers_methods else ""))
         if flow_run:
             flow_config, flow_task, flow_state = flow_run
             runs.append((flow_config, flow_task, flow_task.eval_params(flow_state)))
@@ -184,20 +193,23 @@ def main(argv: list[str] | None = None) -> None:
             flags += f" --flow_workdir {args.flow_workdir}"
         rows = [row for nfe in args.solvers_nfe for c, t, p in runs
                 for row in solver_rows(t, p, judge, args.solvers_num, float(c.sample.guidance),
-                                       c.sample.thresholding, (nfe,), args.solvers_seeds)]
+                                       c.sample.thresholding, (nfe,), args.solvers_seeds, args.solvers_methods)]
         write("diffusion_solvers", rows, ("method", "steps", "nfe"), "Few-step solvers: quality against network "
               "evaluations", args.solvers_num, what, flags)
 
 
 def solver_rows(task, params, judge, num: int, guidance: float, thresholding: str,
-                nfes=SOLVER_NFE, seeds: int = 1) -> list[dict]:
-    """DDIM, DPM-Solver++(2M) on the t-uniform and the Karras grid and EDM Heun (a flow model: Euler and Heun) at about `nfes` network
-    evaluations each (a guided evaluation, conditional and null branch in one batch, counts once), as
-    `nfe` says exactly."""
+                nfes=SOLVER_NFE, seeds: int = 1, methods=None) -> list[dict]:
+    """DDIM, DPM-Solver++(2M) on the t-uniform and the Karras grid and EDM Heun (a flow model: Euler
+    and Heun), or those of them in `methods`, at about `nfes` network evaluations each (a guided
+    evaluation, conditional and null branch in one batch, counts once), as `nfe` says exactly; each
+    setting from `seeds` sampling keys (run_setting)."""
     flow = task.process == "flow"
     rows = []
     for nfe in nfes:
         for method in FLOW_SOLVERS if flow else SOLVERS:
+            if methods and method not in methods:
+                continue
             steps = (nfe + 1) // 2 if method in ("edm_heun", "heun") else nfe
             if not flow and steps > task.schedule.num_steps:
                 continue

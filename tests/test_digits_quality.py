@@ -87,6 +87,16 @@ def test_solver_sweep_counts_network_evaluations_and_leads_with_the_test_distanc
         assert r["seeds"] == 2 and r["frechet_distance_to_test_sd"] > 0
         gap = abs(r["frechet_distance_to_test_mean"] - r["frechet_distance_to_test"])
         np.testing.assert_allclose(gap, r["frechet_distance_to_test_sd"] / np.sqrt(2), rtol=1e-6)
+        assert r["frechet_distance_to_test_per_seed"][0] == r["frechet_distance_to_test"]
+    diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--skip_guidance", "--skip_steps",
+                           "--solvers", "--solvers_num", "40", "--solvers_nfe", "5", "--solvers_methods", "ddim",
+                           "--out", str(tmp_path / "ddim")])
+    only = json.loads((tmp_path / "ddim" / "diffusion_solvers.json").read_text())["rows"]
+    assert [(r["method"], r["nfe"]) for r in only] == [("ddim", 5)]
+    assert only[0]["frechet_distance_to_test"] == rows[0]["frechet_distance_to_test"]  # the same first key
+    with pytest.raises(SystemExit, match=r"^--solvers_methods: 'rk4' is not one of ddim, .*heun\.$"):
+        diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--solvers", "--solvers_methods",
+                               "ddim", "rk4", "--out", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match=r"^--solvers_seeds must be at least 1, not 0\.$"):
         diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--solvers", "--solvers_seeds", "0",
                                "--out", str(tmp_path / "none")])
