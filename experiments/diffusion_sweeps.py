@@ -16,7 +16,8 @@ quality against sampling time. Solver sweep (--solvers; also for an unconditiona
 DPM-Solver++(2M) on the t-uniform and on the Karras grid, and EDM's Heun at about 5, 10, 20 and 50
 network evaluations (Heun: N Karras sigmas cost 2 N - 1), at the config's guidance and thresholding:
 does a second-order solver at 10 evaluations reach DDIM's quality at 50? (--solvers_seeds K samples
-each setting from K keys and adds the mean and standard deviation of the distance to test.) With --flow_workdir (a model.process='flow' run, e.g.
+each setting from K keys and adds the mean and standard deviation of the distance to test.)
+With --flow_workdir (a model.process='flow' run, e.g.
 diffusion_digits_class:8x8_flow: the same network and budget trained by flow matching), the solver
 table also holds that model's Euler and Heun rows at the same evaluation counts (Heun: N steps cost
 2 N - 1), at its own config's guidance and thresholding: does the flow model match the DDPM-trained
