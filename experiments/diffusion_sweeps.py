@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import jax
 import numpy as np
 
 from experiments.results_files import write_pair
@@ -60,10 +59,9 @@ def run_setting(task, params, judge, num: int, seeds: int = 1, **overrides) -> d
     difference between two rows must exceed."""
     result = task.sample_quality(params, judge, num, **overrides)  # times compile and sampling apart
     if seeds > 1:
-        base = jax.random.PRNGKey(task.config.seed + 3)
         dist = [result["frechet_distance_to_test"]] + [
-            task.sample_quality(params, judge, num, rng=jax.random.fold_in(base, k), **overrides)[
-                "frechet_distance_to_test"] for k in range(1, seeds)]
+            task.sample_quality(params, judge, num, key_index=k, **overrides)["frechet_distance_to_test"]
+            for k in range(1, seeds)]
         result.update(zip(SEED_COLUMNS, (float(np.mean(dist)), float(np.std(dist, ddof=1)), seeds)))
         # per key, in the JSON only: rows that share the sampling keys also share x_T, so two settings
         # compare pairwise, key by key, with less noise than their means do
@@ -143,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         flow_run = restore_for_eval(args.flow_workdir)
         if getattr(flow_run[1], "process", None) != "flow":
             raise SystemExit(f"--flow_workdir {args.flow_workdir} is not a flow-matching run (model.process='flow').")
+    if args.solvers and args.solvers_methods:
+        offered = set(FLOW_SOLVERS if task.process == "flow" else SOLVERS) | (set(FLOW_SOLVERS) if flow_run else set())
+        if not offered & set(args.solvers_methods):
+            raise SystemExit(f"--solvers_methods {' '.join(args.solvers_methods)} selects no solver of these runs; "
+                             f"they sample with {', '.join(sorted(offered))}.")
     params, judge = task.eval_params(state), classifier_judge(args.classifier)
     os.makedirs(args.out, exist_ok=True)
     meta = {"workdir": args.workdir, "step": int(state.step), "sampler": config.sample.to_dict()}

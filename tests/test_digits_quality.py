@@ -97,6 +97,10 @@ def test_solver_sweep_counts_network_evaluations_and_leads_with_the_test_distanc
     with pytest.raises(SystemExit, match=r"^--solvers_methods: 'rk4' is not one of ddim, .*heun\.$"):
         diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--solvers", "--solvers_methods",
                                "ddim", "rk4", "--out", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match=r"^--solvers_methods euler selects no solver of these runs; they sample "
+                                         r"with ddim, dpmpp_2m, dpmpp_2m_karras, edm_heun\.$"):
+        diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--skip_guidance", "--skip_steps",
+                               "--solvers", "--solvers_methods", "euler", "--out", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match=r"^--solvers_seeds must be at least 1, not 0\.$"):
         diffusion_sweeps.main(["--workdir", diff, "--classifier", classifier_run, "--solvers", "--solvers_seeds", "0",
                                "--out", str(tmp_path / "none")])

@@ -368,12 +368,15 @@ class DiffusionTask(Task):
             return totals
         return totals, {k: float(v.mean() if v.ndim == 1 else v[:, parts_at].mean()) for k, v in parts.items()}
 
-    def sample_quality(self, params, judge, num: int, rng: jax.Array | None = None, **overrides) -> dict[str, float]:
-        """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling) drawn from
-        `rng` (default PRNGKey(seed + 3)), the sampler's statistics, and the fraction of saturated
-        pixels beside that of real images."""
-        rng = jax.random.PRNGKey(self.config.seed + 3) if rng is None else rng
-        images, stats = self.generate(params, rng, num, **overrides)
+    def sample_quality(self, params, judge, num: int, key_index: int = 0, **overrides) -> dict[str, float]:
+        """ClassifierJudge.score of `num` samples (class-conditional: labels 0..9 cycling), the sampler's
+        statistics, and the fraction of saturated pixels beside that of real images. The samples come
+        from PRNGKey(seed + 3), or for key_index k > 0 from its fold_in(k): k repeats of one setting
+        for its sampling noise, each shared by every setting (the same x_T), so settings compare key
+        by key."""
+        rng = jax.random.PRNGKey(self.config.seed + 3)
+        images, stats = self.generate(params, jax.random.fold_in(rng, key_index) if key_index else rng, num,
+                                      **overrides)
         results = judge.score(images, np.arange(num) % self.num_classes if self.num_classes else None)
         results.update(stats)
         results["saturated_fraction"] = saturated_fraction(images)
