@@ -54,8 +54,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # run that judges (empty: the conditioning one; the prompt suite's CLIP score needs it). The
     # prompt suite, as text2image_shapes reads it: prompts_per_category prompts per category (0:
     # skip), drawn by prompt_seed, each generated images_per_prompt times in batches of batch_size.
+    # Image variations: variations_per_source of each of the first variation_sources test scenes,
+    # parsed and compared with their source (0: skip).
     c.eval = dict(num_samples=200, clip_workdir="", prompts_per_category=24, images_per_prompt=4, prompt_seed=0,
-                  batch_size=64)
+                  batch_size=64, variation_sources=64, variations_per_source=4)
     return common.apply_variant(c, arg, {"demo": demo, "quick": quick}, name="unclip_shapes",
                                 modifiers={"captions": with_captions})
 
@@ -82,4 +84,5 @@ def quick(c: ml_collections.ConfigDict) -> None:
     c.prior_optim.warmup_steps = 2
     c.train.update(steps=4, log_every=2, ckpt_every=4, batch_size=16, ema_decay=0.0)
     # batch_size = num_samples: the suite reuses the compiled chains of the CLIP-score samples.
-    c.eval.update(num_samples=16, prompts_per_category=2, images_per_prompt=1, batch_size=16)
+    c.eval.update(num_samples=16, prompts_per_category=2, images_per_prompt=1, batch_size=16, variation_sources=4,
+                  variations_per_source=2)

@@ -28,7 +28,8 @@ embedding -> decoder), classifier-free guidance in both models (the prior's scal
 true image embedding of held-out captions, the CLIP score of generated images (by `eval.clip_workdir`,
 default the conditioning CLIP, which the decoder was trained to please, so an independent CLIP run is
 the fairer judge) and the prompt suite's scene-parser accuracy per category (jaxgen.eval.prompt_suite,
-the same suite, settings and metric names as the text2image task's).
+the same suite, settings and metric names as the text2image task's), and what variations keep of
+their source scene, read by the same parser (jaxgen.eval.variations).
 """
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen.config import is_int
 from jaxgen.data import captions, transforms
 from jaxgen.data import shapes as shapes_lib
+from jaxgen.eval import variations as variations_lib
 from jaxgen.eval.images import make_grid
 from jaxgen.models import unclip as unclip_lib
 from jaxgen.models.diffusion import losses, process, sampling, schedules, training
@@ -92,6 +95,11 @@ class UnCLIPTask(Task):
         if size % 2 ** (len(m.decoder.channels) - 1):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.decoder.channels)-1) = "
                             f"{2 ** (len(m.decoder.channels) - 1)}.")
+        e = config.eval
+        sources, per_source = e.get("variation_sources", 0), e.get("variations_per_source", 0)
+        if not (is_int(sources) and (sources == 0 or sources >= 2) and is_int(per_source) and per_source >= 0):
+            raise TaskError(f"eval.variation_sources must be 0 (no variation scores) or at least 2, and "
+                            f"eval.variations_per_source an integer >= 0; got {sources!r} and {per_source!r}.")
         self.schedules = {"prior": schedules.make(m.prior.schedule, m.prior.timesteps),
                           "decoder": schedules.make(m.decoder.schedule, m.decoder.timesteps)}
         self.sample_settings()  # the config's own, checked before the CLIP run is loaded
@@ -374,7 +382,7 @@ class UnCLIPTask(Task):
         when the first clearly exceeds the second); clip_score of text_to_image samples for those
         captions next to that of the real test images (matching and mismatched); and the prompt
         suite's scores (jaxgen.eval.prompt_suite, as for text2image: t2i_<category>, ...; none with
-        eval.prompts_per_category = 0)."""
+        eval.prompts_per_category = 0); and `variation_scores`."""
         e = self.config.eval
         params = self.eval_params(state)
         test = self.eval_dataset().arrays
@@ -398,7 +406,21 @@ class UnCLIPTask(Task):
                             images_per_prompt=settings.pop("scene_images_per_prompt"), batch_size=n)
         # Held out: no training caption of any style the prior saw states the prompt's combination.
         results.update(self.prompt_scores(lambda t, key: self.text_to_image(params, key, t)[0], settings))
+        results.update(self.variation_scores(params, jax.random.fold_in(rng, 2)))
         return results
+
+    def variation_scores(self, params, rng: jax.Array) -> dict[str, float]:
+        """What variations keep of their source (jaxgen.eval.variations): eval.variations_per_source
+        variations of each of the first eval.variation_sources test scenes (0 skips them, as do runs
+        saved before the fields existed), parsed at the decoder's size."""
+        e = self.config.eval
+        num, per_source = int(e.get("variation_sources", 0)), int(e.get("variations_per_source", 0))
+        if num <= 0 or per_source <= 0:
+            return {}
+        test = self.eval_dataset()
+        sources = test.arrays["image"][:num]
+        images = self.variations(params, sources, rng, num=per_source)
+        return variations_lib.variation_scores(images, sources, test.arrays, test.num_levels)
 
     def prompt_scores(self, make_images, settings=None) -> dict[str, float]:
         """The prompt suite's scores of `make_images` (see cascade.prompt_scores), as for text2image."""

@@ -221,7 +221,9 @@ def test_bad_config_values_are_one_sentence(clip_run, tmp_path):
     for override, message in [("--config.train.parts=('prior','vae')", "train.parts must be a non-empty list"),
                               ("--config.sample.prior_steps=500", "sample.prior_steps must be in 1..100"),
                               ("--config.model.prior.parameterization=score", "model.prior.parameterization must be"),
-                              ("--config.data.image_size=9", "data.image_size=9 must be divisible")]:
+                              ("--config.data.image_size=9", "data.image_size=9 must be divisible"),
+                              ("--config.eval.variation_sources=1", "eval.variation_sources must be 0"),
+                              ("--config.eval.variations_per_source=-1", "eval.variations_per_source an integer")]:
         with pytest.raises(TaskError, match=re.escape(message)):
             loop.make_task(_config(clip_run, override))
     # A run remembers the CLIP step it was trained on and refuses a CLIP trained further.
@@ -327,6 +329,13 @@ def test_eval_scores_the_shared_prompt_suite(unclip_run, clip_run):
     for key in ("t2i_clip_score", "t2i_clip_score_mismatched"):  # the suite's, by eval.clip_workdir
         assert 0.0 <= results[key] <= 100.0
     assert {"prior_cosine_true", "clip_score", "clip_score_real"} <= set(results)
+    # Variations of the first 4 test scenes, 2 each, parsed at 16x16 beside the real scenes' ceiling.
+    assert results["variation_num_images"] == 8
+    for metric in ("same_objects", "same_count", "exact_scene"):
+        for suffix in ("", "_other", "_ceiling"):
+            assert 0.0 <= results[f"variation_{metric}{suffix}"] <= 1.0
+        assert results[f"variation_{metric}"] <= results["variation_same_count"]
+    assert results["variation_same_count_ceiling"] > 0.7
 
 
 def test_sweeps_score_an_unclip_base_and_its_cascade_as_text2image_does(unclip_run, sr_run, tmp_path):
