@@ -109,6 +109,9 @@ class Task:
     #: config fields that name another trained model the task uses frozen (unCLIP's CLIP): `jaxgen
     #: export` may point them at an exported copy whose params are the same (frozen_fingerprints)
     frozen_sources: tuple[str, ...] = ()
+    #: eval fields the family added after runs were saved, with the value such a run is evaluated
+    #: with: `restore_for_eval` fills them in before the overrides, so `--config.eval.x=` works
+    eval_added_defaults: dict[str, Any] = {}
 
     def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
         """`dataset` is the training split; with data.classes set, the task trains on the examples of

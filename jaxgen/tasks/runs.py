@@ -53,8 +53,13 @@ def init_state(task: Task, config: ml_collections.ConfigDict) -> PyTree:
 
 def restore_for_eval(workdir: str, devices: list | None = None, overrides: Sequence[str] = ()) -> Run:
     """The run in `workdir` at its newest checkpoint, on one device; `overrides` (--config.sample.x=y,
-    ...) change how it is sampled or evaluated, not the model."""
+    ...) change how it is sampled or evaluated, not the model. Eval fields the task added since the
+    run was saved get their defaults first (Task.eval_added_defaults), so they can be overridden."""
     config = load_run_config(workdir)
+    if config.get("eval") is not None and config.get("task") in tasks.names():
+        for key, value in tasks.get(config.task).eval_added_defaults.items():
+            if key not in config.eval:
+                config.eval[key] = value
     for item in overrides:
         config_lib.apply_override(config, item)
     config_lib.validate(config)

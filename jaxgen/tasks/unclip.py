@@ -58,6 +58,7 @@ from jaxgen.train import precision
 
 PARTS = ("prior", "decoder")
 CLIP_FILE = "clip.json"
+VARIATION_FIELDS = ("variation_sources", "variations_per_source")  # eval: scenes, variations of each
 # Embeddings of a (clip run, checkpoint step, dataset, split, caption styles), shared by the task
 # instances of one process (the loop, `jaxgen eval` and the tests build several).
 _EMBEDDING_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
@@ -71,6 +72,8 @@ class UnCLIPTask(Task):
     low_res_shape = None
     init_keys = 2  # the prior's and the decoder's
     frozen_sources = ("model.clip_workdir",)
+    # Variation scores (eval.variation_sources x eval.variations_per_source), the config's values.
+    eval_added_defaults = dict(zip(VARIATION_FIELDS, (64, 4)))
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -96,7 +99,7 @@ class UnCLIPTask(Task):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.decoder.channels)-1) = "
                             f"{2 ** (len(m.decoder.channels) - 1)}.")
         e = config.eval
-        sources, per_source = e.get("variation_sources", 0), e.get("variations_per_source", 0)
+        sources, per_source = (e.get(k, self.eval_added_defaults[k]) for k in VARIATION_FIELDS)
         if not (is_int(sources) and (sources == 0 or sources >= 2) and is_int(per_source) and per_source >= 0):
             raise TaskError(f"eval.variation_sources must be 0 (no variation scores) or at least 2, and "
                             f"eval.variations_per_source an integer >= 0; got {sources!r} and {per_source!r}.")
@@ -411,10 +414,10 @@ class UnCLIPTask(Task):
 
     def variation_scores(self, params, rng: jax.Array) -> dict[str, float]:
         """What variations keep of their source (jaxgen.eval.variations): eval.variations_per_source
-        variations of each of the first eval.variation_sources test scenes (0 skips them, as do runs
-        saved before the fields existed), parsed at the decoder's size."""
+        variations of each of the first eval.variation_sources test scenes (0 skips them; runs
+        saved before the fields existed get the config's 64 x 4), parsed at the decoder's size."""
         e = self.config.eval
-        num, per_source = int(e.get("variation_sources", 0)), int(e.get("variations_per_source", 0))
+        num, per_source = (int(e.get(k, self.eval_added_defaults[k])) for k in VARIATION_FIELDS)
         if num <= 0 or per_source <= 0:
             return {}
         test = self.eval_dataset()

@@ -338,6 +338,21 @@ def test_eval_scores_the_shared_prompt_suite(unclip_run, clip_run):
     assert results["variation_same_count_ceiling"] > 0.7
 
 
+def test_a_run_saved_before_the_variation_fields_gets_them_and_takes_their_overrides(unclip_run, tmp_path):
+    old = str(tmp_path / "old")
+    shutil.copytree(unclip_run, old)
+    with open(os.path.join(old, "config.json")) as f:
+        saved = json.load(f)
+    for key in ("variation_sources", "variations_per_source"):
+        del saved["eval"][key]
+    with open(os.path.join(old, "config.json"), "w") as f:
+        json.dump(saved, f)
+    config = runs.restore_for_eval(old).config
+    assert (config.eval.variation_sources, config.eval.variations_per_source) == (64, 4)
+    config = runs.restore_for_eval(old, overrides=["--config.eval.variation_sources=0"]).config
+    assert config.eval.variation_sources == 0
+
+
 def test_sweeps_score_an_unclip_base_and_its_cascade_as_text2image_does(unclip_run, sr_run, tmp_path):
     """experiments/text2image_sweeps takes an unclip run as the base (the side-by-side of the two
     systems): its prompt scores are cascade.prompt_scores of its own text_to_image, and the final
