@@ -252,6 +252,18 @@ class Task:
         LoraState's base passes through untouched."""
         return state_lib.apply_gradients(state, grads, self.tx, self.ema_decay)
 
+    def update_player(self, grad_fn, params: PyTree, opt_state: PyTree, tx: optax.GradientTransformation,
+                      inputs: dict[str, jax.Array]) -> tuple[PyTree, PyTree, PyTree, dict, Any]:
+        """One optimizer update of one player of a task that writes its own train_step (a GAN's
+        generator or discriminator): grad_fn(params, inputs) -> (grads, metrics, aux) averaged over
+        train.grad_accum micro-batches of `inputs` (accumulate.mean_gradients), the grads then over
+        devices, then tx's update. Returns (new params, new opt_state, the averaged grads, this
+        device's metrics, aux)."""
+        grads, metrics, aux = accumulate.mean_gradients(grad_fn, params, inputs, self.grad_accum)
+        grads = parallel.pmean(grads)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, grads, metrics, aux
+
     def figures(self, state: TrainState) -> dict[str, np.ndarray]:
         """Named image grids (uint8 [H, W, 3]) that `jaxgen eval` saves under <workdir>/figures and
         the report shows, e.g. reconstructions; none by default."""

@@ -45,7 +45,7 @@ from jaxgen.data.pipeline import Dataset, load
 from jaxgen.eval.images import make_grid
 from jaxgen.models import cyclegan as cg
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
-from jaxgen.train import accumulate, parallel, precision
+from jaxgen.train import parallel, precision
 from jaxgen.train import state as state_lib
 
 DOMAINS = ("image", "painted")  # X, Y: the features of a dataset of both renderings (shapes)
@@ -245,11 +245,8 @@ class CycleGANTask(Task):
             (_, (metrics, fakes)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(generators)
             return grads, metrics, fakes
 
-        g_grads, g_metrics, fakes = accumulate.mean_gradients(g_grads_fn, state.params["generator"],
-                                                              {"x": x, "y": y}, self.grad_accum)
-        g_grads = parallel.pmean(g_grads)
-        updates, g_opt = self.g_tx.update(g_grads, state.opt_state["generator"], state.params["generator"])
-        gen = optax.apply_updates(state.params["generator"], updates)
+        gen, g_opt, g_grads, g_metrics, fakes = self.update_player(
+            g_grads_fn, state.params["generator"], state.opt_state["generator"], self.g_tx, {"x": x, "y": y})
 
         # History pools over the *global* batch of generated images (identical on every device).
         b = x.shape[0]
@@ -272,11 +269,8 @@ class CycleGANTask(Task):
             (_, metrics), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(discriminators)
             return grads, metrics, None
 
-        d_grads, d_metrics, _ = accumulate.mean_gradients(d_grads_fn, disc, {"x": x, "y": y, **pooled},
-                                                          self.grad_accum)
-        d_grads = parallel.pmean(d_grads)
-        updates, d_opt = self.d_tx.update(d_grads, state.opt_state["discriminator"], disc)
-        disc = optax.apply_updates(disc, updates)
+        disc, d_opt, d_grads, d_metrics, _ = self.update_player(
+            d_grads_fn, disc, state.opt_state["discriminator"], self.d_tx, {"x": x, "y": y, **pooled})
 
         params = {"generator": gen, "discriminator": disc}
         state = state.replace(step=state.step + 1, params=params, ema_params=self.ema_update(state, params),

@@ -45,7 +45,7 @@ from jaxgen.models import dcgan as dcgan_lib
 from jaxgen.models import gan as gan_lib
 from jaxgen.tasks import runs
 from jaxgen.tasks.base import Task, TaskError, check_channels, check_choice, check_positive_int
-from jaxgen.train import accumulate, parallel, precision
+from jaxgen.train import parallel, precision
 from jaxgen.train import state as state_lib
 
 
@@ -255,10 +255,7 @@ class GANTask(Task):
             micro = {"x": xj, "key": parallel.example_keys(jax.random.fold_in(rng, j), xj.shape[0])}
             if yj is not None:
                 micro["y"] = yj
-            grads, metrics, _ = accumulate.mean_gradients(d_grads, d_params, micro, self.grad_accum)
-            grads = parallel.pmean(grads)
-            updates, d_opt = self.d_tx.update(grads, d_opt, d_params)
-            d_params = optax.apply_updates(d_params, updates)
+            d_params, d_opt, grads, metrics, _ = self.update_player(d_grads, d_params, d_opt, self.d_tx, micro)
             metrics["d_grad_norm"] = optax.tree.norm(grads)
             return (d_params, d_opt), metrics
 
@@ -287,11 +284,8 @@ class GANTask(Task):
             (loss, fake_l), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
             return grads, {"g_loss": loss, "d_fake_g": jnp.mean(jax.nn.sigmoid(fake_l))}, None
 
-        grads, metrics, _ = accumulate.mean_gradients(g_grads, state.params["generator"], {"key": keys},
-                                                      self.grad_accum)
-        grads = parallel.pmean(grads)
-        updates, g_opt = self.g_tx.update(grads, state.opt_state["generator"], state.params["generator"])
-        g_params = optax.apply_updates(state.params["generator"], updates)
+        g_params, g_opt, grads, metrics, _ = self.update_player(
+            g_grads, state.params["generator"], state.opt_state["generator"], self.g_tx, {"key": keys})
         metrics["g_grad_norm"] = optax.tree.norm(grads)
         return g_params, g_opt, metrics
 
