@@ -140,8 +140,7 @@ def parser_ceiling(reference: Dataset, size: int, num: int = 300) -> float:
 def exact_scene(images: np.ndarray, truth: Mapping[str, np.ndarray]) -> float:
     """The fraction of images [N, H, W, 3] in [0, 1] whose parse (jaxgen.eval.scene) is exactly the
     scene of its row of `truth` (the dataset's per-object records)."""
-    parsed = scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(images)))
-    return float(scene_lib.exact_match(parsed, truth).mean())
+    return float(scene_lib.exact_match(scene_lib.parse_records(images), truth).mean())
 
 
 def edge_sharpness(images: np.ndarray) -> float:

@@ -267,6 +267,12 @@ def to_records(scenes: Sequence[Scene], max_objects: int = shapes.MAX_OBJECTS) -
     return out
 
 
+def parse_records(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Images [N, H, W, 3] in [0, 1] (any size parse_ready takes) parsed into the dataset's record
+    layout (to_records): what a generated image is compared with."""
+    return to_records(parse_scenes(parse_ready(np.asarray(images))))
+
+
 def exact_match(parsed: dict[str, np.ndarray], true: dict[str, np.ndarray],
                 fields: Sequence[str] = ("obj_shape", "obj_colour", "obj_position")) -> np.ndarray:
     """bool [N]: whether each parsed scene (to_records) has the true scene's number of objects and,

@@ -30,6 +30,8 @@ from jaxgen.data import transforms
 from jaxgen.eval import scene as scene_lib
 
 METRICS = ("same_objects", "same_count", "exact_scene")
+# The per-object records the comparisons read (the dataset's layout, scene.to_records).
+RECORD_KEYS = ("num_objects", "obj_shape", "obj_colour", "obj_position")
 
 
 def variation_scores(variations: np.ndarray, sources: np.ndarray, truth: Mapping[str, np.ndarray],
@@ -37,15 +39,15 @@ def variation_scores(variations: np.ndarray, sources: np.ndarray, truth: Mapping
     """Scores (see the module docstring) of variations float [N * V, H, W, 3] in [0, 1], image-major
     (rows i * V ... i * V + V - 1 are variations of source i), made from the N source images
     `sources` (uint8 [N, h, w, 3] in the dataset's `num_levels`) whose per-object records are
-    `truth` (the dataset's obj_shape / obj_colour / obj_position / num_objects, first N rows).
+    `truth` (the dataset's RECORD_KEYS, first N rows; other features are ignored).
     Needs N >= 2 (the `_other` comparison pairs each source with the next)."""
     n = len(sources)
     if n < 2 or len(variations) % n:
         raise ValueError(f"variation_scores needs at least two sources and a whole number of variations per "
                          f"source; got {len(variations)} variations of {n} sources.")
     per_source = len(variations) // n
-    true = {k: np.asarray(v)[:n] for k, v in truth.items()}
-    parsed = _parse(variations)
+    true = {k: np.asarray(truth[k])[:n] for k in RECORD_KEYS}
+    parsed = scene_lib.parse_records(variations)
     own = np.repeat(np.arange(n), per_source)
     scores = {}
     for suffix, rows in (("", own), ("_other", (own + 1) % n)):
@@ -53,15 +55,10 @@ def variation_scores(variations: np.ndarray, sources: np.ndarray, truth: Mapping
             scores[f"variation_{name}{suffix}"] = float(ok.mean())
     size = variations.shape[1]
     real = np.asarray(transforms.resize(transforms.to_unit(jnp.asarray(sources), num_levels), size))
-    for name, ok in _compare(_parse(real), true).items():
+    for name, ok in _compare(scene_lib.parse_records(real), true).items():
         scores[f"variation_{name}_ceiling"] = float(ok.mean())
     scores["variation_num_images"] = float(len(variations))
     return scores
-
-
-def _parse(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-object records (scene.to_records) of images [N, H, W, 3] in [0, 1]."""
-    return scene_lib.to_records(scene_lib.parse_scenes(scene_lib.parse_ready(np.asarray(images))))
 
 
 def _compare(parsed: Mapping[str, np.ndarray], true: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -98,8 +98,9 @@ class UnCLIPTask(Task):
         if size % 2 ** (len(m.decoder.channels) - 1):
             raise TaskError(f"data.image_size={size} must be divisible by 2**(len(model.decoder.channels)-1) = "
                             f"{2 ** (len(m.decoder.channels) - 1)}.")
-        e = config.eval
-        sources, per_source = (e.get(k, self.eval_added_defaults[k]) for k in VARIATION_FIELDS)
+        #: (eval.variation_sources, eval.variations_per_source), checked here, used by variation_scores
+        self.variation_counts = tuple(config.eval.get(k, self.eval_added_defaults[k]) for k in VARIATION_FIELDS)
+        sources, per_source = self.variation_counts
         if not (is_int(sources) and (sources == 0 or sources >= 2) and is_int(per_source) and per_source >= 0):
             raise TaskError(f"eval.variation_sources must be 0 (no variation scores) or at least 2, and "
                             f"eval.variations_per_source an integer >= 0; got {sources!r} and {per_source!r}.")
@@ -416,9 +417,8 @@ class UnCLIPTask(Task):
         """What variations keep of their source (jaxgen.eval.variations): eval.variations_per_source
         variations of each of the first eval.variation_sources test scenes (0 skips them; runs
         saved before the fields existed get the config's 64 x 4), parsed at the decoder's size."""
-        e = self.config.eval
-        num, per_source = (int(e.get(k, self.eval_added_defaults[k])) for k in VARIATION_FIELDS)
-        if num <= 0 or per_source <= 0:
+        num, per_source = self.variation_counts
+        if num == 0 or per_source == 0:
             return {}
         test = self.eval_dataset()
         sources = test.arrays["image"][:num]
