@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--batch_size", type=int, default=50, help="images per network call")
     f.add_argument("--out", help="also write the result to this .json")
 
-    sub.add_parser("configs", help="list the configs that ship with jaxgen")
+    c = sub.add_parser("configs", help="list the configs that ship with jaxgen, or describe one")
+    c.add_argument("name", nargs="?", help="a config to describe: its docstring (what it trains, its "
+                                           "settings and variants, the commands to run it)")
     return p
 
 
@@ -146,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"not `{args.command}`.")
     if args.command == "configs":
         # Answered without importing JAX (which takes seconds): the names are the modules of
-        # jaxgen.configs, and jaxgen.config lists them without importing them.
-        print("\n".join(config_lib.available()))
-        return 0
+        # jaxgen.configs, and jaxgen.config reads their docstrings from source, unimported.
+        try:
+            return _describe_configs(args.name)
+        except config_lib.ConfigError as e:
+            return _fail(str(e))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Imported here, after parsing: `--help`, a bad flag and `configs` answer without loading JAX.
     from jaxgen import commands
@@ -186,6 +190,19 @@ def main(argv: list[str] | None = None) -> int:
             return commands.zeroshot(args.workdir, args.labels, args.template, args.images, args.split)
     except UserError as e:
         return _fail(str(e))
+    return 0
+
+
+def _describe_configs(name: str | None) -> int:
+    """`jaxgen configs`: each config's name and the first sentence of its docstring; with a name,
+    that config's whole docstring."""
+    if name:
+        text = f"{name}\n\n{config_lib.description(name)}"
+    else:
+        names = config_lib.available()
+        width = max(map(len, names)) + 2
+        text = "\n".join(f"{n:<{width}}{config_lib.summary(n)}" for n in names)
+    sys.stdout.write(text + "\n")  # one write, so that `jaxgen configs | head` ends quietly
     return 0
 
 

@@ -88,6 +88,31 @@ def available() -> list[str]:
                   if not m.ispkg and not m.name.startswith("_") and m.name not in _CONFIG_HELPERS)
 
 
+def description(name: str) -> str:
+    """The docstring of the shipped config `name` (what it trains, its paper's settings, its variants
+    and commands), read from the module's source without importing it (nor JAX)."""
+    if name not in available():
+        raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
+    path = os.path.join(jaxgen.configs.__path__[0], name + ".py")
+    with open(path, encoding="utf-8") as f:
+        return ast.get_docstring(ast.parse(f.read())) or ""
+
+
+# Where a docstring's first sentence ends: a period before a capital letter (not "sec. 4" or
+# "et al. 2022") or a colon before a space (not "arXiv:2006").
+_SENTENCE_END = re.compile(r"\.\s+(?=[A-Z])|\.$|:\s")
+
+
+def summary(name: str, width: int = 100) -> str:
+    """The first sentence of config `name`'s docstring on one line, cut to `width` characters."""
+    paragraph = " ".join(description(name).split("\n\n")[0].split())
+    end = _SENTENCE_END.search(paragraph)
+    sentence = paragraph[:end.start()] if end else paragraph
+    if len(sentence) > width:
+        sentence = sentence[:width - 3].rsplit(" ", 1)[0].rstrip(",;") + "..."
+    return sentence
+
+
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """The config named (or at the path) `spec`, with `--config.x=y` overrides applied and checked."""
     name, _, arg = spec.partition(":")

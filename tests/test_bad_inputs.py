@@ -123,6 +123,7 @@ CASES = [
      "not an ml_collections.ConfigDict"),
     ("config-file-takes-no-argument", ["train", "{no_argument.py}:quick", "--workdir", "{new}"], "takes no argument"),
     ("configs-with-override", ["configs", "--config.train.steps=3"], "only apply to"),
+    ("configs-unknown-name", ["configs", "vae_digit"], "unknown config 'vae_digit'; available: "),
     ("argparse-missing-arguments", ["train"], "the following arguments are required: config, --workdir (see "
                                               "`jaxgen train --help`)"),
     ("argparse-not-an-int", ["sample", "--workdir", "{vae}", "--num", "many", "--out", "{out}/s.png"],

@@ -1,4 +1,5 @@
 """The `jaxgen` command: the happy path on a tiny run, and one clear sentence for each bad input."""
+import inspect
 import json
 import os
 import shutil
@@ -97,7 +98,33 @@ def test_configs_lists_every_config_without_importing_jax():
 
     done = _run_without_jax("from jaxgen.cli import main\nassert main(['configs']) == 0")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == config_lib.available() and "vae_digits" in done.stdout
+    rows = done.stdout.splitlines()
+    assert [r.split()[0] for r in rows] == config_lib.available() and "vae_digits" in done.stdout
+    # Each name with the first sentence of its config's docstring, on one line.
+    vae = next(r for r in rows if r.startswith("vae_digits "))
+    assert vae.split(None, 1)[1] == ("VAE on the embedded digits at their native 8x8, 17-level resolution "
+                                     "(categorical likelihood)")
+    assert all(0 < len(r.split(None, 1)[1]) <= 100 for r in rows)
+
+
+def test_configs_describes_one_config_without_importing_jax():
+    from jaxgen.configs import ddpm_cifar10
+
+    done = _run_without_jax("from jaxgen.cli import main\nassert main(['configs', 'ddpm_cifar10']) == 0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ddpm_cifar10\n\n" + inspect.cleandoc(ddpm_cifar10.__doc__) + "\n"
+    assert "35,746,307" in done.stdout  # the paper's settings travel with the description
+
+
+def test_config_summary_ends_at_the_first_sentence():
+    from jaxgen import config as config_lib
+
+    # "sec. 4" and "arXiv:2006" are not sentence ends; "Models" (arXiv:...)" is cut to the width.
+    assert config_lib.summary("ddpm_cifar10", width=200) == (
+        'DDPM on CIFAR-10 at the scale of Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic '
+        'Models" (arXiv:2006.11239), sec. 4 and appendix B')
+    assert config_lib.summary("ddpm_cifar10", width=40) == "DDPM on CIFAR-10 at the scale of Ho..."
+    assert config_lib.summary("classifier_digits") == "Digits classifier"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["demo", "--help"], ["generate", "--help"]])
