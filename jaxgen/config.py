@@ -88,11 +88,16 @@ def available() -> list[str]:
                   if not m.ispkg and not m.name.startswith("_") and m.name not in _CONFIG_HELPERS)
 
 
+def _check_shipped(name: str) -> None:
+    """Raises ConfigError unless `name` is a config that ships in jaxgen.configs."""
+    if name not in available():
+        raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
+
+
 def description(name: str) -> str:
     """The docstring of the shipped config `name` (what it trains, its paper's settings, its variants
     and commands), read from the module's source without importing it (nor JAX)."""
-    if name not in available():
-        raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
+    _check_shipped(name)
     path = os.path.join(jaxgen.configs.__path__[0], name + ".py")
     with open(path, encoding="utf-8") as f:
         return ast.get_docstring(ast.parse(f.read())) or ""
@@ -127,8 +132,7 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
             raise ConfigError(f"config file {name} cannot be imported ({type(e).__name__}: "
                               f"{_first_line(e)}).") from None
     else:
-        if name not in available():
-            raise ConfigError(f"unknown config {name!r}; available: {', '.join(available())}.")
+        _check_shipped(name)
         module = importlib.import_module(f"jaxgen.configs.{name}")
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
