@@ -198,6 +198,9 @@ def _describe_configs(name: str | None) -> int:
     that config's whole docstring."""
     if name:
         text = f"{name}\n\n{config_lib.description(name)}"
+        variants = config_lib.variants(name)
+        if variants:
+            text += f"\n\nVariants (`jaxgen train {name}:VARIANT`): {variants}."
     else:
         names = config_lib.available()
         width = max(map(len, names)) + 2

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import ml_collections
 
 import jaxgen.configs
+from jaxgen.configs import common as config_common
 from jaxgen.errors import UserError
 
 PARALLEL_MODES = ("shard_map", "pmap")
@@ -101,6 +102,17 @@ def description(name: str) -> str:
     path = os.path.join(jaxgen.configs.__path__[0], name + ".py")
     with open(path, encoding="utf-8") as f:
         return ast.get_docstring(ast.parse(f.read())) or ""
+
+
+def variants(name: str) -> str:
+    """The variants the shipped config `name` takes ("'', 'demo' or 'quick'"), as its get_config
+    names them (configs import no JAX); "" for a config that builds no variants."""
+    _check_shipped(name)
+    try:
+        importlib.import_module(f"jaxgen.configs.{name}").get_config(config_common.LIST_VARIANTS)
+    except config_common.VariantList as answer:
+        return answer.names
+    return ""
 
 
 # Where a docstring's first sentence ends: a period before a capital letter (not "sec. 4" or

@@ -112,7 +112,8 @@ def test_configs_describes_one_config_without_importing_jax():
 
     done = _run_without_jax("from jaxgen.cli import main\nassert main(['configs', 'ddpm_cifar10']) == 0")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "ddpm_cifar10\n\n" + inspect.cleandoc(ddpm_cifar10.__doc__) + "\n"
+    assert done.stdout == ("ddpm_cifar10\n\n" + inspect.cleandoc(ddpm_cifar10.__doc__) + "\n\n"
+                           "Variants (`jaxgen train ddpm_cifar10:VARIANT`): '', 'demo', 'mock' or 'quick'.\n")
     assert "35,746,307" in done.stdout  # the paper's settings travel with the description
 
 

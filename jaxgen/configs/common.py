@@ -17,6 +17,17 @@ import ml_collections
 
 # Turns a config into one of its variants, in place.
 Update = Callable[[ml_collections.ConfigDict], None]
+# The argument that asks a config which variants it takes instead of building one (no variant name
+# can contain a space): apply_variant answers it by raising VariantList.
+LIST_VARIANTS = "list variants"
+
+
+class VariantList(Exception):
+    """apply_variant's answer to LIST_VARIANTS: `.names`, the sentence naming the variants."""
+
+    def __init__(self, names: str):
+        super().__init__(names)
+        self.names = names
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: str, variants: Mapping[str, Update | None], *,
@@ -30,9 +41,11 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str, variants: Mapping
     default variant, modified); the modifier's update runs after the variant's.
 
     Raises ValueError with one sentence naming the variants `name` takes (jaxgen.config reports it
-    as a usage error).
+    as a usage error); for `arg` = LIST_VARIANTS, raises VariantList with those names.
     """
     modifiers = modifiers or {}
+    if arg == LIST_VARIANTS:
+        raise VariantList(_describe(variants, modifiers))
     variant, modifier = _split_modifier(arg, modifiers)
     if variant and variant not in variants:
         raise ValueError(f"{name} takes {_describe(variants, modifiers)}, not {arg!r}.")

@@ -1,4 +1,5 @@
 """Config loading, the shipped configs' variants, typed overrides and validation errors."""
+import re
 import subprocess
 import sys
 
@@ -153,6 +154,18 @@ def test_a_shipped_config_refuses_an_unknown_argument_in_one_sentence_naming_its
                 config_lib.load(f"{name}:{arg}")
 
 
+def test_every_shipped_config_names_its_variants_as_its_refusal_does():
+    # `jaxgen configs NAME` lists the variants a config takes: the very sentence its refusal of an
+    # unknown argument gives, and each listed variant loads.
+    for name in config_lib.available():
+        listed = config_lib.variants(name)
+        with pytest.raises(ConfigError) as refusal:
+            config_lib.load(f"{name}:bogus")
+        assert str(refusal.value) == f"{name} takes {listed}, not 'bogus'.", name
+        for variant in re.findall(r"'([^']*)'", listed.split(", each optionally")[0]):
+            config_lib.load(f"{name}:{variant}")
+
+
 def _note(word):
     """An update that appends `word` to the toy config's log."""
     def update(config):
@@ -181,6 +194,10 @@ def test_apply_variant_runs_the_variant_then_the_modifier():
         _applied("flow_flow", modifiers=flow)
     with pytest.raises(ValueError, match=r"^toy takes '' or 'demo', not 'quick'\.$"):
         _applied("quick", own_default)
+    # Asked for its variants, it names them instead of building one.
+    with pytest.raises(common.VariantList) as answer:
+        _applied(common.LIST_VARIANTS, modifiers=flow)
+    assert answer.value.names == "'', 'demo' or 'quick', each optionally with '_flow' (or 'flow' alone)"
 
 
 def test_the_flow_suffix_applies_to_every_diffusion_variant():
