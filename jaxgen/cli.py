@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _describe_configs(name: str | None) -> int:
     """`jaxgen configs`: each config's name and the first sentence of its docstring; with a name,
-    that config's whole docstring."""
+    that config's whole docstring and the variants it takes."""
     if name:
         text = f"{name}\n\n{config_lib.description(name)}"
         variants = config_lib.variants(name)

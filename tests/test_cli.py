@@ -120,7 +120,7 @@ def test_configs_describes_one_config_without_importing_jax():
 def test_config_summary_ends_at_the_first_sentence():
     from jaxgen import config as config_lib
 
-    # "sec. 4" and "arXiv:2006" are not sentence ends; "Models" (arXiv:...)" is cut to the width.
+    # "sec. 4" and "arXiv:2006" are not sentence ends; a narrow width cuts at a word and says so.
     assert config_lib.summary("ddpm_cifar10", width=200) == (
         'DDPM on CIFAR-10 at the scale of Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic '
         'Models" (arXiv:2006.11239), sec. 4 and appendix B')
