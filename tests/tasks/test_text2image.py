@@ -284,3 +284,30 @@ def test_sweeps_tune_on_one_prompt_seed_and_report_on_another(runs, tmp_path):
     assert final["rows"][1]["ceiling_all"] == 1.0  # real scenes at 32x32 parse exactly
     assert "| base |" in (tmp_path / "text2image_final.md").read_text()
     assert "| base | 1.0 | - |" in (tmp_path / "text2image_tuning.md").read_text()  # settings unscaled, scores in %
+
+
+def test_sweeps_tune_the_guidance_at_32x32_for_the_goals(runs, tmp_path):
+    """--tune_at cascade scores every (guidance, noise level) pair through the paired cascade, and
+    --objective goals picks the pair with the best lesser of seen counting and colour binding; the
+    notes give the command as it was typed."""
+    from experiments import text2image_sweeps
+
+    base, sr = runs
+    argv = ["--base", base, "--sr", sr, "--out", str(tmp_path), "--guidances", "1", "3", "--noise_levels", "0", "0.2",
+            "--tune_prompts", "1", "--tune_images", "2", "--final_prompts", "1", "--final_images", "1",
+            "--tune_at", "cascade", "--objective", "goals"]
+    text2image_sweeps.main(argv)
+    with open(tmp_path / "text2image_tuning.json") as f:
+        tuning = json.load(f)
+    rows = tuning["rows"]
+    assert [(r["stage"], r["guidance"], r["noise_aug"]) for r in rows] == [
+        ("cascade", 1.0, 0.0), ("cascade", 1.0, 0.2), ("cascade", 3.0, 0.0), ("cascade", 3.0, 0.2)]
+    chosen = max(rows, key=lambda r: min(r["counting_seen"], r["colour_binding"]))
+    with open(tmp_path / "text2image_final.json") as f:
+        final = json.load(f)
+    assert final["meta"]["settings"] == {"guidance": chosen["guidance"], "noise_aug": chosen["noise_aug"]}
+    assert final["meta"]["note"].endswith("Command: python -m experiments.text2image_sweeps " + " ".join(argv))
+    assert "chosen: the best 'goals'" in tuning["meta"]["note"]
+    with pytest.raises(SystemExit) as error:  # the grid needs the second stage
+        text2image_sweeps.main(["--base", base, "--tune_at", "cascade", "--out", str(tmp_path)])
+    assert error.value.code == 2
