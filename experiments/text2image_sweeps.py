@@ -113,17 +113,20 @@ def main(argv: list[str] | None = None) -> None:
             "sr_step": sr_model.step if sr_model else None, "args": vars(args)}
 
     tune = (args.tune_seed, args.tune_prompts, args.tune_images)
-    tuning = []
+
+    def cascade_row(w: float, level: float) -> dict:
+        """The paired cascade's tuning row (32x32) at guidance w and SR noise augmentation `level`."""
+        scores = _score(sr, stages, *tune, guidance=w, noise_aug=level)
+        row = {"stage": "cascade", "guidance": w, "noise_aug": level, **_rows(scores, ("cascade",))[0]}
+        print(row, flush=True)
+        return row
+
     if args.tune_at == "cascade":  # the grid, each pair scored at 32x32 through the paired cascade
-        for w in args.guidances:
-            for level in args.noise_levels:
-                scores = _score(sr, stages, *tune, guidance=w, noise_aug=level)
-                tuning += [{"stage": "cascade", "guidance": w, "noise_aug": level, **r}
-                           for r in _rows(scores, ("cascade",))]
-                print(tuning[-1], flush=True)
+        tuning = [cascade_row(w, level) for w in args.guidances for level in args.noise_levels]
         chosen = max(tuning, key=best)
         best_w, best_noise = chosen["guidance"], chosen["noise_aug"]
     else:
+        tuning = []
         for w in args.guidances:
             scores = _score(base, stages[:1], *tune, guidance=w)
             tuning += [{"stage": "base", "guidance": w, "noise_aug": "-", **r} for r in _rows(scores, ("",))]
@@ -131,12 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         best_w = max(tuning, key=best)["guidance"]
         best_noise = None
         if sr is not None:
-            cascade_rows = []
-            for level in args.noise_levels:
-                scores = _score(sr, stages, *tune, guidance=best_w, noise_aug=level)
-                cascade_rows += [{"stage": "cascade", "guidance": best_w, "noise_aug": level, **r}
-                                 for r in _rows(scores, ("cascade",))]
-                print(cascade_rows[-1], flush=True)
+            cascade_rows = [cascade_row(best_w, level) for level in args.noise_levels]
             tuning += cascade_rows
             best_noise = max(cascade_rows, key=best)["noise_aug"]
     note = (f"Prompt seed {args.tune_seed}, {args.tune_prompts} prompts x {args.tune_images} images per category; "
