@@ -2,10 +2,11 @@
 and PNGs: jaxgen.eval.images).
 
 Only process 0 writes (`enabled=False` elsewhere). TensorBoard files come from tensorboardX, which
-works without TensorFlow.
+works without TensorFlow, imported without PyTorch (`summary_writer_class`).
 """
 import json
 import os
+import sys
 import time
 from typing import Mapping
 
@@ -13,6 +14,26 @@ import numpy as np
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def summary_writer_class():
+    """tensorboardX's SummaryWriter, imported here (only process 0 writes) and without PyTorch.
+
+    tensorboardX tries `import torch` only to accept torch tensors, which jaxgen never logs. Where
+    torch is installed (the bench extra, for the benchmarks' side-by-side runs) that import made
+    every `jaxgen train` start 1.5-3 s slower and put PyTorch in a process that never uses it. While
+    sys.modules["torch"] is None, `import torch` raises ImportError and tensorboardX falls back to
+    numpy; the entry is removed at once, so a later `import torch` elsewhere works as usual.
+    """
+    if "torch" in sys.modules:  # imported already: nothing to save
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricsWriter:
@@ -24,9 +45,7 @@ class MetricsWriter:
         self.path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
         if enabled:
-            from tensorboardX import SummaryWriter  # here: it takes a second or two to import; only process 0 writes
-
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+            self._tb = summary_writer_class()(os.path.join(workdir, "tb"))
 
     def truncate_after(self, step: int) -> None:
         """Drops lines logged after `step` by a run that died before its next checkpoint, so a
