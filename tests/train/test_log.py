@@ -15,7 +15,7 @@ def test_metrics_writer_logs_to_tensorboard_without_importing_torch(tmp_path):
     # A fresh process: this test session may have imported torch already. tensorboardX tries
     # `import torch` when it loads; jaxgen's writer must not let it, and torch must still import after.
     code = (
-        "import os, sys\n"
+        "import sys\n"
         "import numpy as np\n"
         "from jaxgen.train import log\n"
         f"w = log.MetricsWriter({str(tmp_path)!r})\n"
