@@ -10,9 +10,12 @@ enters the median; the first PyTorch call (oneDNN primitive creation) is reporte
 """
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import os
 import platform
+import sys
 import random
 import statistics
 import time
@@ -22,10 +25,18 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-try:  # PyTorch is optional: every torch row is skipped when it is absent.
-    import torch
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
+
+
+@functools.lru_cache(maxsize=None)
+def torch_module():
+    """PyTorch, imported on first use, or None where it is absent (every torch row is then skipped).
+    Lazily: the import costs a benchmark process 1.5 s, and the scaling, train-step and accelerator
+    runs never time a torch row."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return torch
 
 
 def num_threads() -> int:
@@ -35,6 +46,7 @@ def num_threads() -> int:
 
 def setup_torch(threads: int | None = None) -> bool:
     """Give PyTorch the same thread count XLA's CPU pool uses (all cores). False if torch absent."""
+    torch = torch_module()
     if torch is None:
         return False
     torch.set_num_threads(threads or num_threads())
@@ -83,6 +95,8 @@ def xla_flops(prepared: Prepared) -> float:
 
 def prepare_torch(fn: Callable, *args: Any, grad: bool = False) -> Prepared:
     """Wrap a PyTorch callable (under no_grad unless `grad`); the first call is timed as setup."""
+    torch = torch_module()
+
     def run() -> Any:
         if grad:
             return fn(*args)
@@ -146,6 +160,7 @@ def measure_ceiling(n: int = 2048, rounds: int = 5) -> dict[str, float]:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     cands = {"jax": prepare_jax(jnp.matmul, jnp.asarray(a), jnp.asarray(b))}
+    torch = torch_module()
     if torch is not None:
         cands["torch"] = prepare_torch(torch.matmul, torch.from_numpy(a), torch.from_numpy(b))
     times = time_interleaved(cands, rounds)
@@ -183,12 +198,20 @@ def environment() -> dict[str, Any]:
     env = {"cpu": cpu, "threads": num_threads(), "python": platform.python_version(),
            "jax": jax.__version__, "backend": jax.default_backend(),
            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-           "torch": getattr(torch, "__version__", None),
+           "torch": _installed_version("torch"),
            "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if torch is not None:
-        env["torch_threads"] = torch.get_num_threads()
+    if "torch" in sys.modules:  # the run timed torch rows (not imported just to ask)
+        env["torch_threads"] = sys.modules["torch"].get_num_threads()
     return env
+
+
+def _installed_version(package: str) -> str | None:
+    """The installed distribution's version (e.g. '2.13.0+cpu'), read without importing it."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
