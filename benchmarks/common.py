@@ -15,16 +15,15 @@ import importlib.metadata
 import json
 import os
 import platform
-import sys
 import random
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-
 
 
 @functools.lru_cache(maxsize=None)
