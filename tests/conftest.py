@@ -80,6 +80,24 @@ def shared_dir(tmp_path_factory):
     return lambda name, build: _shared_dir(tmp_path_factory, name, build)
 
 
+def _fresh_python(code: str) -> list[str]:
+    """Runs `code` in a new Python process from the repository root (nothing this session imported
+    is there yet) and returns its stdout split into words, after checking it exited 0."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def fresh_python():
+    """`fresh_python(code)` -> the words `code` printed in a process of its own (see _fresh_python)."""
+    return _fresh_python
+
+
 @pytest.fixture(scope="session")
 def classifier_run(shared_dir):
     """A quick classifier_digits run: the feature space that judges digit samples in tests."""

@@ -1,17 +1,13 @@
 """Run outputs (jaxgen.train.log): the TensorBoard writer comes without PyTorch."""
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="PyTorch is not installed here (the bench extra brings it), so no import of it to avoid")
-def test_metrics_writer_logs_to_tensorboard_without_importing_torch(tmp_path):
+def test_metrics_writer_logs_to_tensorboard_without_importing_torch(tmp_path, fresh_python):
     # A fresh process: this test session may have imported torch already. tensorboardX tries
     # `import torch` when it loads; jaxgen's writer must not let it, and torch must still import after.
     code = (
@@ -25,9 +21,7 @@ def test_metrics_writer_logs_to_tensorboard_without_importing_torch(tmp_path):
         "print('torch' in sys.modules)\n"
         "import torch\n"
         "print(torch.ones(2).sum().item())\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["False", "2.0"]
+    assert fresh_python(code) == ["False", "2.0"]
     assert os.listdir(tmp_path / "tb")[0].startswith("events.out.tfevents.")
     with open(tmp_path / "metrics.jsonl") as f:
         assert '"loss": 0.5' in f.read()
