@@ -24,7 +24,8 @@ os.environ["XLA_FLAGS"] = _flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Tests build the embedded datasets into the repository's own .cache (shared by xdist workers through
 # the pipeline's file lock), never into the user's cache.
-_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+_CACHE = os.path.join(_ROOT, ".cache")
 os.environ.setdefault("JAXGEN_DATA_DIR", os.path.join(_CACHE, "test_data"))
 os.environ.setdefault("JAXGEN_XLA_CACHE", os.path.join(_CACHE, "xla"))  # also for CLI subprocesses
 
@@ -44,6 +45,8 @@ configure_jax()
 
 import fcntl  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -83,11 +86,7 @@ def shared_dir(tmp_path_factory):
 def _fresh_python(code: str) -> list[str]:
     """Runs `code` in a new Python process from the repository root (nothing this session imported
     is there yet) and returns its stdout split into words, after checking it exited 0."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.split()
 
